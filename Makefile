@@ -1,0 +1,56 @@
+# wm_bench — `make help` lists the targets. Every target works on a fresh machine (it creates .venv).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SCALE ?= auto
+OP ?= ssd
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup smoke test test-interpret test-gpu lint format reproduce-figure-mqar report pdf clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*## "}; {printf "  make %-24s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0  # the CPU wheel on disk here; on a GPU box keep your CUDA torch
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP) ## create .venv and install the package with its dev tools (CPU torch)
+
+smoke: $(STAMP) ## the main job for now: a smoke training run of the cheems preset on CPU
+	$(VENV)/bin/wm-bench train --preset cheems --size tiny --steps 60 --batch-size 8 --seq-len 64 --force
+
+test: $(STAMP) ## the CPU test suite (what CI runs)
+	$(PY) -m pytest -q -m "not gpu and not interpret" $(PYTEST_ARGS)
+
+test-interpret: $(STAMP) ## Triton kernels under TRITON_INTERPRET=1 on the CPU (tiny fp32 shapes)
+	TRITON_INTERPRET=1 $(PY) -m pytest -q -m interpret $(PYTEST_ARGS)
+
+test-gpu: $(STAMP) ## GPU-marked tests (needs CUDA)
+	$(PY) -m pytest -q -m gpu $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff lint + format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP) ## ruff autofix + format
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+reproduce-figure-mqar: $(STAMP) ## MQAR accuracy grid + report (SCALE=smoke|cpu|small|paper|auto)
+	$(VENV)/bin/wm-bench reproduce mqar --scale $(SCALE)
+
+report: $(STAMP) ## regenerate reports/*.md and figures from results/
+	$(VENV)/bin/wm-bench report
+
+pdf: $(STAMP) ## render every report into reports/report.pdf
+	$(VENV)/bin/wm-bench report --pdf
+
+clean: ## remove caches and outputs/ (never results/)
+	rm -rf outputs .pytest_cache .ruff_cache lightning_logs

@@ -1,0 +1,262 @@
+"""`wm-bench` command line: a thin layer over train.run, the sweep driver, tasks and reports."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+EXPERIMENTS = ("mqar",)  # tasks/<name>/ modules with runs(scale)
+SCALE_CHOICES = ("smoke", "cpu", "small", "paper", "auto")
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results-dir", default=None, help="where result JSON goes (default: ./results)")
+    p.add_argument("--out-dir", default="outputs", help="logs, checkpoints, Optuna journals")
+    p.add_argument("--impl", default="auto", choices=["auto", "reference", "triton"],
+                   help="kernel implementation (auto: triton on CUDA, reference on CPU)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--force", action="store_true", help="rerun configs that already have a result")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wm-bench",
+        description="Benchmarks and ablations for hybrid LM architectures (Wonderful Matrices, "
+        "arXiv 2412.11834): RoPE in SSD, Dynamic Mask Attention, CDMoE, Cheems.",
+        epilog="Examples:\n"
+        "  wm-bench train --preset cheems --size tiny --steps 50\n"
+        "  wm-bench reproduce mqar --scale smoke\n"
+        "  wm-bench report mqar --pdf\n"
+        "  wm-bench list",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "train",
+        help="train one model (a preset on synthetic tokens, or a YAML run file)",
+        description="Train one model and write one result JSON. Either a preset "
+        "(--preset/--size, on a synthetic Markov token stream) or a full run file (--config).",
+    )
+    p.add_argument("--preset", default="cheems", help="llama | mamba2 | jamba | cheems | doge")
+    p.add_argument("--size", default="tiny", help="tiny | cpu | 20m | 60m | 160m | 320m | 1.3b")
+    p.add_argument("--ffn", default=None, help="preset FFN switch (mlp | cdmoe | moe | none)")
+    p.add_argument("--config", default=None, help="a YAML RunConfig (overrides --preset)")
+    p.add_argument("--steps", type=int, default=50, help="optimiser steps")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--seq-len", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dump-config", action="store_true", help="print the run config as YAML, do not train")
+    _add_common(p)
+
+    p = sub.add_parser(
+        "reproduce",
+        help="run an experiment's grid (with per-cell LR sweeps through Optuna)",
+        description="Run every config of an experiment at a scale; finished runs are skipped, so "
+        "an interrupted run resumes. Then regenerate the experiment's report.",
+    )
+    p.add_argument("experiment", choices=EXPERIMENTS)
+    p.add_argument("--scale", default="auto", choices=SCALE_CHOICES,
+                   help="smoke (CPU plumbing), cpu (real CPU results), small (one GPU), paper; "
+                   "auto = small with CUDA, smoke without")
+    p.add_argument("--only", action="append", default=[], metavar="KEY=VALUE",
+                   help="keep runs whose tag KEY equals VALUE (repeatable), e.g. --only mixer=dma")
+    p.add_argument("--limit", type=int, default=None, help="run at most this many configs")
+    p.add_argument("--no-report", action="store_true", help="do not regenerate the report")
+    _add_common(p)
+
+    p = sub.add_parser("report", help="regenerate reports/ from results/ (and the PDF)")
+    p.add_argument("experiments", nargs="*", help=f"default: all of {list(EXPERIMENTS)}")
+    p.add_argument("--results-dir", default=None)
+    p.add_argument("--reports-dir", default=None)
+    p.add_argument("--pdf", action="store_true", help="also render reports/report.pdf")
+
+    sub.add_parser("list", help="list presets, sizes, mixers, FFNs, data sources and experiments")
+    return parser
+
+
+def resolve_scale(scale: str) -> str:
+    if scale != "auto":
+        return scale
+    import torch
+
+    chosen = "small" if torch.cuda.is_available() else "smoke"
+    print(f"--scale auto → {chosen} ({'CUDA found' if chosen == 'small' else 'no CUDA'})")
+    return chosen
+
+
+def _runtime(cfg: Any, args: argparse.Namespace) -> Any:
+    from wm_bench.config import replace
+
+    return replace(
+        cfg,
+        train=replace(cfg.train, impl=args.impl, num_threads=args.threads, progress=not args.quiet),
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import yaml
+
+    from wm_bench.config import OptimConfig, RunConfig, TrainConfig, load_run_yaml, to_dict
+    from wm_bench.data.synthetic import SyntheticDataConfig
+    from wm_bench.presets import preset
+    from wm_bench.train import run
+
+    if args.config:
+        cfg = load_run_yaml(args.config)
+    else:
+        kw = {"ffn": args.ffn} if args.ffn else {}
+        model = preset(args.preset, args.size, **kw)
+        cfg = RunConfig(
+            experiment="train",
+            variant=f"{args.preset}-{args.size}" + (f"-{args.ffn}" if args.ffn else ""),
+            model=model,
+            data=SyntheticDataConfig(vocab_size=min(model.vocab_size, 512), seq_len=args.seq_len),
+            optim=OptimConfig(lr=args.lr),
+            train=TrainConfig(max_steps=args.steps, batch_size=args.batch_size),
+            seed=args.seed,
+            scale="smoke",
+        )
+    cfg = _runtime(cfg, args)
+    if args.dump_config:
+        print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        return 0
+    rec = run(cfg, results_dir=args.results_dir, out_dir=args.out_dir, force=args.force,
+              quiet=args.quiet)
+    _print_record(rec)
+    return 0 if rec["status"] == "ok" else 1
+
+
+def _print_record(rec: dict[str, Any]) -> None:
+    if rec.get("skipped"):
+        print(f"skipped: {rec['run_id']} already has an ok result (use --force to rerun)")
+    print(f"{rec['status']}: {rec['experiment']}/{rec['scale']}/{rec['run_id']}")
+    if rec.get("error"):
+        print(rec["error"], file=sys.stderr)
+    for k, v in sorted(rec.get("metrics", {}).items()):
+        print(f"  {k:<18} {v:.4f}")
+    t = rec.get("timing", {})
+    if t.get("tokens_per_s"):
+        print(f"  {'tokens/s':<18} {t['tokens_per_s']:.0f}  ({t.get('steps')} steps, "
+              f"{t.get('wall_s', 0):.1f} s)")
+    p = rec.get("params", {})
+    if p:
+        print(f"  {'params':<18} {p.get('total', 0):,} total, {p.get('active', 0):,} active")
+
+
+def _matches(cfg: Any, only: list[str]) -> bool:
+    for cond in only:
+        if "=" not in cond:
+            raise ValueError(f"--only {cond!r}: expected KEY=VALUE, e.g. mixer=dma")
+        key, value = cond.split("=", 1)
+        if key == "variant":
+            if cfg.variant != value:
+                return False
+        elif str(cfg.tags.get(key)) != value:
+            return False
+    return True
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from wm_bench.sweep import sweep_cells
+    from wm_bench.train import run
+
+    scale = resolve_scale(args.scale)
+    task = importlib.import_module(f"tasks.{args.experiment}")
+    configs = task.runs(scale)
+    if args.only:
+        tags = sorted({k for c in configs for k in c.tags})
+        keys = {c.split("=", 1)[0] for c in args.only if "=" in c}
+        bad = sorted(keys - set(tags) - {"variant"})
+        if bad:
+            print(f"error: --only key(s) {bad} are not tags of {args.experiment}; valid: {tags}",
+                  file=sys.stderr)
+            return 2
+        configs = [c for c in configs if _matches(c, args.only)]
+    if args.limit is not None:
+        configs = configs[: args.limit]
+    if not configs:
+        print("nothing to run (check --only / --limit)", file=sys.stderr)
+        return 2
+    configs = [_runtime(c, args) for c in configs]
+    print(f"{args.experiment} @ {scale}: {len(configs)} runs")
+    t0 = time.perf_counter()
+    journal = Path(args.out_dir) / "optuna" / f"{args.experiment}-{scale}.journal"
+    recs = sweep_cells(
+        configs,
+        cell_key=task.cell_key,
+        metric=task.METRIC,
+        direction="maximize" if task.HIGHER_IS_BETTER else "minimize",
+        journal=journal,
+        run_fn=lambda c: run(c, results_dir=args.results_dir, out_dir=args.out_dir,
+                             force=args.force, quiet=True),
+    )
+    failed = [r for r in recs if r["status"] != "ok"]
+    print(f"done: {len(recs)} runs in {(time.perf_counter() - t0) / 60:.1f} min, "
+          f"{len(failed)} failed")
+    if not args.no_report:
+        _report([args.experiment], args.results_dir, None, pdf=False)
+    return 1 if failed else 0
+
+
+def _report(experiments: list[str], results_dir: str | None, reports_dir: str | None, pdf: bool) -> None:
+    from wm_bench.report import build_pdf, build_report
+    from wm_bench.results import default_results_dir, repo_root
+
+    rdir = Path(results_dir) if results_dir else default_results_dir()
+    odir = Path(reports_dir) if reports_dir else repo_root() / "reports"
+    for exp in experiments:
+        for path in build_report(exp, rdir, odir):
+            print(f"wrote {path}")
+    if pdf:
+        print(f"wrote {build_pdf(odir)}")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    exps = args.experiments or list(EXPERIMENTS)
+    bad = [e for e in exps if e not in EXPERIMENTS]
+    if bad:
+        print(f"error: unknown experiment(s) {bad}; valid: {list(EXPERIMENTS)}", file=sys.stderr)
+        return 2
+    _report(exps, args.results_dir, args.reports_dir, pdf=args.pdf)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from wm_bench.data import DATASETS
+    from wm_bench.layers.ffn import FFNS
+    from wm_bench.layers.mixers import MIXERS
+    from wm_bench.presets import PRESETS, SIZES
+
+    print(json.dumps({
+        "presets": sorted(PRESETS),
+        "sizes": list(SIZES),
+        "mixers": sorted(MIXERS),
+        "ffns": sorted(FFNS),
+        "data": sorted(DATASETS),
+        "experiments": list(EXPERIMENTS),
+    }, indent=2))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "reproduce": cmd_reproduce, "report": cmd_report, "list": cmd_list}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ValueError as e:  # bad input: one clear line, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

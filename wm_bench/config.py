@@ -1,0 +1,279 @@
+"""Frozen, serialisable run configs: RunConfig(model, data, optim, train, seed, scale, experiment)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import yaml
+
+Scale = Literal["smoke", "cpu", "small", "paper"]
+SCALES: tuple[str, ...] = ("smoke", "cpu", "small", "paper")
+
+# Registry-discriminated fields: the dataclass field holds "any registered config of this kind",
+# and `from_dict` picks the class by the dict's "name" key. Resolved lazily so that importing
+# this module never imports torch.
+
+
+def _mixer_registry() -> dict[str, type]:
+    from wm_bench.layers.mixers import MIXERS
+
+    return {k: v[1] for k, v in MIXERS.items()}
+
+
+def _ffn_registry() -> dict[str, type]:
+    from wm_bench.layers.ffn import FFNS
+
+    return {k: v[1] for k, v in FFNS.items()}
+
+
+def _data_registry() -> dict[str, type]:
+    from wm_bench.data import DATASETS
+
+    return {k: v[1] for k, v in DATASETS.items()}
+
+
+_REGISTRIES = {"mixer": _mixer_registry, "ffn": _ffn_registry, "data": _data_registry}
+
+
+def registry_field(kind: str, **kwargs: Any) -> Any:
+    """A dataclass field holding a config picked from the `kind` registry by its `name`."""
+    return field(metadata={"registry": kind}, **kwargs)
+
+
+def runtime_field(default: Any, **kwargs: Any) -> Any:
+    """A field that changes how a run executes, not what it computes: excluded from the hash."""
+    return field(default=default, metadata={"runtime": True}, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# The config tree
+
+
+@dataclass(frozen=True)
+class BlockConfig:
+    """One layer: a sequence mixer and an optional FFN (None = mixer-only block, e.g. Mamba2)."""
+
+    mixer: Any = registry_field("mixer")
+    ffn: Any = registry_field("ffn", default=None)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A language model: embeddings → blocks by pattern → RMSNorm → head.
+
+    `pattern` is a string over the letters of `blocks`, tiled to `n_layers` layers
+    (Cheems: "SSSSSSSD", seven SSD blocks then one DMA block).
+    """
+
+    vocab_size: int
+    d_model: int
+    n_layers: int
+    pattern: str
+    blocks: dict[str, BlockConfig]
+    tie_embeddings: bool = False
+    residual_weights: bool = True  # learnable per-channel residual scales (SPEC §2.6); False = plain
+    norm_eps: float = 1e-6
+    init_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        for fname in ("vocab_size", "d_model", "n_layers"):
+            if getattr(self, fname) < 1:
+                raise ValueError(f"ModelConfig.{fname}={getattr(self, fname)} must be ≥ 1")
+        if not self.pattern:
+            raise ValueError("ModelConfig.pattern is empty; give one block letter per layer")
+        unknown = sorted(set(self.pattern) - set(self.blocks))
+        if unknown:
+            raise ValueError(
+                f"ModelConfig.pattern={self.pattern!r} uses letters {unknown} that are not in "
+                f"blocks; valid letters: {sorted(self.blocks)}"
+            )
+
+    def layer_letters(self) -> str:
+        """The pattern tiled (and cut) to exactly `n_layers` letters."""
+        reps = -(-self.n_layers // len(self.pattern))
+        return (self.pattern * reps)[: self.n_layers]
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with linear warm-up and cosine decay to `min_lr_ratio` of the peak."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    warmup_steps: int | None = None  # None → warmup_ratio · max_steps
+    warmup_ratio: float = 0.1
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"OptimConfig.lr={self.lr} must be > 0")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"OptimConfig.min_lr_ratio={self.min_lr_ratio} must be in [0, 1]")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How long and how to train; runtime fields (device, impl, paths) stay out of the hash."""
+
+    max_steps: int = 100
+    batch_size: int = 8
+    precision: str = "auto"  # "auto" → bf16-mixed on CUDA, 32-true on CPU
+    eval_every: int = 0  # 0 → evaluate only at the end
+    early_stop_metric: str | None = None  # e.g. "valid/accuracy"
+    early_stop_value: float | None = None  # stop once the metric reaches this (e.g. 0.99)
+    accelerator: str = runtime_field("auto")
+    devices: int = runtime_field(1)
+    impl: str = runtime_field("auto")
+    num_threads: int | None = runtime_field(None)
+    log_every: int = runtime_field(10)
+    progress: bool = runtime_field(True)
+    checkpoint: bool = runtime_field(False)
+
+    def __post_init__(self) -> None:
+        if self.max_steps < 1:
+            raise ValueError(f"TrainConfig.max_steps={self.max_steps} must be ≥ 1")
+        if self.batch_size < 1:
+            raise ValueError(f"TrainConfig.batch_size={self.batch_size} must be ≥ 1")
+        valid = ("auto", "32-true", "bf16-mixed", "16-mixed", "64-true")
+        if self.precision not in valid:
+            raise ValueError(f"TrainConfig.precision={self.precision!r}; valid: {list(valid)}")
+        if self.impl not in ("auto", "reference", "triton"):
+            raise ValueError(
+                f"TrainConfig.impl={self.impl!r}; valid: ['auto', 'reference', 'triton']"
+            )
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines one run; its hash identifies the run's result."""
+
+    experiment: str
+    variant: str
+    model: ModelConfig
+    data: Any = registry_field("data")
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+    scale: str = "smoke"
+    tags: dict[str, Any] = field(default_factory=dict)  # free-form labels for reports (e.g. grid cell)
+
+    def __post_init__(self) -> None:
+        if self.scale not in SCALES:
+            raise ValueError(f"RunConfig.scale={self.scale!r}; valid: {list(SCALES)}")
+
+
+# --------------------------------------------------------------------------------------------
+# Serialisation
+
+
+def to_dict(cfg: Any) -> Any:
+    """Config tree → plain JSON-able dict (tuples become lists)."""
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        return {f.name: to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, dict):
+        return {str(k): to_dict(v) for k, v in cfg.items()}
+    if isinstance(cfg, (list, tuple)):
+        return [to_dict(v) for v in cfg]
+    return cfg
+
+
+def _hash_view(cfg: Any) -> Any:
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        return {
+            f.name: _hash_view(getattr(cfg, f.name))
+            for f in dataclasses.fields(cfg)
+            if not f.metadata.get("runtime")
+        }
+    if isinstance(cfg, dict):
+        return {str(k): _hash_view(v) for k, v in cfg.items()}
+    if isinstance(cfg, (list, tuple)):
+        return [_hash_view(v) for v in cfg]
+    return cfg
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def config_hash(cfg: Any) -> str:
+    """sha256 (first 16 hex digits) of canonical JSON, minus runtime-only fields."""
+    return hashlib.sha256(canonical_json(_hash_view(cfg)).encode()).hexdigest()[:16]
+
+
+def from_dict(cls: type, data: Any, *, path: str = "") -> Any:
+    """Strictly build dataclass `cls` from a dict: unknown keys raise with their dotted path."""
+    where = path or cls.__name__
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(fields)}")
+    kwargs = {}
+    for name, value in data.items():
+        f = fields[name]
+        sub = f"{where}.{name}"
+        if "registry" in f.metadata:
+            kwargs[name] = _from_registry(f.metadata["registry"], value, sub)
+        else:
+            kwargs[name] = _coerce(hints[name], value, sub)
+    try:
+        return cls(**kwargs)
+    except TypeError as e:  # missing required fields
+        raise ValueError(f"{where}: {e}") from None
+
+
+def _from_registry(kind: str, value: Any, where: str) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or "name" not in value:
+        raise ValueError(f"{where}: a {kind} config needs a 'name' key, got {value!r}")
+    registry = _REGISTRIES[kind]()
+    if value["name"] not in registry:
+        raise ValueError(f"{where}: unknown {kind} {value['name']!r}; valid: {sorted(registry)}")
+    return from_dict(registry[value["name"]], value, path=where)
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, path=where)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        return _coerce(non_none[0], value, where) if len(non_none) == 1 else value
+    if origin is dict and args and dataclasses.is_dataclass(args[1]):
+        return {k: from_dict(args[1], v, path=f"{where}.{k}") for k, v in value.items()}
+    if origin is tuple and isinstance(value, list):
+        return tuple(value)
+    if origin is Literal and value not in args:
+        raise ValueError(f"{where}={value!r}; valid: {list(args)}")
+    return value
+
+
+def run_from_dict(data: dict) -> RunConfig:
+    return from_dict(RunConfig, data)
+
+
+def load_run_yaml(path: str) -> RunConfig:
+    """Parse a YAML run file strictly into a RunConfig."""
+    with open(path) as fh:
+        data = yaml.safe_load(fh)
+    return run_from_dict(data)
+
+
+def replace(cfg: Any, **changes: Any) -> Any:
+    """dataclasses.replace, re-running validation."""
+    return dataclasses.replace(cfg, **changes)

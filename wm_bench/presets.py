@@ -1,0 +1,210 @@
+"""Architecture presets (llama, mamba2, jamba, cheems, doge) at named sizes, and parameter matching."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from wm_bench.config import BlockConfig, ModelConfig
+
+
+@dataclass(frozen=True)
+class Size:
+    """Width, depth and heads of one size; `vocab` is the default vocabulary at that size."""
+
+    d_model: int
+    n_layers: int
+    n_heads: int
+    vocab: int
+
+
+# Sizes follow SPEC §7 (≈ 320M: d 1024, 16 layers; ≈ 1.3B: d 2048, 24 layers); the small ones
+# keep head width 64–128. `tiny` runs a training step on a CPU in well under a second.
+SIZES: dict[str, Size] = {
+    "tiny": Size(d_model=64, n_layers=4, n_heads=2, vocab=512),
+    "cpu": Size(d_model=128, n_layers=4, n_heads=2, vocab=4096),
+    "20m": Size(d_model=256, n_layers=8, n_heads=4, vocab=32768),
+    "60m": Size(d_model=512, n_layers=10, n_heads=4, vocab=32768),
+    "160m": Size(d_model=768, n_layers=12, n_heads=6, vocab=32768),
+    "320m": Size(d_model=1024, n_layers=16, n_heads=8, vocab=32768),
+    "1.3b": Size(d_model=2048, n_layers=24, n_heads=16, vocab=32768),
+}
+
+
+def _size(size: str) -> Size:
+    if size not in SIZES:
+        raise ValueError(f"unknown size {size!r}; valid: {list(SIZES)}")
+    return SIZES[size]
+
+
+def mixer_cfg(name: str, **kwargs: Any) -> Any:
+    """Build a registered mixer config by name (lazy import keeps this module light)."""
+    from wm_bench.layers.mixers import MIXERS
+
+    if name not in MIXERS:
+        raise ValueError(f"unknown mixer {name!r}; valid: {sorted(MIXERS)}")
+    return MIXERS[name][1](**kwargs)
+
+
+def ffn_cfg(name: str, **kwargs: Any) -> Any:
+    """Build a registered FFN config by name."""
+    from wm_bench.layers.ffn import FFNS
+
+    if name not in FFNS:
+        raise ValueError(f"unknown ffn {name!r}; valid: {sorted(FFNS)}")
+    return FFNS[name][1](**kwargs)
+
+
+def _mlp(d: int) -> Any:
+    return ffn_cfg("mlp", d_ff=4 * d)  # the Dec-2024 paper's 4d (Cheems 320m ≈ 336M dense)
+
+
+def _cdmoe(d: int, n_layers: int) -> Any:
+    # 1024 single-neuron experts at small widths, 4096 from 160m up; k = √N / 4 per head.
+    n = 1024 if d < 768 else 4096
+    return ffn_cfg("cdmoe", num_experts=n, top_k=max(1, int(n**0.5) // 4), shared_d_ff=4 * d)
+
+
+def _vocab(s: Size, vocab_size: int | None) -> int:
+    return vocab_size if vocab_size is not None else s.vocab
+
+
+def llama(size: str, *, vocab_size: int | None = None, ffn: str = "mlp") -> ModelConfig:
+    """Llama3-style: attention (RoPE) + SwiGLU every layer, untied embeddings."""
+    s = _size(size)
+    block = BlockConfig(
+        mixer=mixer_cfg("qcattn", n_heads=s.n_heads),
+        ffn=_mlp(s.d_model) if ffn == "mlp" else _cdmoe(s.d_model, s.n_layers),
+    )
+    return ModelConfig(
+        vocab_size=_vocab(s, vocab_size),
+        d_model=s.d_model,
+        n_layers=s.n_layers,
+        pattern="A",
+        blocks={"A": block},
+    )
+
+
+def mamba2(size: str, *, vocab_size: int | None = None, ffn: str = "none") -> ModelConfig:
+    """Mamba2: all Mamba-2 blocks, no attention; no MLP by default, twice the layers (as Mamba2)."""
+    s = _size(size)
+    block = BlockConfig(
+        mixer=mixer_cfg("mamba2"), ffn=None if ffn == "none" else _mlp(s.d_model)
+    )
+    n_layers = 2 * s.n_layers if ffn == "none" else s.n_layers
+    return ModelConfig(
+        vocab_size=_vocab(s, vocab_size),
+        d_model=s.d_model,
+        n_layers=n_layers,
+        pattern="M",
+        blocks={"M": block},
+    )
+
+
+def jamba(size: str, *, vocab_size: int | None = None, ffn: str = "moe") -> ModelConfig:
+    """Jamba-style: 1 attention : 7 Mamba layers (attention 5th of each 8), MoE every other layer."""
+    s = _size(size)
+    d = s.d_model
+    moe = ffn_cfg("moe", n_experts=16, top_k=2, d_ff=2 * d)
+    mlp = ffn_cfg("mlp", d_ff=2 * d)
+    blocks = {
+        "m": BlockConfig(mixer=mixer_cfg("mamba2"), ffn=mlp),
+        "M": BlockConfig(mixer=mixer_cfg("mamba2"), ffn=moe),
+        "a": BlockConfig(mixer=mixer_cfg("qcattn", n_heads=s.n_heads), ffn=mlp),
+    }
+    pattern = "mMmMaMmM" if s.n_layers >= 8 else "mM" * ((s.n_layers - 1) // 2) + "a"
+    return ModelConfig(
+        vocab_size=_vocab(s, vocab_size),
+        d_model=d,
+        n_layers=s.n_layers,
+        pattern=pattern if ffn == "moe" else pattern.replace("M", "m"),
+        blocks=blocks,
+    )
+
+
+def cheems(size: str, *, vocab_size: int | None = None, ffn: str = "mlp") -> ModelConfig:
+    """Cheems: per 8 layers 7 SSD(+RoPE) then 1 DMA; FFN = MLP or CDMoE; untied embeddings."""
+    s = _size(size)
+    d = s.d_model
+    f = _mlp(d) if ffn == "mlp" else _cdmoe(d, s.n_layers)
+    chunk = 256 if d >= 1024 else 64
+    blocks = {
+        "S": BlockConfig(mixer=mixer_cfg("ssd", n_heads=s.n_heads, chunk_size=chunk), ffn=f),
+        "D": BlockConfig(mixer=mixer_cfg("dma", n_heads=s.n_heads), ffn=f),
+    }
+    # Fewer than 8 layers (tiny sizes): keep one DMA block last so every preset has attention.
+    pattern = "SSSSSSSD" if s.n_layers >= 8 else "S" * (s.n_layers - 1) + "D"
+    return ModelConfig(
+        vocab_size=_vocab(s, vocab_size), d_model=d, n_layers=s.n_layers, pattern=pattern, blocks=blocks
+    )
+
+
+def doge(size: str, *, vocab_size: int | None = None, ffn: str = "cdmoe") -> ModelConfig:
+    """Doge: DMA (QK-norm, exp bias) + CDMoE (or MLP) every layer, untied embeddings."""
+    s = _size(size)
+    d = s.d_model
+    f = _cdmoe(d, s.n_layers) if ffn == "cdmoe" else _mlp(d)
+    block = BlockConfig(mixer=mixer_cfg("dma", n_heads=s.n_heads), ffn=f)
+    return ModelConfig(
+        vocab_size=_vocab(s, vocab_size),
+        d_model=d,
+        n_layers=s.n_layers,
+        pattern="D",
+        blocks={"D": block},
+    )
+
+
+PRESETS: dict[str, Callable[..., ModelConfig]] = {
+    "llama": llama,
+    "mamba2": mamba2,
+    "jamba": jamba,
+    "cheems": cheems,
+    "doge": doge,
+}
+
+
+def preset(name: str, size: str = "tiny", **kwargs: Any) -> ModelConfig:
+    """ModelConfig for preset `name` at `size` (clear errors for unknown names)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; valid: {sorted(PRESETS)}")
+    return PRESETS[name](size, **kwargs)
+
+
+def match_params(
+    build: Callable[[int], ModelConfig],
+    target: int,
+    *,
+    lo: int,
+    hi: int,
+    key: str = "total",
+    tol: float = 0.05,
+) -> tuple[ModelConfig, int]:
+    """Find the integer knob x in [lo, hi] whose `build(x)` has parameter count closest to target.
+
+    Parameter count must grow with x (a width, d_ff or depth). Counts come from a meta-device
+    build, so even 1.3B models cost no memory. Raises ValueError when the best is off by > tol.
+
+    Returns:
+        (config, x) of the closest match.
+    """
+    from wm_bench.model import count_params
+
+    def n(x: int) -> int:
+        return count_params(build(x))[key]
+
+    a, b = lo, hi
+    while b - a > 1:  # binary search for the last x with n(x) ≤ target
+        mid = (a + b) // 2
+        if n(mid) <= target:
+            a = mid
+        else:
+            b = mid
+    best = min((a, b), key=lambda x: abs(n(x) - target))
+    err = abs(n(best) - target) / target
+    if err > tol:
+        raise ValueError(
+            f"match_params: best knob {best} gives {n(best):,} {key} params, "
+            f"{err:.1%} from the target {target:,} (tolerance {tol:.0%}); widen [lo={lo}, hi={hi}]"
+        )
+    return build(best), best

@@ -1,0 +1,251 @@
+"""Result JSON schema, provenance, atomic writes, skip-if-done, and a DataFrame loader (no torch)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import re
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "failed")
+REQUIRED_KEYS = (
+    "schema_version",
+    "run_id",
+    "experiment",
+    "variant",
+    "seed",
+    "scale",
+    "status",
+    "config",
+    "config_hash",
+    "metrics",
+    "higher_is_better",
+    "provenance",
+    "started_at",
+    "finished_at",
+)
+_TRACKED_PACKAGES = ("wm_bench", "torch", "triton", "lightning", "optuna", "numpy", "pandas")
+
+
+def repo_root() -> Path:
+    """The repository root (where pyproject.toml lives), for default results/ and reports/."""
+    here = Path(__file__).resolve().parent.parent
+    return here if (here / "pyproject.toml").exists() else Path.cwd()
+
+
+def default_results_dir() -> Path:
+    return Path(os.environ.get("WM_BENCH_RESULTS", repo_root() / "results"))
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def run_id(variant: str, config_hash: str) -> str:
+    """A file-system-safe id: variant name plus config hash (the hash already covers the seed)."""
+    safe = re.sub(r"[^A-Za-z0-9._=-]+", "_", variant)
+    return f"{safe}__{config_hash}"
+
+
+def result_path(results_dir: Path | str, experiment: str, scale: str, rid: str) -> Path:
+    return Path(results_dir) / experiment / scale / f"{rid}.json"
+
+
+# --------------------------------------------------------------------------------------------
+# Provenance
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=repo_root(), capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for pkg in _TRACKED_PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return versions
+
+
+def provenance(device: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Commit (+ dirty flag), package versions, host and the device description given by the caller.
+
+    Args:
+        device: what ran the work, e.g. {"type": "cpu", "threads": 2} or
+            {"type": "cuda", "name": "NVIDIA H100 80GB HBM3"}; the CPU model and core count are
+            always added.
+    """
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_dirty": bool(status) if status is not None else None,
+        "versions": package_versions(),
+        "device": {"cpu_model": cpu_model(), "cpu_count": os.cpu_count(), **(device or {})},
+        "platform": platform.platform(),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Writing and reading
+
+
+def make_result(
+    *,
+    experiment: str,
+    variant: str,
+    seed: int,
+    scale: str,
+    config: dict[str, Any],
+    config_hash: str,
+    status: str,
+    metrics: dict[str, float] | None = None,
+    higher_is_better: dict[str, bool] | None = None,
+    impls: dict[str, str] | None = None,
+    params: dict[str, int] | None = None,
+    timing: dict[str, Any] | None = None,
+    device: dict[str, Any] | None = None,
+    started_at: str | None = None,
+    error: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Assemble one result record (DESIGN §4) and validate it."""
+    rec = {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id(variant, config_hash),
+        "experiment": experiment,
+        "variant": variant,
+        "seed": seed,
+        "scale": scale,
+        "status": status,
+        "error": error,
+        "config": config,
+        "config_hash": config_hash,
+        "impls": impls or {},
+        "metrics": metrics or {},
+        "higher_is_better": higher_is_better or {},
+        "params": params or {},
+        "timing": timing or {},
+        "provenance": provenance(device),
+        "started_at": started_at or now_iso(),
+        "finished_at": now_iso(),
+        "extra": extra or {},
+    }
+    validate(rec)
+    return rec
+
+
+def validate(rec: dict[str, Any]) -> None:
+    """Raise ValueError naming what is wrong with a result record."""
+    missing = [k for k in REQUIRED_KEYS if k not in rec]
+    if missing:
+        raise ValueError(f"result record lacks keys {missing}")
+    if rec["status"] not in STATUSES:
+        raise ValueError(f"result status={rec['status']!r}; valid: {list(STATUSES)}")
+    for name, value in rec["metrics"].items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ValueError(f"metric {name!r}={value!r} is not a number")
+        if name not in rec["higher_is_better"]:
+            raise ValueError(f"metric {name!r} has no higher_is_better entry")
+
+
+def write_json_atomic(path: Path | str, obj: Any) -> Path:
+    """Write JSON via a temp file in the same folder + rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_result(rec: dict[str, Any], results_dir: Path | str | None = None) -> Path:
+    validate(rec)
+    rdir = results_dir if results_dir is not None else default_results_dir()
+    return write_json_atomic(result_path(rdir, rec["experiment"], rec["scale"], rec["run_id"]), rec)
+
+
+def iter_results(results_dir: Path | str | None = None, experiment: str | None = None) -> Iterator[dict]:
+    """Yield every result record under results_dir (optionally one experiment), sorted by path."""
+    root = Path(results_dir) if results_dir is not None else default_results_dir()
+    base = root / experiment if experiment else root
+    if not base.exists():
+        return
+    for p in sorted(base.rglob("*.json")):
+        if p.name.startswith("."):
+            continue
+        try:
+            rec = json.loads(p.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{p}: not valid JSON ({e})") from None
+        if isinstance(rec, dict) and "schema_version" in rec and "run_id" in rec:
+            yield rec
+
+
+def find_done(
+    config_hash: str, experiment: str, scale: str, variant: str, results_dir: Path | str | None = None
+) -> dict | None:
+    """The 'ok' result for this config hash, if one exists (skip-if-done)."""
+    rdir = results_dir if results_dir is not None else default_results_dir()
+    p = result_path(rdir, experiment, scale, run_id(variant, config_hash))
+    if p.exists():
+        rec = json.loads(p.read_text())
+        if rec.get("status") == "ok":
+            return rec
+    return None
+
+
+def load_results(results_dir: Path | str | None = None, experiment: str | None = None):
+    """All results as a pandas DataFrame: one row per run, metrics as `metric:<name>` columns."""
+    import pandas as pd
+
+    rows = []
+    for rec in iter_results(results_dir, experiment):
+        row = {
+            k: rec.get(k)
+            for k in ("run_id", "experiment", "variant", "seed", "scale", "status", "error")
+        }
+        row["config_hash"] = rec.get("config_hash")
+        row["device"] = (rec.get("provenance") or {}).get("device", {}).get("type")
+        for k, v in (rec.get("config", {}).get("tags") or {}).items():
+            row[f"tag:{k}"] = v
+        for k, v in rec.get("metrics", {}).items():
+            row[f"metric:{k}"] = v
+        for k, v in (rec.get("params") or {}).items():
+            row[f"params:{k}"] = v
+        for k, v in (rec.get("timing") or {}).items():
+            if isinstance(v, (int, float)):
+                row[f"timing:{k}"] = v
+        rows.append(row)
+    return pd.DataFrame(rows)

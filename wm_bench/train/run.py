@@ -1,0 +1,206 @@
+"""run(cfg): seed, train with Lightning, evaluate, and write exactly one result JSON (also on failure)."""
+
+from __future__ import annotations
+
+import logging
+import resource
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from wm_bench import results
+from wm_bench.config import RunConfig, config_hash, to_dict
+from wm_bench.data import build_datamodule
+from wm_bench.train.module import LMModule
+
+HIGHER_IS_BETTER = {"loss": False, "ppl": False, "accuracy": True}
+
+
+class Throughput(L.Callback):
+    """Training tokens/s measured over optimiser steps only (validation excluded)."""
+
+    def __init__(self, skip_first: int = 1) -> None:
+        self.skip_first = skip_first  # the first steps pay one-off costs (allocation, compile)
+        self.tokens = 0
+        self.seconds = 0.0
+        self.steps = 0
+        self._t0 = 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.steps += 1
+        if self.steps > self.skip_first:
+            self.seconds += time.perf_counter() - self._t0
+            self.tokens += batch[0].numel()
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        return self.tokens / self.seconds if self.seconds > 0 else None
+
+
+def resolve_device(cfg: RunConfig) -> tuple[str, str]:
+    """(accelerator, precision) after resolving "auto" (CUDA when present, else CPU)."""
+    acc = cfg.train.accelerator
+    if acc == "auto":
+        acc = "cuda" if torch.cuda.is_available() else "cpu"
+    prec = cfg.train.precision
+    if prec == "auto":
+        prec = "bf16-mixed" if acc == "cuda" else "32-true"
+    return acc, prec
+
+
+def device_info(accelerator: str) -> dict[str, Any]:
+    if accelerator == "cuda" and torch.cuda.is_available():
+        return {"type": "cuda", "name": torch.cuda.get_device_name(), "count": torch.cuda.device_count()}
+    return {"type": "cpu", "threads": torch.get_num_threads()}
+
+
+def _peak_memory_bytes(accelerator: str) -> int:
+    if accelerator == "cuda" and torch.cuda.is_available():
+        return int(torch.cuda.max_memory_allocated())
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # process-wide on CPU
+
+
+def run(
+    cfg: RunConfig,
+    *,
+    results_dir: str | Path | None = None,
+    out_dir: str | Path = "outputs",
+    force: bool = False,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Train and evaluate one RunConfig; write and return its result record.
+
+    A config whose hash already has an "ok" result is skipped (its record is returned, with
+    `"skipped": True` added in memory only) unless `force`. Any exception inside the run is
+    recorded as a "failed" result with the error; the record is returned, not raised.
+    """
+    h = config_hash(cfg)
+    if not force:
+        done = results.find_done(h, cfg.experiment, cfg.scale, cfg.variant, results_dir)
+        if done is not None:
+            return {**done, "skipped": True}
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
+    accelerator, precision = resolve_device(cfg)
+    started = results.now_iso()
+    common = dict(
+        experiment=cfg.experiment,
+        variant=cfg.variant,
+        seed=cfg.seed,
+        scale=cfg.scale,
+        config=to_dict(cfg),
+        config_hash=h,
+        device=device_info(accelerator),
+        started_at=started,
+    )
+    try:
+        out = _train_and_eval(cfg, h, accelerator, precision, Path(out_dir), quiet)
+    except Exception as e:  # recorded, not raised: a sweep goes on past one bad run
+        tb = traceback.format_exc(limit=6)
+        rec = results.make_result(status="failed", error=f"{type(e).__name__}: {e}\n{tb}", **common)
+        results.write_result(rec, results_dir)
+        return rec
+    rec = results.make_result(status="ok", **common, **out)
+    results.write_result(rec, results_dir)
+    return rec
+
+
+def _train_and_eval(
+    cfg: RunConfig, h: str, accelerator: str, precision: str, out_dir: Path, quiet: bool
+) -> dict[str, Any]:
+    L.seed_everything(cfg.seed, verbose=False)
+    dm = build_datamodule(cfg.data, batch_size=cfg.train.batch_size, seed=cfg.seed)
+    if getattr(dm, "vocab_size", 0) > cfg.model.vocab_size:
+        raise ValueError(
+            f"data vocab_size={dm.vocab_size} exceeds model vocab_size={cfg.model.vocab_size}"
+        )
+    module = LMModule(cfg)
+    rid = results.run_id(cfg.variant, h)
+    log_dir = out_dir / "logs" / cfg.experiment / cfg.scale
+    ckpt_dir = out_dir / "checkpoints" / cfg.experiment / cfg.scale / rid
+    tput = Throughput()
+    callbacks: list[L.Callback] = [tput]
+    if cfg.train.early_stop_metric and cfg.train.early_stop_value is not None:
+        mode = "max" if HIGHER_IS_BETTER.get(cfg.train.early_stop_metric.split("/")[-1], True) else "min"
+        callbacks.append(
+            L.pytorch.callbacks.EarlyStopping(
+                monitor=cfg.train.early_stop_metric,
+                mode=mode,
+                stopping_threshold=cfg.train.early_stop_value,
+                patience=10**9,
+                check_on_train_epoch_end=False,
+            )
+        )
+    if cfg.train.checkpoint:
+        callbacks.append(L.pytorch.callbacks.ModelCheckpoint(dirpath=ckpt_dir, save_last=True))
+    eval_every = cfg.train.eval_every
+    trainer = L.Trainer(
+        accelerator=accelerator,
+        devices=cfg.train.devices,
+        precision=precision,
+        max_steps=cfg.train.max_steps,
+        max_epochs=-1,
+        gradient_clip_val=cfg.optim.grad_clip or None,
+        val_check_interval=eval_every if eval_every > 0 else None,
+        check_val_every_n_epoch=None if eval_every > 0 else 10**9,
+        num_sanity_val_steps=0,
+        logger=L.pytorch.loggers.CSVLogger(str(log_dir), name=rid),
+        callbacks=callbacks,
+        enable_checkpointing=cfg.train.checkpoint,
+        enable_progress_bar=cfg.train.progress and not quiet,
+        enable_model_summary=False,
+        log_every_n_steps=cfg.train.log_every,
+        deterministic=False,
+    )
+    ckpt = ckpt_dir / "last.ckpt"
+    t0 = time.perf_counter()
+    with _quiet_lightning(quiet or not cfg.train.progress):
+        trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if cfg.train.checkpoint and ckpt.exists() else None)
+        trainer.validate(module, datamodule=dm, verbose=False)
+    wall = time.perf_counter() - t0
+    metrics = dict(module.final_metrics)
+    return {
+        "metrics": metrics,
+        "higher_is_better": {k: HIGHER_IS_BETTER[k.split("/")[-1]] for k in metrics},
+        "impls": module.model.resolved_impls(),
+        "params": module.model.param_counts(),
+        "timing": {
+            "wall_s": round(wall, 3),
+            "steps": int(trainer.global_step),
+            "tokens_per_s": tput.tokens_per_s,
+            "peak_memory_bytes": _peak_memory_bytes(accelerator),
+            "precision": precision,
+        },
+    }
+
+
+class _quiet_lightning:
+    """Silence Lightning's informational chatter (GPU/TPU availability, worker hints)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+
+    def __enter__(self) -> None:
+        self._levels = {}
+        names = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning")
+        for n in names:
+            lg = logging.getLogger(n)
+            self._levels[n] = lg.level
+            lg.setLevel(logging.ERROR if self.quiet else logging.WARNING)
+        self._w = warnings.catch_warnings()
+        self._w.__enter__()
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*LeafSpec.*")
+
+    def __exit__(self, *exc: object) -> None:
+        self._w.__exit__(*exc)
+        for n, lvl in self._levels.items():
+            logging.getLogger(n).setLevel(lvl)
