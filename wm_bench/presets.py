@@ -106,7 +106,7 @@ def jamba(size: str, *, vocab_size: int | None = None, ffn: str = "moe") -> Mode
     """Jamba-style: 1 attention : 7 Mamba layers (attention 5th of each 8), MoE every other layer."""
     s = _size(size)
     d = s.d_model
-    moe = ffn_cfg("moe", n_experts=16, top_k=2, d_ff=2 * d)
+    moe = ffn_cfg("moe", num_experts=16, top_k=2, d_ff=2 * d)
     mlp = ffn_cfg("mlp", d_ff=2 * d)
     blocks = {
         "m": BlockConfig(mixer=mixer_cfg("mamba2"), ffn=mlp),

@@ -1,0 +1,116 @@
+"""Grouped top-k MoE, the fair baseline (load balancing: Switch Transformer, arXiv 2101.03961)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from wm_bench.kernels._impl import resolve_impl
+from wm_bench.layers.ffn.mlp import (
+    INIT_STD,
+    GatedMLP,
+    check_layer_impl,
+    check_positive_int,
+    check_top_k,
+    default_d_ff,
+    linear,
+)
+
+
+@dataclass(frozen=True)
+class MoEConfig:
+    """Token-choice top-k MoE of gated SiLU experts, dropless (no capacity limit).
+
+    Router: softmax over the E logits (fp32), top-k, renormalised to sum 1 over the k chosen.
+    d_ff (per expert) None means default_d_ff(d), each expert as wide as the dense MLP (Mixtral /
+    Jamba convention; set it smaller to match active parameters). shared_expert adds one ungated
+    expert of the same width to every token. aux_loss_coef scales the Switch load-balancing loss.
+    """
+
+    name: Literal["moe"] = "moe"
+    num_experts: int = 16
+    top_k: int = 2
+    d_ff: int | None = None
+    shared_expert: bool = False
+    aux_loss_coef: float = 0.01
+
+    def __post_init__(self) -> None:
+        check_positive_int("MoEConfig", "num_experts", self.num_experts)
+        check_top_k("MoEConfig", self.top_k, self.num_experts)
+        check_positive_int("MoEConfig", "d_ff", self.d_ff, allow_none=True)
+        if not isinstance(self.shared_expert, bool):
+            raise ValueError(f"MoEConfig.shared_expert={self.shared_expert!r} must be a bool")
+        coef = self.aux_loss_coef
+        if isinstance(coef, bool) or not isinstance(coef, (int, float)) or not coef >= 0:
+            raise ValueError(f"MoEConfig.aux_loss_coef={coef!r} must be a float ≥ 0")
+
+
+class MoE(nn.Module):
+    """Top-k MoE computed grouped: tokens sorted by expert, one matmul pair per expert slice."""
+
+    def __init__(
+        self, d_model: int, cfg: MoEConfig, *, layer_idx: int = 0, impl: str = "auto"
+    ) -> None:
+        super().__init__()
+        self.cfg, self.layer_idx, self.impl = cfg, layer_idx, check_layer_impl(impl)
+        e, d = cfg.num_experts, d_model
+        self.d_model = d
+        self.d_ff = cfg.d_ff if cfg.d_ff is not None else default_d_ff(d)
+        self.router = linear(d, e)
+        # Stacked expert weights (ready for a grouped matmul): [gate | up] then down.
+        self.w_in = nn.Parameter(torch.randn(e, d, 2 * self.d_ff) * INIT_STD)  # [E, D, 2F]
+        self.w_out = nn.Parameter(torch.randn(e, self.d_ff, d) * INIT_STD)  # [E, F, D]
+        self.shared = GatedMLP(d, self.d_ff) if cfg.shared_expert else None
+        self.resolved_impls: dict[str, str] = {}
+
+    def route(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Args: x [M, D]. Returns: probs [M, E] fp32, gates [M, k] fp32 (sum 1), experts [M, k]."""
+        probs = torch.softmax(self.router(x).float(), dim=-1)  # [M, E]
+        top, experts = probs.topk(self.cfg.top_k, dim=-1)  # [M, k]
+        return probs, top / top.sum(dim=-1, keepdim=True), experts
+
+    def expert(self, e: int, x: Tensor) -> Tensor:
+        """Expert e's gated SiLU MLP on rows x [m, D] -> [m, D]."""
+        gate, up = (x @ self.w_in[e]).chunk(2, dim=-1)  # [m, F] each
+        return (F.silu(gate) * up) @ self.w_out[e]
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Args: x [B, T, D]. Returns: y [B, T, D] and the scaled aux loss (fp32 scalar)."""
+        # Grouped matmul written as a loop over expert slices; a torch._grouped_mm or Triton
+        # path would replace exactly this block.
+        grouped_impl = resolve_impl(self.impl, x.device, ("reference",), "moe.grouped_experts")
+        self.resolved_impls = {"moe.grouped_experts": grouped_impl}
+        k, n_exp = self.cfg.top_k, self.cfg.num_experts
+        x2 = x.reshape(-1, x.shape[-1])  # [M, D]
+        probs, gates, experts = self.route(x2)
+
+        # 1. Sort the M·k (token, expert) assignments by expert.
+        flat = experts.reshape(-1)  # [M·k]
+        order = torch.argsort(flat, stable=True)  # [M·k]
+        token = order // k  # token of each sorted assignment
+        counts = torch.bincount(flat, minlength=n_exp)  # [E]
+
+        # 2. One expert per contiguous slice.
+        xs = x2[token]  # [M·k, D], grouped by expert
+        ys = [self.expert(e, xe) for e, xe in enumerate(xs.split(counts.tolist()))]
+        ys = torch.cat(ys) * gates.reshape(-1)[order, None].to(x.dtype)  # [M·k, D]
+
+        # 3. Scatter back and add each token's k contributions.
+        y = torch.zeros_like(x2).index_add_(0, token, ys)  # [M, D]
+        if self.shared is not None:
+            y = y + self.shared(x2)
+
+        # 4. Switch load balancing: E · Σ_e f_e · P_e, f_e the share of the M·k assignments.
+        frac = counts.float() / flat.numel()  # [E]
+        aux = self.cfg.aux_loss_coef * n_exp * (frac * probs.mean(dim=0)).sum()
+        return y.reshape(x.shape), aux
+
+    def active_params(self) -> int:
+        """Router D·E + top_k experts of 3·D·F (+ the shared expert)."""
+        per_expert = 3 * self.d_model * self.d_ff
+        shared = per_expert if self.shared is not None else 0
+        return self.router.weight.numel() + self.cfg.top_k * per_expert + shared
