@@ -1,0 +1,1 @@
+"""Layers: parameters around the kernels (position encodings, sequence mixers, FFNs, norms)."""

@@ -1,0 +1,156 @@
+"""QCAttn: causal softmax attention with RoPE and optional GQA / QK-norm (SPEC §2.3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import torch
+from torch import nn
+
+from wm_bench.kernels._impl import resolve_impl
+from wm_bench.kernels.attention import attention
+from wm_bench.kernels.attention.api import AVAILABLE as ATTENTION_IMPLS
+from wm_bench.layers.norm import RMSNorm
+from wm_bench.layers.position import POSITIONS, build_position
+
+if TYPE_CHECKING:
+    from wm_bench.layers.mixers.dma import DMAConfig
+
+LAYER_IMPLS = ("auto", "reference", "triton")
+
+
+def _bad(cls: str, field: str, value: object, valid: str) -> ValueError:
+    return ValueError(f"{cls}.{field}={value!r} is invalid; valid: {valid}")
+
+
+@dataclass(frozen=True)
+class QCAttnConfig:
+    """Causal multi-head attention; head_dim None → d_model / n_heads; n_kv_heads None → n_heads."""
+
+    name: Literal["qcattn"] = "qcattn"
+    n_heads: int = 4
+    n_kv_heads: int | None = None
+    head_dim: int | None = None
+    position: Literal["rope", "none"] = "rope"
+    rope_base: float = 10000.0
+    qk_norm: bool = False
+
+    def __post_init__(self) -> None:
+        check_attention_fields(self, "qcattn")
+
+
+def check_attention_fields(cfg: QCAttnConfig | DMAConfig, name: str) -> None:
+    """Validate the fields QCAttn and DMA configs share (raises ValueError naming the field)."""
+    cls = type(cfg).__name__
+    if cfg.name != name:
+        raise _bad(cls, "name", cfg.name, repr(name))
+    if cfg.n_heads < 1:
+        raise _bad(cls, "n_heads", cfg.n_heads, "an int ≥ 1")
+    if cfg.n_kv_heads is not None and (cfg.n_kv_heads < 1 or cfg.n_heads % cfg.n_kv_heads):
+        raise _bad(cls, "n_kv_heads", cfg.n_kv_heads, f"None or a divisor of n_heads={cfg.n_heads}")
+    if cfg.head_dim is not None and cfg.head_dim < 1:
+        raise _bad(cls, "head_dim", cfg.head_dim, "None or an int ≥ 1")
+    if cfg.head_dim is not None and cfg.position == "rope" and cfg.head_dim % 2:
+        raise _bad(cls, "head_dim", cfg.head_dim, "an even int when position='rope'")
+    if cfg.position not in POSITIONS:
+        raise _bad(cls, "position", cfg.position, str(sorted(POSITIONS)))
+    if not cfg.rope_base > 1.0:
+        raise _bad(cls, "rope_base", cfg.rope_base, "a float > 1")
+
+
+def attention_head_dim(d_model: int, n_heads: int, head_dim: int | None, position: str) -> int:
+    """Head width: `head_dim`, or d_model / n_heads (checked); even when RoPE rotates it."""
+    if head_dim is None:
+        if d_model % n_heads:
+            raise ValueError(
+                f"d_model={d_model} is not divisible by n_heads={n_heads}; "
+                "choose n_heads dividing d_model or set head_dim"
+            )
+        head_dim = d_model // n_heads
+    if position == "rope" and head_dim % 2:
+        raise ValueError(
+            f"head_dim={head_dim} (d_model={d_model} / n_heads={n_heads}) is odd; "
+            "RoPE needs an even head dim"
+        )
+    return head_dim
+
+
+class QCAttn(nn.Module):
+    """Causal softmax attention: q, k, v projections → [QK-norm] → RoPE → attention → o.
+
+    Decoding keeps a KV cache of rotated keys and values; the new query is aligned to the end of
+    the cache, so `step` reproduces `forward` row by row.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        cfg: QCAttnConfig | DMAConfig,
+        *,
+        layer_idx: int = 0,
+        impl: str = "auto",
+    ) -> None:
+        super().__init__()
+        if impl not in LAYER_IMPLS:
+            raise ValueError(f"{type(self).__name__}: impl={impl!r}; valid: {list(LAYER_IMPLS)}")
+        self.d_model, self.cfg, self.layer_idx, self.impl = d_model, cfg, layer_idx, impl
+        self.n_heads = cfg.n_heads
+        self.n_kv_heads = cfg.n_kv_heads or cfg.n_heads
+        self.head_dim = attention_head_dim(d_model, cfg.n_heads, cfg.head_dim, cfg.position)
+        K, H, Hkv = self.head_dim, self.n_heads, self.n_kv_heads
+        self.q_proj = nn.Linear(d_model, H * K, bias=False)
+        self.k_proj = nn.Linear(d_model, Hkv * K, bias=False)
+        self.v_proj = nn.Linear(d_model, Hkv * K, bias=False)
+        self.o_proj = nn.Linear(H * K, d_model, bias=False)
+        self.q_norm = RMSNorm(K) if cfg.qk_norm else None
+        self.k_norm = RMSNorm(K) if cfg.qk_norm else None
+        self.pos = build_position(cfg.position, K, rope_base=cfg.rope_base, impl=impl)
+        self.resolved_impls: dict[str, str] = {}
+        for lin in (self.q_proj, self.k_proj, self.v_proj, self.o_proj):
+            nn.init.normal_(lin.weight, std=0.02)
+
+    def _project(
+        self, x: torch.Tensor, offset: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x [B, T, D] → q [B, T, H, K], k [B, T, Hkv, K] (normed, rotated), v [B, T, Hkv, K]."""
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim)
+        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim)
+        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)  # per head, before RoPE (SPEC §2.4 step 5)
+        q, k = self.pos(q, offset=offset), self.pos(k, offset=offset)
+        self.resolved_impls.update(self.pos.resolved_impls)
+        return q, k, v
+
+    def _attention_impl(self, device: torch.device) -> str:
+        impl = resolve_impl(self.impl, device, available=ATTENTION_IMPLS, op="attention")
+        self.resolved_impls["attention"] = impl
+        return impl
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Causal attention, q [B, T, H, K] end-aligned to k, v [B, S, Hkv, K] → [B, T, H·K]."""
+        impl = self._attention_impl(q.device)
+        o = attention(q, k, v, causal=True, scale=self.head_dim**-0.5, impl=impl)
+        return o.flatten(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Args: x [B, T, D]. Returns: y [B, T, D], causal."""
+        q, k, v = self._project(x, offset=0)
+        return self.o_proj(self._attend(q, k, v))
+
+    def init_state(self, batch_size: int, *, device: torch.device, dtype: torch.dtype) -> dict:
+        """Empty KV cache: {"k": [B, 0, Hkv, K], "v": [B, 0, Hkv, K], "pos": 0}."""
+        empty = torch.zeros(
+            batch_size, 0, self.n_kv_heads, self.head_dim, device=device, dtype=dtype
+        )
+        return {"k": empty, "v": empty.clone(), "pos": 0}
+
+    def step(self, x: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
+        """Decode one token. Args: x [B, 1, D], state. Returns: (y [B, 1, D], new state)."""
+        q, k, v = self._project(x, offset=state["pos"])
+        k_all = torch.cat([state["k"], k], dim=1)  # [B, S, Hkv, K]
+        v_all = torch.cat([state["v"], v], dim=1)
+        new_state = {"k": k_all, "v": v_all, "pos": state["pos"] + x.shape[1]}
+        return self.o_proj(self._attend(q, k_all, v_all)), new_state
