@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
+from functools import cache
 from typing import Literal
 
 import torch
@@ -13,7 +16,9 @@ LayerImpl = Literal["auto", "reference", "triton"]
 def check_impl(impl: str, available: tuple[str, ...], op: str) -> str:
     """Return `impl` if `op` has it, else raise ValueError naming the valid choices."""
     if impl not in available:
-        raise ValueError(f"{op}: unknown impl={impl!r}; valid choices for this op: {list(available)}")
+        raise ValueError(
+            f"{op}: unknown impl={impl!r}; valid choices for this op: {list(available)}"
+        )
     return impl
 
 
@@ -25,3 +30,18 @@ def resolve_impl(impl: str, device: torch.device, available: tuple[str, ...], op
     if impl == "auto":
         return "triton" if device.type == "cuda" and "triton" in available else "reference"
     return check_impl(impl, available, op)
+
+
+@cache
+def has_triton() -> bool:
+    """True when the triton package is importable (Linux wheels; not on macOS or Windows)."""
+    return importlib.util.find_spec("triton") is not None
+
+
+def check_triton_device(x: torch.Tensor, op: str) -> None:
+    """Triton kernels run on CUDA tensors, or on CPU tensors under TRITON_INTERPRET=1."""
+    if x.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        raise ValueError(
+            f"{op}: impl='triton' got a tensor on {x.device.type!r}; Triton needs CUDA tensors "
+            "(or TRITON_INTERPRET=1 to run the kernel on the CPU through the interpreter)"
+        )

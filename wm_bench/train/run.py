@@ -58,7 +58,11 @@ def resolve_device(cfg: RunConfig) -> tuple[str, str]:
 
 def device_info(accelerator: str) -> dict[str, Any]:
     if accelerator == "cuda" and torch.cuda.is_available():
-        return {"type": "cuda", "name": torch.cuda.get_device_name(), "count": torch.cuda.device_count()}
+        return {
+            "type": "cuda",
+            "name": torch.cuda.get_device_name(),
+            "count": torch.cuda.device_count(),
+        }
     return {"type": "cpu", "threads": torch.get_num_threads()}
 
 
@@ -102,7 +106,8 @@ def run(
         started_at=started,
     )
     try:
-        out = _train_and_eval(cfg, h, accelerator, precision, Path(out_dir), quiet)
+        with _quiet_lightning():
+            out = _train_and_eval(cfg, h, accelerator, precision, Path(out_dir), quiet)
     except Exception as e:  # recorded, not raised: a sweep goes on past one bad run
         tb = traceback.format_exc(limit=6)
         rec = results.make_result(status="failed", error=f"{type(e).__name__}: {e}\n{tb}", **common)
@@ -129,7 +134,11 @@ def _train_and_eval(
     tput = Throughput()
     callbacks: list[L.Callback] = [tput]
     if cfg.train.early_stop_metric and cfg.train.early_stop_value is not None:
-        mode = "max" if HIGHER_IS_BETTER.get(cfg.train.early_stop_metric.split("/")[-1], True) else "min"
+        mode = (
+            "max"
+            if HIGHER_IS_BETTER.get(cfg.train.early_stop_metric.split("/")[-1], True)
+            else "min"
+        )
         callbacks.append(
             L.pytorch.callbacks.EarlyStopping(
                 monitor=cfg.train.early_stop_metric,
@@ -162,9 +171,9 @@ def _train_and_eval(
     )
     ckpt = ckpt_dir / "last.ckpt"
     t0 = time.perf_counter()
-    with _quiet_lightning(quiet or not cfg.train.progress):
-        trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if cfg.train.checkpoint and ckpt.exists() else None)
-        trainer.validate(module, datamodule=dm, verbose=False)
+    resume = str(ckpt) if cfg.train.checkpoint and ckpt.exists() else None
+    trainer.fit(module, datamodule=dm, ckpt_path=resume)
+    trainer.validate(module, datamodule=dm, verbose=False)
     wall = time.perf_counter() - t0
     metrics = dict(module.final_metrics)
     return {
@@ -185,16 +194,19 @@ def _train_and_eval(
 class _quiet_lightning:
     """Silence Lightning's informational chatter (GPU/TPU availability, worker hints)."""
 
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-
     def __enter__(self) -> None:
         self._levels = {}
-        names = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning")
+        import lightning.pytorch  # noqa: F401  (registers its loggers before we quiet them)
+
+        names = [
+            n
+            for n in logging.root.manager.loggerDict
+            if n.split(".")[0] in ("lightning", "pytorch_lightning", "lightning_fabric")
+        ]
         for n in names:
             lg = logging.getLogger(n)
             self._levels[n] = lg.level
-            lg.setLevel(logging.ERROR if self.quiet else logging.WARNING)
+            lg.setLevel(logging.WARNING)
         self._w = warnings.catch_warnings()
         self._w.__enter__()
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
