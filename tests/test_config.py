@@ -40,8 +40,9 @@ def test_run_config_round_trips_through_dict(name):
 
 def test_hash_ignores_runtime_fields_but_not_math():
     cfg = _run()
-    runtime = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, impl="reference",
-                                                                   num_threads=2, progress=False))
+    runtime = dataclasses.replace(
+        cfg, train=dataclasses.replace(cfg.train, impl="reference", num_threads=2, progress=False)
+    )
     assert config_hash(runtime) == config_hash(cfg)
     assert config_hash(dataclasses.replace(cfg, seed=1)) != config_hash(cfg)
     assert config_hash(dataclasses.replace(cfg, optim=OptimConfig(lr=3e-4))) != config_hash(cfg)
@@ -49,8 +50,13 @@ def test_hash_ignores_runtime_fields_but_not_math():
 
 def test_hash_is_stable_across_processes():
     # A literal: if this changes, every committed result's skip-if-done key changes too.
-    cfg = RunConfig(experiment="t", variant="v", model=preset("llama", "tiny"),
-                    data=SyntheticDataConfig(), train=TrainConfig(max_steps=3))
+    cfg = RunConfig(
+        experiment="t",
+        variant="v",
+        model=preset("llama", "tiny"),
+        data=SyntheticDataConfig(),
+        train=TrainConfig(max_steps=3),
+    )
     h = config_hash(cfg)
     assert len(h) == 16 and h == config_hash(run_from_dict(to_dict(cfg)))
 

@@ -41,7 +41,9 @@ def test_layers_call_kernels_only_through_api():
 
 
 def test_results_and_report_import_no_torch():
-    code = "import sys, wm_bench.results, wm_bench.report; assert 'torch' not in sys.modules, 'torch'"
+    code = (
+        "import sys, wm_bench.results, wm_bench.report; assert 'torch' not in sys.modules, 'torch'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 

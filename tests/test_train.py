@@ -1,4 +1,4 @@
-"""Training: a tiny run lowers the loss and writes one result JSON; skip-if-done; failures recorded."""
+"""Training: a tiny run lowers the loss, writes one result, skips when done, records failures."""
 
 from __future__ import annotations
 
@@ -66,8 +66,24 @@ def test_lr_schedule_warms_up_then_decays_to_min_ratio():
 
 
 def test_cli_train_runs_a_preset_and_prints_metrics(tmp_path, capsys):
-    rc = main(["train", "--preset", "cheems", "--size", "tiny", "--steps", "3", "--seq-len", "16",
-               "--results-dir", str(tmp_path), "--out-dir", str(tmp_path / "o"), "--quiet"])
+    rc = main(
+        [
+            "train",
+            "--preset",
+            "cheems",
+            "--size",
+            "tiny",
+            "--steps",
+            "3",
+            "--seq-len",
+            "16",
+            "--results-dir",
+            str(tmp_path),
+            "--out-dir",
+            str(tmp_path / "o"),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "ok: train/smoke/" in out and "valid/loss" in out

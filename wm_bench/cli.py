@@ -15,10 +15,16 @@ SCALE_CHOICES = ("smoke", "cpu", "small", "paper", "auto")
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--results-dir", default=None, help="where result JSON goes (default: ./results)")
+    p.add_argument(
+        "--results-dir", default=None, help="where result JSON goes (default: ./results)"
+    )
     p.add_argument("--out-dir", default="outputs", help="logs, checkpoints, Optuna journals")
-    p.add_argument("--impl", default="auto", choices=["auto", "reference", "triton"],
-                   help="kernel implementation (auto: triton on CUDA, reference on CPU)")
+    p.add_argument(
+        "--impl",
+        default="auto",
+        choices=["auto", "reference", "triton"],
+        help="kernel implementation (auto: triton on CUDA, reference on CPU)",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--force", action="store_true", help="rerun configs that already have a result")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -53,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dump-config", action="store_true", help="print the run config as YAML, do not train")
+    p.add_argument(
+        "--dump-config", action="store_true", help="print the run config as YAML, do not train"
+    )
     _add_common(p)
 
     p = sub.add_parser(
@@ -63,11 +71,20 @@ def build_parser() -> argparse.ArgumentParser:
         "an interrupted run resumes. Then regenerate the experiment's report.",
     )
     p.add_argument("experiment", choices=EXPERIMENTS)
-    p.add_argument("--scale", default="auto", choices=SCALE_CHOICES,
-                   help="smoke (CPU plumbing), cpu (real CPU results), small (one GPU), paper; "
-                   "auto = small with CUDA, smoke without")
-    p.add_argument("--only", action="append", default=[], metavar="KEY=VALUE",
-                   help="keep runs whose tag KEY equals VALUE (repeatable), e.g. --only mixer=dma")
+    p.add_argument(
+        "--scale",
+        default="auto",
+        choices=SCALE_CHOICES,
+        help="smoke (CPU plumbing), cpu (real CPU results), small (one GPU), paper; "
+        "auto = small with CUDA, smoke without",
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keep runs whose tag KEY equals VALUE (repeatable), e.g. --only mixer=dma",
+    )
     p.add_argument("--limit", type=int, default=None, help="run at most this many configs")
     p.add_argument("--no-report", action="store_true", help="do not regenerate the report")
     _add_common(p)
@@ -128,8 +145,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.dump_config:
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         return 0
-    rec = run(cfg, results_dir=args.results_dir, out_dir=args.out_dir, force=args.force,
-              quiet=args.quiet)
+    rec = run(
+        cfg, results_dir=args.results_dir, out_dir=args.out_dir, force=args.force, quiet=args.quiet
+    )
     _print_record(rec)
     return 0 if rec["status"] == "ok" else 1
 
@@ -144,8 +162,10 @@ def _print_record(rec: dict[str, Any]) -> None:
         print(f"  {k:<18} {v:.4f}")
     t = rec.get("timing", {})
     if t.get("tokens_per_s"):
-        print(f"  {'tokens/s':<18} {t['tokens_per_s']:.0f}  ({t.get('steps')} steps, "
-              f"{t.get('wall_s', 0):.1f} s)")
+        print(
+            f"  {'tokens/s':<18} {t['tokens_per_s']:.0f}  ({t.get('steps')} steps, "
+            f"{t.get('wall_s', 0):.1f} s)"
+        )
     p = rec.get("params", {})
     if p:
         print(f"  {'params':<18} {p.get('total', 0):,} total, {p.get('active', 0):,} active")
@@ -176,8 +196,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         keys = {c.split("=", 1)[0] for c in args.only if "=" in c}
         bad = sorted(keys - set(tags) - {"variant"})
         if bad:
-            print(f"error: --only key(s) {bad} are not tags of {args.experiment}; valid: {tags}",
-                  file=sys.stderr)
+            print(
+                f"error: --only key(s) {bad} are not tags of {args.experiment}; valid: {tags}",
+                file=sys.stderr,
+            )
             return 2
         configs = [c for c in configs if _matches(c, args.only)]
     if args.limit is not None:
@@ -195,18 +217,22 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         metric=task.METRIC,
         direction="maximize" if task.HIGHER_IS_BETTER else "minimize",
         journal=journal,
-        run_fn=lambda c: run(c, results_dir=args.results_dir, out_dir=args.out_dir,
-                             force=args.force, quiet=True),
+        run_fn=lambda c: run(
+            c, results_dir=args.results_dir, out_dir=args.out_dir, force=args.force, quiet=True
+        ),
     )
     failed = [r for r in recs if r["status"] != "ok"]
-    print(f"done: {len(recs)} runs in {(time.perf_counter() - t0) / 60:.1f} min, "
-          f"{len(failed)} failed")
+    print(
+        f"done: {len(recs)} runs in {(time.perf_counter() - t0) / 60:.1f} min, {len(failed)} failed"
+    )
     if not args.no_report:
         _report([args.experiment], args.results_dir, None, pdf=False)
     return 1 if failed else 0
 
 
-def _report(experiments: list[str], results_dir: str | None, reports_dir: str | None, pdf: bool) -> None:
+def _report(
+    experiments: list[str], results_dir: str | None, reports_dir: str | None, pdf: bool
+) -> None:
     from wm_bench.report import build_pdf, build_report
     from wm_bench.results import default_results_dir, repo_root
 
@@ -235,14 +261,19 @@ def cmd_list(args: argparse.Namespace) -> int:
     from wm_bench.layers.mixers import MIXERS
     from wm_bench.presets import PRESETS, SIZES
 
-    print(json.dumps({
-        "presets": sorted(PRESETS),
-        "sizes": list(SIZES),
-        "mixers": sorted(MIXERS),
-        "ffns": sorted(FFNS),
-        "data": sorted(DATASETS),
-        "experiments": list(EXPERIMENTS),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "presets": sorted(PRESETS),
+                "sizes": list(SIZES),
+                "mixers": sorted(MIXERS),
+                "ffns": sorted(FFNS),
+                "data": sorted(DATASETS),
+                "experiments": list(EXPERIMENTS),
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

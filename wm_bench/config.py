@@ -1,4 +1,4 @@
-"""Frozen, serialisable run configs: RunConfig(model, data, optim, train, seed, scale, experiment)."""
+"""Frozen, serialisable run configs: RunConfig(model, data, optim, train, seed, scale, ...)."""
 
 from __future__ import annotations
 
@@ -77,7 +77,9 @@ class ModelConfig:
     pattern: str
     blocks: dict[str, BlockConfig]
     tie_embeddings: bool = False
-    residual_weights: bool = True  # learnable per-channel residual scales (SPEC §2.6); False = plain
+    residual_weights: bool = (
+        True  # learnable per-channel residual scales (SPEC §2.6); False = plain
+    )
     norm_eps: float = 1e-6
     init_std: float = 0.02
 
@@ -164,7 +166,9 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
     scale: str = "smoke"
-    tags: dict[str, Any] = field(default_factory=dict)  # free-form labels for reports (e.g. grid cell)
+    tags: dict[str, Any] = field(
+        default_factory=dict
+    )  # free-form labels for reports (e.g. grid cell)
 
     def __post_init__(self) -> None:
         if self.scale not in SCALES:

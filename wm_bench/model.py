@@ -150,4 +150,12 @@ def count_params(cfg: ModelConfig) -> dict[str, int]:
 # Presets live in their own module (they only build configs); re-exported here for convenience.
 from wm_bench.presets import PRESETS, match_params, preset  # noqa: E402
 
-__all__ = ["PRESETS", "LanguageModel", "ModelOutput", "build_model", "count_params", "match_params", "preset"]
+__all__ = [
+    "PRESETS",
+    "LanguageModel",
+    "ModelOutput",
+    "build_model",
+    "count_params",
+    "match_params",
+    "preset",
+]

@@ -1,4 +1,4 @@
-"""Architecture presets (llama, mamba2, jamba, cheems, doge) at named sizes, and parameter matching."""
+"""Architecture presets (llama, mamba2, jamba, cheems, doge) at named sizes; parameter matching."""
 
 from __future__ import annotations
 
@@ -89,9 +89,7 @@ def llama(size: str, *, vocab_size: int | None = None, ffn: str = "mlp") -> Mode
 def mamba2(size: str, *, vocab_size: int | None = None, ffn: str = "none") -> ModelConfig:
     """Mamba2: all Mamba-2 blocks, no attention; no MLP by default, twice the layers (as Mamba2)."""
     s = _size(size)
-    block = BlockConfig(
-        mixer=mixer_cfg("mamba2"), ffn=None if ffn == "none" else _mlp(s.d_model)
-    )
+    block = BlockConfig(mixer=mixer_cfg("mamba2"), ffn=None if ffn == "none" else _mlp(s.d_model))
     n_layers = 2 * s.n_layers if ffn == "none" else s.n_layers
     return ModelConfig(
         vocab_size=_vocab(s, vocab_size),
@@ -103,7 +101,7 @@ def mamba2(size: str, *, vocab_size: int | None = None, ffn: str = "none") -> Mo
 
 
 def jamba(size: str, *, vocab_size: int | None = None, ffn: str = "moe") -> ModelConfig:
-    """Jamba-style: 1 attention : 7 Mamba layers (attention 5th of each 8), MoE every other layer."""
+    """Jamba-style: 1 attention : 7 Mamba (attention 5th of each 8), MoE every other layer."""
     s = _size(size)
     d = s.d_model
     moe = ffn_cfg("moe", num_experts=16, top_k=2, d_ff=2 * d)
@@ -136,7 +134,11 @@ def cheems(size: str, *, vocab_size: int | None = None, ffn: str = "mlp") -> Mod
     # Fewer than 8 layers (tiny sizes): keep one DMA block last so every preset has attention.
     pattern = "SSSSSSSD" if s.n_layers >= 8 else "S" * (s.n_layers - 1) + "D"
     return ModelConfig(
-        vocab_size=_vocab(s, vocab_size), d_model=d, n_layers=s.n_layers, pattern=pattern, blocks=blocks
+        vocab_size=_vocab(s, vocab_size),
+        d_model=d,
+        n_layers=s.n_layers,
+        pattern=pattern,
+        blocks=blocks,
     )
 
 

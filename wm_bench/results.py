@@ -1,4 +1,4 @@
-"""Result JSON schema, provenance, atomic writes, skip-if-done, and a DataFrame loader (no torch)."""
+"""Result JSON schema, provenance, atomic writes, skip-if-done, DataFrame loader (no torch)."""
 
 from __future__ import annotations
 
@@ -196,7 +196,9 @@ def write_result(rec: dict[str, Any], results_dir: Path | str | None = None) -> 
     return write_json_atomic(result_path(rdir, rec["experiment"], rec["scale"], rec["run_id"]), rec)
 
 
-def iter_results(results_dir: Path | str | None = None, experiment: str | None = None) -> Iterator[dict]:
+def iter_results(
+    results_dir: Path | str | None = None, experiment: str | None = None
+) -> Iterator[dict]:
     """Yield every result record under results_dir (optionally one experiment), sorted by path."""
     root = Path(results_dir) if results_dir is not None else default_results_dir()
     base = root / experiment if experiment else root
@@ -214,7 +216,11 @@ def iter_results(results_dir: Path | str | None = None, experiment: str | None =
 
 
 def find_done(
-    config_hash: str, experiment: str, scale: str, variant: str, results_dir: Path | str | None = None
+    config_hash: str,
+    experiment: str,
+    scale: str,
+    variant: str,
+    results_dir: Path | str | None = None,
 ) -> dict | None:
     """The 'ok' result for this config hash, if one exists (skip-if-done)."""
     rdir = results_dir if results_dir is not None else default_results_dir()

@@ -1,4 +1,4 @@
-"""Optuna driver: per-cell grid sweeps (e.g. learning rate × seed) with a journal file and resume."""
+"""Optuna driver: per-cell grid sweeps (learning rate × seed) in a journal file, with resume."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def sweep_cells(
             load_if_exists=True,
         )
 
-        def objective(trial: optuna.Trial) -> float:
+        def objective(trial: optuna.Trial, space=space, by_point=by_point) -> float:
             nonlocal done
             lr = trial.suggest_categorical("lr", space["lr"])
             seed = trial.suggest_categorical("seed", space["seed"])

@@ -1,1 +1,1 @@
-"""Kernels: each op folder has reference.py (the spec), api.py (the public surface) and later triton.py."""
+"""Kernels: per op, reference.py (the spec), api.py (the public surface) and triton.py."""

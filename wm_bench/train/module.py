@@ -88,7 +88,7 @@ class LMModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         o = self.cfg.optim
-        # Weight decay on matrices only: norms, residual scales, A_log, dt_bias and D stay undecayed.
+        # Weight decay on matrices only: norms, residual scales, A_log, dt_bias, D stay undecayed.
         decay = [p for p in self.model.parameters() if p.requires_grad and p.dim() >= 2]
         no_decay = [p for p in self.model.parameters() if p.requires_grad and p.dim() < 2]
         opt = torch.optim.AdamW(

@@ -1,4 +1,4 @@
-"""run(cfg): seed, train with Lightning, evaluate, and write exactly one result JSON (also on failure)."""
+"""run(cfg): seed, train with Lightning, evaluate, write one result JSON (even on failure)."""
 
 from __future__ import annotations
 
