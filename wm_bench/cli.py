@@ -12,6 +12,7 @@ from typing import Any
 
 EXPERIMENTS = ("mqar",)  # tasks/<name>/ modules with runs(scale)
 SCALE_CHOICES = ("smoke", "cpu", "small", "paper", "auto")
+GPU_ACTIONS = ("compile", "bundle", "suite")
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -94,6 +95,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", default=None)
     p.add_argument("--reports-dir", default=None)
     p.add_argument("--pdf", action="store_true", help="also render reports/report.pdf")
+
+    p = sub.add_parser(
+        "bench",
+        help="benchmarks: train (CPU/GPU training tokens/s), ssd, attention, ... (see --help)",
+        description="Run one benchmark module wm_bench.bench.<NAME>; the arguments after NAME "
+        "go to that benchmark (try `wm-bench bench train --help`).",
+    )
+    p.add_argument("name", help="benchmark name, e.g. train, ssd")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the benchmark")
+
+    p = sub.add_parser(
+        "gpu",
+        help="GPU readiness: compile (sm_90a AOT check), bundle (offline wheels), suite",
+        description="compile: build every Triton kernel for sm_90a on this machine and read "
+        "ptxas' resource report; bundle: gather what a lent GPU lacks; suite: one call on a GPU",
+    )
+    p.add_argument("action", choices=GPU_ACTIONS)
+    p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the action")
 
     sub.add_parser("list", help="list presets, sizes, mixers, FFNs, data sources and experiments")
     return parser
@@ -277,7 +296,34 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "reproduce": cmd_reproduce, "report": cmd_report, "list": cmd_list}
+def _delegate(module: str, argv: list[str], what: str) -> int:
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name != module:
+            raise
+        raise ValueError(
+            f"no {what} {module.rsplit('.', 1)[-1]!r} ({module} does not exist)"
+        ) from None
+    return int(mod.main(argv) or 0)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    return _delegate(f"wm_bench.bench.{args.name}", args.args, "benchmark")
+
+
+def cmd_gpu(args: argparse.Namespace) -> int:
+    return _delegate(f"wm_bench.gpu.{args.action}", args.args, "gpu action")
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "reproduce": cmd_reproduce,
+    "report": cmd_report,
+    "bench": cmd_bench,
+    "gpu": cmd_gpu,
+    "list": cmd_list,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
