@@ -1,0 +1,318 @@
+"""MQAR accuracy grid (SPEC §5, claim C2): run configs per scale, the paper's values, report layout.
+
+What runs. Every cell (L, d, mixer) is a 2-layer model whose blocks are mixer + MLP FFN (SPEC §5:
+"2 layers, MLP state mixer"), trained with AdamW (wd 0.1), linear warm-up then cosine to 0, early
+stop once `valid/accuracy` ≥ 0.99, swept over `lr_grid(scale)` × the scale's seeds. The cell's
+reported accuracy is the best LR's (highest mean over seeds). Choices the paper does not state:
+- Tied input/output embeddings (Zoology ties them; on a CPU it also keeps the head cheap).
+- QCAttn: 1 head, RoPE (Zoology's attention has 1 head and learned absolute positions; the suite
+  has RoPE or none, and RoPE is the closest position-aware choice).
+- DMA: 1 head like QCAttn, so the two differ only in the dynamic mask; window = #KV pairs
+  (SPEC §5); other fields default (RoPE, QK-norm).
+- SSD: the suite's (Cheems) SSD with N = d_state = 128, 1 head, 1 group, default RoPE and expand.
+- Based: the layer's defaults (feature dim 16, sliding window 64). At L = 64 that window covers
+  the whole sequence, so Based is exact attention there; from L = 128 on it is not.
+- FFN: the gated MLP with its default width (8/3·d rounded up to 64).
+
+Scales (edit the ScaleSpec constants below; `planned_tokens(scale)` recomputes the cost):
+- smoke: plumbing only. L = 64, d = 32, all 4 mixers, 1 LR, 1 seed, 40 steps of batch 16.
+- cpu (issue 11): L ∈ {64, 128, 256}, d ∈ {32, 64, 128}, all 4 mixers, LRs {1e-3, 3e-3},
+  seeds {0, 1} = 144 runs. kv = L/8 (8, 16, 32): pairs grow with L as the paper's L/4 does, at
+  half its density (Zoology's Fig. 2 regime, kv ≤ L/8), since the paper's density, where every
+  query slot is filled, is out of reach of a CPU budget. Vocabulary 512 (> the largest L; SPEC §5
+  and ANCHORS §5: with 8192 the output layer dominates the CPU cost). 2048 tokens per step
+  (batch 32, 16, 8), each training example seen once, 256 test examples every 100 steps.
+  Cost, upper bound without early stops: 144 runs × CPU_MAX_STEPS × 2048 = 88M training tokens
+  at 300 steps, ≈ 49 min at 30k tokens/s, plus ≈ 22M forward-only evaluation tokens. Probes on
+  the shared 2-core machine gave 1k–100k tokens/s depending on mixer, size and load, so
+  CALIBRATE: time one run per mixer at the largest cell, then set CPU_MAX_STEPS (or trim
+  CPU_WIDTHS / CPU_LENGTHS) so that the whole figure takes ≤ 45 min.
+  Learning needs more steps than that: bare-loop probes with the suite's model (L = 64, d = 64,
+  V = 512, batch 32) sat at ≈ 1/kv, i.e. answering with one of the context's values but not
+  the right one: ≈ 0.12 at kv = 8 after 600 steps for all four mixers, 0.25 at kv = 4 after 1800
+  steps (Based) and 500 (QCAttn), where Zoology's Based reaches 0.93 at kv = 4 after ≈ 750
+  steps (ANCHORS §5). At 300 steps this grid measures that plateau, not recall: prefer fewer
+  cells with more steps (e.g. CPU_WIDTHS = (64, 128), CPU_MAX_STEPS ≥ 2000) over many cells
+  that all stay near 1/kv.
+- small (one H100, ≈ 20 min): the paper's grid L ∈ {256, …, 2048} × d ∈ {32, …, 256}, kv = L/4,
+  vocab 8192, 2 LRs × 1 seed = 128 runs of ≤ 500 steps × 32768 tokens (2.1B tokens at most;
+  ≈ 17 min at 2M tokens/s before early stops), 10k training examples reused across epochs.
+- paper: SPEC §5 / Zoology Fig. 2: 100k train / 3k test, batch 512, 64 epochs (12 500 steps),
+  lr ∈ logspace(−4, −2, 4), evaluated about once per epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from wm_bench.config import (
+    BlockConfig,
+    ModelConfig,
+    OptimConfig,
+    RunConfig,
+    TrainConfig,
+    config_hash,
+)
+
+EXPERIMENT = "mqar"
+METRIC = "valid/accuracy"
+HIGHER_IS_BETTER = True
+EARLY_STOP_ACCURACY = 0.99
+MIXERS: tuple[str, ...] = ("based", "qcattn", "ssd", "dma")
+MIXER_LABELS: dict[str, str] = {"based": "Based", "qcattn": "QCAttn", "ssd": "SSD", "dma": "DMAttn"}
+# Fixed mixer settings (the DMA window is set per cell to the number of KV pairs).
+MIXER_KWARGS: dict[str, dict[str, Any]] = {
+    "based": {},
+    "qcattn": {"n_heads": 1, "position": "rope"},
+    "ssd": {"n_heads": 1, "n_groups": 1, "d_state": 128},
+    "dma": {"n_heads": 1},
+}
+# Claim C2 (SPEC §1): DMA at 100 % (we accept the early-stop level 0.99) and a gain
+# acc_dma / acc_x − 1 ≥ 1.5 over QCAttn and SSD.
+CLAIM_C2: dict[str, Any] = {
+    "subject": "dma",
+    "baselines": ("qcattn", "ssd"),
+    "min_accuracy": EARLY_STOP_ACCURACY,
+    "min_gain": 1.5,
+}
+PAPER_FILE = Path(__file__).with_name("paper_values.json")
+
+
+@dataclass(frozen=True)
+class ScaleSpec:
+    """One scale's grid and training budget.
+
+    Exactly one of `batch_size` (fixed) and `tokens_per_step` (batch = tokens_per_step // L) is
+    > 0. `n_train` None means max_steps × batch, so that each training example is seen once.
+    """
+
+    lengths: tuple[int, ...]
+    widths: tuple[int, ...]
+    lrs: tuple[float, ...]
+    seeds: tuple[int, ...]
+    kv_divisor: int  # num_kv_pairs = L // kv_divisor (≥ 4: SPEC §5 needs 4·kv ≤ L)
+    vocab_size: int
+    max_steps: int
+    eval_every: int
+    n_test: int
+    n_train: int | None = None
+    batch_size: int = 0
+    tokens_per_step: int = 0
+    mixers: tuple[str, ...] = MIXERS
+
+    def __post_init__(self) -> None:
+        if (self.batch_size > 0) == (self.tokens_per_step > 0):
+            raise ValueError(
+                f"ScaleSpec: set exactly one of batch_size={self.batch_size} and "
+                f"tokens_per_step={self.tokens_per_step} (> 0)"
+            )
+        if self.kv_divisor < 4:
+            raise ValueError(f"ScaleSpec.kv_divisor={self.kv_divisor} must be ≥ 4 (4·kv ≤ L)")
+
+    def batch(self, seq_len: int) -> int:
+        """Batch size B at length L."""
+        return self.batch_size or max(1, self.tokens_per_step // seq_len)
+
+    def num_kv_pairs(self, seq_len: int) -> int:
+        """KV pairs at length L."""
+        return seq_len // self.kv_divisor
+
+    def train_examples(self, seq_len: int) -> int:
+        """Training set size at length L."""
+        return self.n_train if self.n_train is not None else self.max_steps * self.batch(seq_len)
+
+
+# ---- the scales: edit these constants to resize a scale ------------------------------------
+SMOKE = ScaleSpec(
+    lengths=(64,), widths=(32,), lrs=(3e-3,), seeds=(0,), kv_divisor=8, vocab_size=128,
+    max_steps=40, eval_every=20, n_test=64, batch_size=16,
+)  # fmt: skip
+CPU_LENGTHS = (64, 128, 256)
+CPU_WIDTHS = (32, 64, 128)
+CPU_LRS = (1e-3, 3e-3)
+CPU_SEEDS = (0, 1)
+CPU_KV_DIVISOR = 8
+CPU_VOCAB = 512
+CPU_TOKENS_PER_STEP = 2048
+CPU_MAX_STEPS = 300
+CPU = ScaleSpec(
+    lengths=CPU_LENGTHS, widths=CPU_WIDTHS, lrs=CPU_LRS, seeds=CPU_SEEDS,
+    kv_divisor=CPU_KV_DIVISOR, vocab_size=CPU_VOCAB, max_steps=CPU_MAX_STEPS, eval_every=100,
+    n_test=256, tokens_per_step=CPU_TOKENS_PER_STEP,
+)  # fmt: skip
+SMALL = ScaleSpec(
+    lengths=(256, 512, 1024, 2048), widths=(32, 64, 128, 256), lrs=(1e-3, 3e-3), seeds=(0,),
+    kv_divisor=4, vocab_size=8192, max_steps=500, eval_every=100, n_test=1000, n_train=10_000,
+    tokens_per_step=32768,
+)  # fmt: skip
+PAPER = ScaleSpec(
+    lengths=(256, 512, 1024, 2048), widths=(32, 64, 128, 256),
+    lrs=(1e-4, 4.6416e-4, 2.1544e-3, 1e-2),  # numpy.logspace(−4, −2, 4) to 5 significant digits
+    seeds=(0,), kv_divisor=4, vocab_size=8192, max_steps=12_500, eval_every=196,
+    n_test=3000, n_train=100_000, batch_size=512,
+)  # fmt: skip
+SCALES: dict[str, ScaleSpec] = {"smoke": SMOKE, "cpu": CPU, "small": SMALL, "paper": PAPER}
+
+
+@dataclass(frozen=True)
+class TableLayout:
+    """How the report lays the grid out: one row per `row_tags`, one column per mixer."""
+
+    row_tags: tuple[str, ...] = ("seq_len", "d_model", "num_kv_pairs")
+    row_labels: tuple[str, ...] = ("L", "d", "kv")
+    column_tag: str = "mixer"
+    columns: tuple[str, ...] = MIXERS
+    column_labels: tuple[tuple[str, str], ...] = tuple(MIXER_LABELS.items())
+    metric: str = METRIC
+    digits: int = 2
+    note: str = (
+        "Mixers: Based (defaults), QCAttn (1 head, RoPE), SSD (N = 128, 1 head), DMAttn (1 head, "
+        "keeps the top w = kv keys); each block is mixer + MLP, 2 layers."
+    )
+
+
+TABLE = TableLayout()
+
+
+def spec(scale: str) -> ScaleSpec:
+    """The ScaleSpec of `scale`; ValueError naming the valid scales."""
+    if scale not in SCALES:
+        raise ValueError(f"mqar: unknown scale {scale!r}; valid: {list(SCALES)}")
+    return SCALES[scale]
+
+
+def lr_grid(scale: str) -> list[float]:
+    """The learning rates swept in every cell at `scale`."""
+    return list(spec(scale).lrs)
+
+
+def mixer_config(mixer: str, num_kv_pairs: int) -> Any:
+    """The mixer config of one cell, built from the layer registry (imported lazily).
+
+    Args:
+        mixer: one of MIXERS.
+        num_kv_pairs: the cell's KV pairs (DMA's window).
+    Returns:
+        A frozen config dataclass from `wm_bench.layers.mixers.MIXERS`.
+    """
+    if mixer not in MIXER_KWARGS:
+        raise ValueError(f"mqar: unknown mixer {mixer!r}; valid: {list(MIXER_KWARGS)}")
+    from wm_bench.layers.mixers import MIXERS as REGISTRY
+
+    kwargs = dict(MIXER_KWARGS[mixer])
+    if mixer == "dma":
+        kwargs["window"] = num_kv_pairs
+    return REGISTRY[mixer][1](**kwargs)
+
+
+def make_run(scale: str, seq_len: int, d_model: int, mixer: str, lr: float, seed: int) -> RunConfig:
+    """One grid point as a RunConfig (tags: seq_len, d_model, mixer, lr, num_kv_pairs, cell)."""
+    from wm_bench.data.mqar import MqarDataConfig
+    from wm_bench.layers.ffn import FFNS
+
+    s = spec(scale)
+    kv, batch = s.num_kv_pairs(seq_len), s.batch(seq_len)
+    model = ModelConfig(
+        vocab_size=s.vocab_size,
+        d_model=d_model,
+        n_layers=2,
+        pattern="M",
+        blocks={"M": BlockConfig(mixer=mixer_config(mixer, kv), ffn=FFNS["mlp"][1]())},
+        tie_embeddings=True,
+    )
+    data = MqarDataConfig(
+        seq_len=seq_len,
+        num_kv_pairs=kv,
+        vocab_size=s.vocab_size,
+        n_train=s.train_examples(seq_len),
+        n_test=s.n_test,
+    )
+    train = TrainConfig(
+        max_steps=s.max_steps,
+        batch_size=batch,
+        eval_every=s.eval_every,
+        early_stop_metric=METRIC,
+        early_stop_value=EARLY_STOP_ACCURACY,
+    )
+    tags = {
+        "seq_len": seq_len,
+        "d_model": d_model,
+        "mixer": mixer,
+        "lr": lr,
+        "num_kv_pairs": kv,
+        "cell": f"L{seq_len}-d{d_model}-{mixer}",
+    }
+    return RunConfig(
+        experiment=EXPERIMENT,
+        variant=mixer,
+        model=model,
+        data=data,
+        optim=OptimConfig(lr=lr, weight_decay=0.1, min_lr_ratio=0.0),
+        train=train,
+        seed=seed,
+        scale=scale,
+        tags=tags,
+    )
+
+
+def runs(scale: str) -> list[RunConfig]:
+    """Every run of the MQAR grid at `scale`, ordered by (L, d, mixer, lr, seed).
+
+    Args:
+        scale: one of SCALES ("smoke", "cpu", "small", "paper").
+    Returns:
+        |lengths| × |widths| × |mixers| × |lrs| × |seeds| RunConfigs.
+    """
+    s = spec(scale)
+    return [
+        make_run(scale, seq_len, d, mixer, lr, seed)
+        for seq_len in s.lengths
+        for d in s.widths
+        for mixer in s.mixers
+        for lr in s.lrs
+        for seed in s.seeds
+    ]
+
+
+def cell_key(cfg: RunConfig) -> tuple:
+    """The grid cell of a run: everything but lr and seed (readable fields + a hash of the rest)."""
+    t = cfg.tags
+    rest = dataclasses.replace(
+        cfg,
+        seed=0,
+        optim=dataclasses.replace(cfg.optim, lr=1.0),
+        tags={k: v for k, v in t.items() if k != "lr"},
+    )
+    return (cfg.scale, t["mixer"], t["seq_len"], t["d_model"], t["num_kv_pairs"], config_hash(rest))
+
+
+def planned_tokens(scale: str) -> dict[str, int]:
+    """What a scale costs at most (no early stop): runs, training tokens, evaluation tokens."""
+    s = spec(scale)
+    per_cell_runs = len(s.mixers) * len(s.lrs) * len(s.seeds)
+    train = evals = 0
+    for seq_len in s.lengths:
+        n_evals = s.max_steps // s.eval_every + 1 if s.eval_every else 1
+        train += len(s.widths) * per_cell_runs * s.max_steps * s.batch(seq_len) * seq_len
+        evals += len(s.widths) * per_cell_runs * n_evals * s.n_test * seq_len
+    runs_ = len(s.lengths) * len(s.widths) * per_cell_runs
+    return {"runs": runs_, "train_tokens": train, "eval_tokens": evals}
+
+
+@lru_cache(maxsize=1)
+def load_paper() -> dict[str, Any]:
+    """The paper's MQAR grid as shipped in paper_values.json (source text included)."""
+    return json.loads(PAPER_FILE.read_text())
+
+
+def paper_grid() -> dict[tuple[int, int, int], dict[str, float]]:
+    """(L, d, kv) → {mixer: accuracy} digitised from the paper's figure (±0.01)."""
+    return {
+        (r["seq_len"], r["d_model"], r["num_kv_pairs"]): {m: float(r[m]) for m in MIXERS}
+        for r in load_paper()["rows"]
+    }

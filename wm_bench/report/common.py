@@ -1,0 +1,161 @@
+"""Shared report pieces: number formats, Markdown tables, scale banners, timing, provenance."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+# Most meaningful first; scales not listed here follow alphabetically.
+SCALE_ORDER: tuple[str, ...] = ("paper", "small", "cpu", "smoke")
+SCALE_TITLES: dict[str, str] = {
+    "paper": "Paper scale",
+    "small": "Small scale (one GPU)",
+    "cpu": "CPU scale",
+    "smoke": "smoke (plumbing only, numbers meaningless)",
+}
+SCALE_BANNERS: dict[str, str] = {
+    "paper": "**Paper scale**: the paper's settings (SPEC §5).",
+    "small": "**Small scale (one GPU)**: the paper's grid with fewer training examples and steps.",
+    "cpu": (
+        "**CPU scale**: real results from a 2-core CPU machine at reduced lengths, widths, "
+        "vocabulary and steps; not comparable cell for cell with the paper's GPU grid."
+    ),
+    "smoke": (
+        "**smoke (plumbing only, numbers meaningless)**: tiny models trained for a few dozen "
+        "steps to exercise the pipeline; do not read the accuracies."
+    ),
+}
+_ERROR_CHARS = 160
+
+
+def ordered_scales(scales: Iterable[str]) -> list[str]:
+    """Scales in report order: SCALE_ORDER first, then any others alphabetically."""
+    present = set(scales)
+    known = [s for s in SCALE_ORDER if s in present]
+    return known + sorted(present - set(SCALE_ORDER))
+
+
+def scale_title(scale: str) -> str:
+    return SCALE_TITLES.get(scale, f"Scale {scale}")
+
+
+def scale_banner(scale: str) -> str:
+    """A one-paragraph Markdown block quote saying what the scale's numbers mean."""
+    return "> " + SCALE_BANNERS.get(scale, f"**Scale {scale}**.")
+
+
+def finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float | None, int]:
+    """(mean, sample std or None when n < 2, n) of a non-empty sequence."""
+    n = len(values)
+    mean = math.fsum(values) / n
+    return mean, (statistics.stdev(values) if n >= 2 else None), n
+
+
+def fmt_num(x: float, digits: int = 2) -> str:
+    """Fixed-point with `digits` decimals; −0.00 printed as 0.00."""
+    s = f"{x:.{digits}f}"
+    return s[1:] if s.startswith("-") and float(s) == 0 else s
+
+
+def fmt_mean_std(mean: float, std: float | None, n: int, digits: int = 2) -> str:
+    """'0.98 ± 0.01 (2)', or '0.98 (1)' for a single value."""
+    if std is None:
+        return f"{fmt_num(mean, digits)} ({n})"
+    return f"{fmt_num(mean, digits)} ± {fmt_num(std, digits)} ({n})"
+
+
+def fmt_lr(lr: float) -> str:
+    return f"{lr:.2g}"
+
+
+def fmt_minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min ({seconds:.0f} s)"
+
+
+def escape_cell(text: Any) -> str:
+    """Text safe inside a Markdown table cell (no pipes, no newlines)."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str = "") -> list[str]:
+    """A GitHub-style Markdown table as lines; `align` is one letter per column (l, r, c)."""
+    marks = {"l": ":---", "r": "---:", "c": ":---:"}
+    seps = [marks.get(a, "---") for a in align.ljust(len(headers), "-")]
+    lines = [
+        "| " + " | ".join(escape_cell(h) for h in headers) + " |",
+        "| " + " | ".join(seps) + " |",
+    ]
+    lines += ["| " + " | ".join(escape_cell(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def first_error_line(error: Any) -> str:
+    """The first non-empty line of an error message, cut to a readable length."""
+    lines = [ln.strip() for ln in str(error or "unknown error").splitlines() if ln.strip()]
+    text = lines[0] if lines else "unknown error"
+    return text if len(text) <= _ERROR_CHARS else text[: _ERROR_CHARS - 1] + "…"
+
+
+def total_wall_s(records: Iterable[dict[str, Any]]) -> tuple[float, int, int]:
+    """(sum of timing.wall_s, runs with a wall time, runs without one)."""
+    total, timed, untimed = 0.0, 0, 0
+    for rec in records:
+        wall = (rec.get("timing") or {}).get("wall_s")
+        if finite(wall):
+            total, timed = total + float(wall), timed + 1
+        else:
+            untimed += 1
+    return total, timed, untimed
+
+
+def _device_text(device: dict[str, Any]) -> str:
+    dev = dict(device)
+    kind = dev.pop("type", None)
+    if kind == "cuda":
+        name = dev.pop("name", "unknown GPU")
+        count = dev.pop("count", 1)
+        dev.pop("cpu_count", None)
+        dev.pop("cpu_model", None)
+        return f"cuda: {name} × {count}"
+    model = dev.pop("cpu_model", "unknown CPU")
+    names = {"cpu_count": "cores", "threads": "threads"}
+    parts = [f"{names[k]}: {dev.pop(k)}" for k in names if k in dev]
+    parts += [f"{k}={v}" for k, v in sorted(dev.items())]
+    label = kind or "device"
+    return f"{label}: {model}" + (f" ({', '.join(parts)})" if parts else "")
+
+
+def provenance_lines(records: Iterable[dict[str, Any]]) -> list[str]:
+    """Markdown bullet lines: deduplicated commits, devices and package versions."""
+    commits: set[str] = set()
+    devices: set[str] = set()
+    versions: dict[str, set[str]] = {}
+    for rec in records:
+        prov = rec.get("provenance") or {}
+        commit = prov.get("git_commit")
+        text = str(commit)[:12] if commit else "unknown"
+        if prov.get("git_dirty"):
+            text += " (dirty)"
+        commits.add(text)
+        devices.add(_device_text(prov.get("device") or {}))
+        for pkg, ver in (prov.get("versions") or {}).items():
+            versions.setdefault(pkg, set()).add(str(ver) if ver is not None else "absent")
+    vers = ", ".join(f"{pkg} {' / '.join(sorted(v))}" for pkg, v in sorted(versions.items()))
+    return [
+        f"- commits: {', '.join(sorted(commits)) or 'none'}",
+        f"- devices: {'; '.join(sorted(devices)) or 'none'}",
+        f"- versions: {vers or 'none'}",
+    ]
+
+
+def failed_table(rows: Sequence[tuple[Any, ...]], headers: Sequence[str]) -> list[str]:
+    """The failed-runs section body: a table, or a line saying there were none."""
+    if not rows:
+        return ["None."]
+    return md_table(headers, rows)
