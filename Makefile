@@ -54,3 +54,20 @@ pdf: $(STAMP) ## render every report into reports/report.pdf
 
 clean: ## remove caches and outputs/ (never results/)
 	rm -rf outputs .pytest_cache .ruff_cache lightning_logs
+
+# --- GPU readiness (issue 10) ----------------------------------------------------------------
+GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
+SECTIONS ?= all
+BUNDLE ?= .carry/bundle
+PYVER ?= 3.12
+.PHONY: gpu-compile gpu-bundle gpu-suite
+
+gpu-compile: $(STAMP) ## compile every Triton kernel for sm_90a on the CPU; ptxas registers/spills/smem
+	$(PY) -m wm_bench.gpu.compile
+
+gpu-bundle: $(STAMP) ## gather the wheels + data an offline GPU machine lacks into $(BUNDLE) (≤ 64 MiB)
+	$(PY) -m wm_bench.gpu.bundle --out $(BUNDLE) --python-version $(PYVER)
+
+gpu-suite: ## on a GPU machine, offline: install the bundle, GPU tests, benchmarks, MQAR small (≤ 9 min)
+	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} SECTIONS=$(SECTIONS) \
+	  $(GPU_PY) -m wm_bench.gpu.suite --bundle $(BUNDLE) $(if $(ARCHIVE),--archive $(ARCHIVE))

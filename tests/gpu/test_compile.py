@@ -1,0 +1,145 @@
+"""sm_90a ahead-of-time compile driver: RoPE resources, tl.dot under 16 caught, clear failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+triton = pytest.importorskip("triton")
+import triton.language as tl  # noqa: E402
+
+from wm_bench.gpu import compile as gc  # noqa: E402
+from wm_bench.gpu.registry import CompileConfig, KernelSpec, as_spec, collect  # noqa: E402
+
+
+@triton.jit
+def _dot_kernel(A, B, C, BLOCK: tl.constexpr):
+    """Test-only: one BLOCK×BLOCK tile product (the interpreter runs BLOCK=8; the GPU cannot)."""
+    o = tl.arange(0, BLOCK)
+    a = tl.load(A + o[:, None] * BLOCK + o[None, :])
+    b = tl.load(B + o[:, None] * BLOCK + o[None, :])
+    tl.store(C + o[:, None] * BLOCK + o[None, :], tl.dot(a, b))
+
+
+_DOT_SIG = {"A": "*bf16", "B": "*bf16", "C": "*fp32"}
+KERNEL_SPECS = [  # read by `--modules <this module>` below: a specs module with a bad shape
+    KernelSpec(name="dot8", fn=_dot_kernel, signature=_DOT_SIG, cases=({"BLOCK": 8},))
+]
+
+
+def test_rope_compiles_with_registers_no_spills_and_json_provenance(tmp_path, capsys):
+    out, cache = tmp_path / "compile-sm90a.json", tmp_path / "cache"
+    argv = ["--modules", "wm_bench.kernels.rope.specs", "--kernel", "rope_fp32", "--out", str(out)]
+    argv += ["--cache-dir", str(cache), "--jobs", "1"]
+    assert gc.main(argv) == 0
+    doc = json.loads(out.read_text())
+    (row,) = doc["rows"]
+    assert row["status"] == "ok" and row["problems"] == []
+    assert 0 < row["registers"] <= 255
+    assert row["spill_stores"] == row["spill_loads"] == 0
+    assert row["instructions"]["wgmma"] == 0 and row["intended"] == []  # elementwise
+    prov = doc["provenance"]
+    assert prov["triton_version"] == triton.__version__ and prov["ptxas"]["version"]
+    assert "git_commit" in prov and prov["versions"]["torch"]
+    assert doc["ok"] is True and "rope_fp32" in capsys.readouterr().out
+    # a second run reads the per-source-hash cache
+    assert gc.main(argv) == 0
+    assert json.loads(out.read_text())["rows"][0]["cached"] is True
+
+
+def test_interpreter_accepts_dot8_but_the_sm90a_compile_reports_the_error(tmp_path, capsys):
+    code = textwrap.dedent(
+        """
+        import torch, triton, triton.language as tl
+        @triton.jit
+        def k(A, B, C, BLOCK: tl.constexpr):
+            o = tl.arange(0, BLOCK)
+            a = tl.load(A + o[:, None] * BLOCK + o[None, :])
+            b = tl.load(B + o[:, None] * BLOCK + o[None, :])
+            tl.store(C + o[:, None] * BLOCK + o[None, :], tl.dot(a, b))
+        a, b, c = torch.randn(8, 8), torch.randn(8, 8), torch.empty(8, 8)
+        k[(1,)](a, b, c, BLOCK=8)
+        print("interpreter ok", float((c - a @ b).abs().max()) < 1e-4)
+        """
+    )
+    (tmp_path / "k.py").write_text(code)
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(tmp_path / "k.py")], capture_output=True, text=True, env=env
+    )
+    assert "interpreter ok True" in proc.stdout, proc.stderr[-2000:]
+
+    rows, _ = gc.run(KERNEL_SPECS, jobs=1, cache_dir=None, progress=False)
+    (row,) = rows
+    assert row["status"] == "error" and "K >= 16" in row["error"]
+    assert row["problems"] and row["problems"][0].startswith("compile error:")
+    argv = ["--modules", __name__, "--out", str(tmp_path / "c.json"), "--no-cache"]
+    assert gc.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "FAILED" in err and "dot8" in err and "K >= 16" in err
+
+
+def test_a_broken_specs_module_is_a_table_row_not_a_crash(tmp_path, capsys):
+    specs, errors = collect(["wm_bench.kernels.no_such_op.specs", "wm_bench.kernels.rope.specs"])
+    assert [s.name for s in specs] == ["rope_bf16", "rope_fp32"]
+    assert errors[0][0] == "wm_bench.kernels.no_such_op.specs" and "ModuleNotFound" in errors[0][1]
+    argv = ["--modules", "wm_bench.kernels.no_such_op.specs", "--out", str(tmp_path / "c.json")]
+    assert gc.main(argv) == 1
+    captured = capsys.readouterr()
+    assert "import error" in captured.out and "no_such_op" in captured.err
+
+
+def test_ptxas_report_parsing_and_the_failure_rules():
+    log = (
+        "ptxas info    : Function properties for k\n"
+        "    48 bytes stack frame, 40 bytes spill stores, 36 bytes spill loads\n"
+        "ptxas info    : Used 255 registers, used 1 barriers, 1024 bytes smem, 400 bytes cmem[0]\n"
+    )
+    got = gc.parse_ptxas(log)
+    assert got == {
+        "stack_bytes": 48,
+        "spill_stores": 40,
+        "spill_loads": 36,
+        "registers": 255,
+        "smem_static": 1024,
+    }
+    base = {"status": "ok", "pickable": True, "intended": ["wgmma"], "instructions": {"wgmma": 0}}
+    row = base | got | {"smem_bytes": 240 * 1024}
+    probs = gc.problems(row)
+    assert any("spills 40 B stores" in p for p in probs)
+    assert any("227 KB" in p for p in probs)
+    assert any("'wgmma'" in p for p in probs)
+    assert not any("spill" in p for p in gc.problems(row | {"pickable": False}))
+    ptx = "wgmma.mma_async.sync.aligned\ncp.async.bulk.tensor.2d\nld.global.v2.b32 {%r1}\n"
+    assert gc.scan_ptx(ptx) == {"wgmma": 1, "tma": 1, "mma": 0, "ld_bytes_max": 8}
+    ptx += "@%p1 cp.async.cg.shared.global [ %r30 + 0 ], [ %rd34 + 0 ], 0x10, %r31;\n"
+    assert gc.scan_ptx(ptx)["ld_bytes_max"] == 16
+
+
+def test_registry_takes_dicts_triton_configs_and_autotuned_functions():
+    tuned = triton.autotune(
+        configs=[triton.Config({"BLOCK": 64}, num_warps=4, num_stages=2)], key=[]
+    )(_dot_kernel)
+    spec = as_spec({"fn": tuned, "signature": _DOT_SIG, "intended": ["wgmma"]}, "m")
+    assert spec.name == "_dot_kernel" and spec.instructions == ("wgmma",)
+    assert spec.configs == (CompileConfig(4, 2, {"BLOCK": 64}),)
+    assert spec.constexprs({}, spec.configs[0]) == {"BLOCK": 64}
+    assert list(spec.full_signature().values()) == ["*bf16", "*bf16", "*fp32", "constexpr"]
+    assert spec.attrs() == {(0,): [["tt.divisibility", 16]], (1,): [["tt.divisibility", 16]],
+                            (2,): [["tt.divisibility", 16]]}  # fmt: skip
+    dict_cfg = as_spec({"fn": _dot_kernel, "signature": _DOT_SIG, "configs": [
+        {"num_warps": 8, "num_stages": 3, "BLOCK": 128}]}).configs[0]  # fmt: skip
+    assert dict_cfg == CompileConfig(8, 3, {"BLOCK": 128})
+    with pytest.raises(ValueError, match="'C' has no type"):
+        KernelSpec(
+            name="x", fn=_dot_kernel, signature={"A": "*bf16", "B": "*bf16"}
+        ).full_signature()
+    with pytest.raises(ValueError, match="valid: \\['wgmma', 'tma', 'mma'\\]"):
+        KernelSpec(name="x", fn=_dot_kernel, signature=_DOT_SIG, instructions=("hgmma",))
+    with pytest.raises(ValueError, match="BLOCK"):
+        KernelSpec(name="x", fn=_dot_kernel, signature=_DOT_SIG).constexprs({}, CompileConfig())
