@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from wm_bench.kernels._impl import Impl, check_impl
+from wm_bench.kernels._impl import Impl, check_impl, check_triton_device, has_triton
 from wm_bench.kernels.ssd import reference as ref
 
-AVAILABLE: tuple[str, ...] = ("reference",)
+AVAILABLE: tuple[str, ...] = ("reference", "triton") if has_triton() else ("reference",)
+# recurrent_ssd and ssd_step have no Triton form: they reject impl="triton" by name.
+RECURRENT_AVAILABLE: tuple[str, ...] = ("reference",)
+STEP_AVAILABLE: tuple[str, ...] = ("reference",)
 
 
 def _check_float(name: str, t: Tensor | None) -> None:
@@ -51,6 +54,22 @@ def _check_ssd_inputs(
     _check_shape("initial_state", initial_state, (bsz, H, P, N), "[B, H, P, N]")
 
 
+def _check_triton_inputs(chunk_size: int, tensors: dict[str, Tensor | None]) -> None:
+    """The Triton kernels' extra contract: 16-bit or fp32 inputs, a power-of-two chunk."""
+    from wm_bench.kernels.ssd.triton import CHUNK_SIZES, TRITON_DTYPES
+
+    for name, t in tensors.items():
+        if t is not None and t.dtype not in TRITON_DTYPES:
+            raise ValueError(
+                f"chunk_ssd: impl='triton' takes {[str(d) for d in TRITON_DTYPES]} inputs, "
+                f"got {name}.dtype={t.dtype}; use impl='reference' for float64"
+            )
+    if chunk_size not in CHUNK_SIZES:
+        raise ValueError(
+            f"chunk_ssd: chunk_size={chunk_size} with impl='triton', expected one of {CHUNK_SIZES}"
+        )
+
+
 def chunk_ssd(
     x: Tensor,
     dt: Tensor,
@@ -78,7 +97,8 @@ def chunk_ssd(
         D: [H] skip weights (y += D[h] x) or None.
         initial_state: [B, H, P, N] or None (zeros).
         return_final_state: return S_T instead of None.
-        impl: "reference".
+        impl: "reference", or "triton" (CUDA tensors, or any device under TRITON_INTERPRET=1;
+            fp32/bf16/fp16 inputs, chunk_size in 16..256 a power of two; fp32 accumulation).
     Returns:
         y: [B, T, H, P], x's dtype.
         final_state: [B, H, P, N] fp32 (fp64 for fp64 inputs), or None.
@@ -87,6 +107,23 @@ def chunk_ssd(
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_ssd: chunk_size={chunk_size!r}, expected an int >= 1")
     _check_ssd_inputs(x, dt, A, B, C, D, initial_state)
+    if impl == "triton":
+        check_triton_device(x, "chunk_ssd")
+        tensors = {"x": x, "dt": dt, "A": A, "B": B, "C": C, "D": D, "initial_state": initial_state}
+        _check_triton_inputs(chunk_size, tensors)
+        from wm_bench.kernels.ssd.triton import chunk_ssd_triton
+
+        return chunk_ssd_triton(
+            x,
+            dt,
+            A,
+            B,
+            C,
+            chunk_size=chunk_size,
+            D=D,
+            initial_state=initial_state,
+            return_final_state=return_final_state,
+        )
     return ref.chunk_ssd(
         x,
         dt,
@@ -116,7 +153,7 @@ def recurrent_ssd(
 
     Args/Returns: as `chunk_ssd`.
     """
-    check_impl(impl, AVAILABLE, "recurrent_ssd")
+    check_impl(impl, RECURRENT_AVAILABLE, "recurrent_ssd")
     _check_ssd_inputs(x, dt, A, B, C, D, initial_state)
     return ref.recurrent_ssd(
         x,
@@ -156,7 +193,7 @@ def ssd_step(
         y_t: [B, H, P], x_t's dtype.
         new_state: [B, H, P, N] fp32 (fp64 for fp64 inputs).
     """
-    check_impl(impl, AVAILABLE, "ssd_step")
+    check_impl(impl, STEP_AVAILABLE, "ssd_step")
     for name, t in (("x_t", x_t), ("dt_t", dt_t), ("A", A), ("B_t", B_t), ("C_t", C_t)):
         _check_float(name, t)
     _check_float("state", state)

@@ -12,6 +12,7 @@ from torch import nn
 from wm_bench.kernels._impl import resolve_impl
 from wm_bench.kernels.ssd import chunk_ssd, ssd_step
 from wm_bench.kernels.ssd.api import AVAILABLE as SSD_IMPLS
+from wm_bench.kernels.ssd.api import STEP_AVAILABLE
 from wm_bench.layers.mixers.ssd import check_ssm_fields, init_a_log, init_dt_bias
 from wm_bench.layers.norm import GatedRMSNorm
 
@@ -111,7 +112,9 @@ class Mamba2(nn.Module):
         return F.softplus(dt.to(compute) + self.dt_bias.to(compute)), A
 
     def _ssd_impl(self, device: torch.device, op: str) -> str:
-        impl = resolve_impl(self.impl, device, available=SSD_IMPLS, op=op)
+        # ssd_step (decoding) has no Triton form: "auto" resolves it to the reference on CUDA.
+        available = STEP_AVAILABLE if op == "ssd_step" else SSD_IMPLS
+        impl = resolve_impl(self.impl, device, available=available, op=op)
         self.resolved_impls[op] = impl
         return impl
 
