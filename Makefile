@@ -35,6 +35,10 @@ test-interpret: $(STAMP) ## Triton kernels under TRITON_INTERPRET=1 on the CPU (
 test-gpu: $(STAMP) ## GPU-marked tests (needs CUDA)
 	$(PY) -m pytest -q -m gpu $(PYTEST_ARGS)
 
+.PHONY: bench
+bench: $(STAMP) ## run one kernel benchmark: make bench OP=ssd
+	$(VENV)/bin/wm-bench bench $(OP)
+
 lint: $(STAMP) ## ruff lint + format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

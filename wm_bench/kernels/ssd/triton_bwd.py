@@ -16,7 +16,8 @@ from wm_bench.kernels.ssd.triton_fwd import PRUNE, _cfg, _configs, decay_mask
 
 # GPU autotune lists: tiles along the chunk only (P / N tiles are the wrapper's), ≤ 4 each,
 # every one ≥ 64 rows on the tl.dot M side (wgmma) and spill-free at the sm_90a compile check
-# (`wm-bench gpu compile`) except the dC launch at P = N = 128 with 64-row tiles (8–24 B).
+# (`wm-bench gpu compile`), P = N = 128 included (the dB / dC kernel takes its state term after
+# the intra-chunk loop; see there).
 DSTATE_GPU_CONFIGS = [
     _cfg(4, 2, BLOCK_M=64),
     _cfg(4, 3, BLOCK_M=64),
@@ -376,20 +377,6 @@ def _ssd_dbc_bwd(
             other=0.0,
         )  # [BM, BP]: loaded once per head, used by every dot below
 
-        # State term straight into acc: [BM, P] @ [P, N], rows scaled by exp(cs_i) for dC
-        # (dy·S_c), by dt_j e_j for dB (x·G_c); its ∂L/∂cs share comes from the dx kernel.
-        s_t = tl.load(
-            st_ptr + offs_p[:, None] * N + offs_n[None, :],
-            mask=p_mask[:, None] & n_mask[None, :],
-            other=0.0,
-        )  # [BP, BN]
-        if FOR_B:
-            cl = tl.load(cs_ptr + Q - 1)
-            scale = dt_r * tl.exp(tl.minimum(cl - cs_r, 0.0))
-        else:
-            scale = tl.exp(tl.minimum(cs_r, 0.0))
-        a_s = (a_r * scale[:, None]).to(s_t.dtype)  # [BM, BP]
-        acc = tl.dot(a_s, s_t, acc, input_precision=DOT_PREC)  # [BM, BN]
         dcs = tl.zeros([BLOCK_M], dtype=tl.float32)
 
         # Intra-chunk term over the other side's blocks.
@@ -422,6 +409,21 @@ def _ssd_dbc_bwd(
                 dcs -= g_seg
             else:
                 dcs += g_seg
+        # State term after the intra loop, unscaled dot then fp32 row scale: exp(cs_i) for dC
+        # (dy·S_c), dt_j e_j for dB (x·G_c); its ∂L/∂cs share comes from the dx kernel. Scaling
+        # the rows first made the dot's A operand a register tile, which Triton lays out over
+        # 8 warps along M (64 rows replicated twice) and which spilled at P = N = 128, 64 rows.
+        s_t = tl.load(
+            st_ptr + offs_p[:, None] * N + offs_n[None, :],
+            mask=p_mask[:, None] & n_mask[None, :],
+            other=0.0,
+        )  # [BP, BN]
+        if FOR_B:
+            scale = dt_r * tl.exp(tl.minimum(tl.load(cs_ptr + Q - 1) - cs_r, 0.0))
+        else:
+            scale = tl.exp(tl.minimum(cs_r, 0.0))
+        s_term = tl.dot(a_r.to(s_t.dtype), s_t, input_precision=DOT_PREC)  # [BM, BN]
+        acc += s_term * scale[:, None]
         tl.store(DCS + bh * NC * Q + cq + offs_r, dcs)
 
     out_ptr = OUT + ((b * T + cq) * G + g) * N  # OUT contiguous [B, T, G, N]

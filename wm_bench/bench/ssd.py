@@ -1,0 +1,351 @@
+"""`wm-bench bench ssd`: chunked SSD fwd and fwd+bwd, ours vs mamba_ssm and fla, vs the roofline."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wm_bench.bench import roofline as rl
+
+SHAPES = {  # (B, T, H, P, G, N): issue 4's listed shapes
+    "mamba2_b8_t2k": (8, 2048, 32, 64, 1, 128),
+    "mamba2_b2_t8k": (2, 8192, 32, 64, 1, 128),
+    "cheems_b8_t2k": (8, 2048, 8, 128, 8, 128),
+}
+SWEEP_T = (512, 1024, 2048, 4096, 8192, 16384, 32768)  # at the first shape's B, H, P, G, N
+INTERPRET_SHAPES = {"tiny_b1_t64": (1, 64, 2, 16, 1, 16)}
+INTERPRET_CHUNK = 16
+NO_CUDA = "no CUDA: timings not measured (static H100 bounds only; --interpret runs the plumbing)"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark problem: batch, time, heads, head dim, groups, state size."""
+
+    name: str
+    B: int
+    T: int
+    H: int
+    P: int
+    G: int
+    N: int
+    group: str  # "shape", "sweep" or "interpret"
+
+    @property
+    def layout(self) -> tuple[int, int, int, int]:
+        return self.H, self.P, self.G, self.N
+
+    @property
+    def dims(self) -> tuple[int, int, int, int, int, int]:
+        return self.B, self.T, self.H, self.P, self.G, self.N
+
+    @property
+    def dim_dict(self) -> dict[str, int]:
+        return dict(zip("BTHPGN", self.dims))
+
+
+def build_cases(selection: str, sweep_t: Sequence[int], interpret: bool) -> list[Case]:
+    """The cases to run, listed shapes first, then the T sweep (T = 2048 is the first shape).
+
+    Args:
+        selection: "all", "shapes", "sweep" or comma-separated case names.
+        sweep_t: sweep lengths.
+        interpret: the tiny CPU-interpreter case only.
+    Returns:
+        Cases in run order.
+    """
+    if interpret:
+        return [Case(n, *d, "interpret") for n, d in INTERPRET_SHAPES.items()]
+    first = next(iter(SHAPES.values()))
+    cases = [Case(n, *d, "shape") for n, d in SHAPES.items()]
+    for T in sweep_t:
+        dims = (first[0], T, *first[2:])
+        if all(c.dims != dims for c in cases):
+            cases.append(Case(f"sweep_t{T}", *dims, "sweep"))
+    if selection in ("all", "shapes", "sweep"):
+        return [c for c in cases if selection in ("all", c.group, c.group + "s")]
+    names = [s for s in selection.split(",") if s]
+    bad = [n for n in names if n not in {c.name for c in cases}]
+    if bad:
+        raise ValueError(
+            f"--cases {bad} unknown; valid: all, shapes, sweep, {[c.name for c in cases]}"
+        )
+    return [c for c in cases if c.name in names]
+
+
+def case_bounds(case: Case, elem: int) -> dict[str, Any]:
+    """Minimum bytes and FLOPs of a case and its static H100 bounds (no measurement).
+
+    Bytes (ANCHORS §2): forward reads x, dt, B, C and writes y; fwd+bwd also reads dy and writes
+    dx, ddt, dB, dC. FLOPs: the recurrence's irreducible 4·B·T·H·P·N (state update + read-out),
+    backward counted twice the forward; SSD sits far below the ridge, so the bound is bandwidth.
+
+    Args:
+        case: the problem.
+        elem: bytes per element of x, dt, B, C, y (2 for bf16).
+    Returns:
+        {"fwd": roofline record, "fwd_bwd": roofline record} (roofline.roofline_record).
+    """
+    fwd_b = rl.ssd_min_bytes(*case.dims, elem=elem)
+    all_b = rl.ssd_min_bytes(*case.dims, backward=True, elem=elem)
+    fwd_f = 4.0 * case.B * case.T * case.H * case.P * case.N
+    return {
+        "fwd": rl.roofline_record(fwd_f, fwd_b),
+        "fwd_bwd": rl.roofline_record(3 * fwd_f, all_b),
+    }
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
+
+
+def default_out(device_slug: str) -> Path:
+    """<results>/bench/ssd-<device>.json under wm_bench.results.default_results_dir()."""
+    from wm_bench.results import default_results_dir
+
+    return default_results_dir() / "bench" / f"ssd-{device_slug}.json"
+
+
+STATIC_COLUMNS = [
+    ("case", "case"),
+    ("dims", "B, T, H, P, G, N"),
+    ("fwd_mb", "fwd MB", ",.1f"),
+    ("fwd_bwd_mb", "fwd+bwd MB", ",.1f"),
+    ("fwd_gflop", "fwd GFLOP", ",.1f"),
+    ("bound", "bound"),
+    ("fwd_lb", "fwd bound ms", ".4f"),
+    ("fwd_bwd_lb", "fwd+bwd bound ms", ".4f"),
+]
+RESULT_COLUMNS = [
+    ("case", "case"),
+    ("impl", "impl"),
+    ("status", "status"),
+    ("err", "max rel RMS", ".1e"),
+    ("fwd_ms", "fwd ms", ".3f"),
+    ("fwd_gbps", "fwd GB/s", ",.0f"),
+    ("fwd_pct", "fwd %roof", ".1f"),
+    ("fwd_graph_ms", "graph fwd ms", ".3f"),
+    ("graph_pct", "graph %roof", ".1f"),
+    ("fwd_bwd_ms", "fwd+bwd ms", ".3f"),
+    ("fb_gbps", "fwd+bwd GB/s", ",.0f"),
+    ("fb_pct", "fwd+bwd %roof", ".1f"),
+    ("peak", "peak MiB", ",.0f"),
+    ("first", "first call s", ".1f"),
+    ("vs_mamba", "ours/mamba fwd+bwd", ".2f"),
+]
+
+
+def static_rows(cases: list[Case], elem: int = 2) -> list[dict[str, Any]]:
+    """One row per case: minimum bytes and FLOPs and the H100 lower bounds (no timings)."""
+    rows = []
+    for c in cases:
+        b = case_bounds(c, elem)
+        rows.append(
+            {
+                "case": c.name,
+                "dims": ", ".join(map(str, c.dims)),
+                "fwd_mb": b["fwd"]["bytes"] / 1e6,
+                "fwd_bwd_mb": b["fwd_bwd"]["bytes"] / 1e6,
+                "fwd_gflop": b["fwd"]["flops"] / 1e9,
+                "bound": b["fwd"]["bound"],
+                "fwd_lb": b["fwd"]["lower_bound_ms"],
+                "fwd_bwd_lb": b["fwd_bwd"]["lower_bound_ms"],
+            }
+        )
+    return rows
+
+
+def result_rows(rec: dict[str, Any]) -> list[dict[str, Any]]:
+    """One table row per (case, implementation) of a measured record."""
+    rows = []
+    for c in rec["cases"]:
+        if c.get("skipped"):
+            rows.append({"case": c["name"], "status": c["skipped"]})
+        for name, r in c["results"].items():
+            first = (r.get("first_fwd_s") or 0) + (r.get("first_bwd_s") or 0)
+            row = {"case": c["name"], "impl": name, "status": r["status"]}
+            row |= {k: r.get(k) for k in ("fwd_ms", "fwd_graph_ms", "fwd_bwd_ms")}
+            row |= {"err": r.get("check", {}).get("max"), "first": first or None}
+            row["peak"] = r.get("peak_fwd_bwd_mib") or r.get("peak_fwd_mib")
+            for key, col in (("fwd", "fwd"), ("fwd_graph", "graph"), ("fwd_bwd", "fb")):
+                roof = r.get(f"{key}_roofline", {})
+                row[f"{col}_pct"] = roof.get("pct_of_roofline")
+                if col != "graph":
+                    row[f"{col}_gbps"] = roof.get("achieved_gbps")
+            if name == "ours":
+                row["vs_mamba"] = c.get("ratios", {}).get("mamba_ssm", {}).get("fwd_bwd_ms")
+            rows.append(row)
+    return rows
+
+
+def print_static(cases: list[Case], title: str) -> None:
+    """Print the static roofline table."""
+    from wm_bench.bench.common import print_table
+
+    print_table(static_rows(cases), STATIC_COLUMNS, title=title)
+
+
+def print_result(rec: dict[str, Any]) -> None:
+    """Print the measured table, then the goals, the anchors and what was skipped."""
+    from wm_bench.bench.common import print_table
+
+    st = rec["settings"]
+    fla = " (fla: 64)" if "fla" in rec["impls"] else ""
+    title = f"SSD chunked scan, {st['dtype']}, chunk {st['chunk']}{fla}; {rec['timer']}"
+    if rec["mode"] == "cuda":
+        title += (
+            f"\n% of the H100 bound at {rl.H100.tbps} TB/s (minimum bytes: read x, dt, B, C, "
+            "write y; fwd+bwd also read dy, write dx, ddt, dB, dC)"
+        )
+    rows = result_rows(rec)
+    keep = {"case", "impl", "status"} | {k for r in rows for k, v in r.items() if v is not None}
+    print_table(rows, [c for c in RESULT_COLUMNS if c[0] in keep], title=title)
+    for name, g in rec.get("goals", {}).items():
+        met = {True: "met", False: "NOT met", None: "not measured"}[g["met"]]
+        vals = ", ".join("—" if v is None else f"{v:.2f}" for v in g["values"])
+        print(f"goal {name}: {met} ({vals})")
+    for name, info in rec["impls"].items():
+        if info["kind"] == "anchor":
+            print(f"anchor {name} {info['versions']}: {info['note']}")
+    for name, why in rec["skipped_impls"].items():
+        print(f"skipped {name}: {why}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `bench ssd` argument parser."""
+    p = argparse.ArgumentParser(
+        prog="wm-bench bench ssd",
+        description=(
+            "Chunked SSD (Mamba-2 scan), forward and forward+backward: our Triton kernel side\n"
+            "by side with mamba_ssm's mamba_chunk_scan_combined and fla's chunk_simple_gla\n"
+            "(ANCHORS.md §3; each used when importable). Every implementation is first checked\n"
+            "against the float64 reference (relative RMS of y and every gradient; a wrong one is\n"
+            "reported, not timed), then timed with triton.testing.do_bench (median, L2 flushed):\n"
+            "forward with autograd on, forward + torch.autograd.grad, a CUDA-graph replayed\n"
+            "forward; also peak memory, first-call time, achieved GB/s and % of the H100\n"
+            "bandwidth roofline. The JSON (<results>/bench/ssd-<device>.json) is rewritten after\n"
+            "every measurement."
+        ),
+        epilog="Modes: CUDA → measure; --interpret (or TRITON_INTERPRET=1) → the same pipeline "
+        "at a tiny fp32 shape on the CPU (plumbing only); no CUDA → print the static roofline "
+        "table and exit 0.\nExamples:\n  wm-bench bench ssd\n  wm-bench bench ssd --cases "
+        "shapes --impls ours,mamba_ssm\n  wm-bench bench ssd --budget-s 600   # the whole sweep",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--cases", default="all", help="all | shapes | sweep | comma-separated names")
+    p.add_argument(
+        "--sweep-t",
+        default=",".join(map(str, SWEEP_T)),
+        help="T values of the sweep at the first shape's layout (default %(default)s)",
+    )
+    p.add_argument("--impls", default="ours,mamba_ssm,fla", help="comma list (default %(default)s)")
+    p.add_argument("--chunk", type=int, default=None, help="chunk Q (default 64; 16 interpreted)")
+    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    p.add_argument("--device", default="cuda", help="CUDA device (default cuda)")
+    p.add_argument(
+        "--budget-s",
+        type=float,
+        default=100.0,
+        help="soft wall-clock cap; later cases are recorded as skipped (default %(default)s, "
+        "fits the GPU suite's box)",
+    )
+    p.add_argument("--warmup-ms", type=float, default=25.0, help="do_bench warm-up per timing")
+    p.add_argument("--rep-ms", type=float, default=100.0, help="do_bench timed budget per timing")
+    p.add_argument("--repeats", type=int, default=2, help="timed calls per timing, interpreter")
+    p.add_argument(
+        "--check-max-tokens",
+        type=int,
+        default=65536,
+        help="B·T above which a case inherits the check of its layout's last checked case "
+        "(default %(default)s)",
+    )
+    p.add_argument("--no-graph", action="store_true", help="skip the CUDA-graph forward")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--interpret", action="store_true", help="CPU interpreter, tiny fp32 case")
+    p.add_argument("--static", action="store_true", help="static roofline table only")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="JSON path (default <results>/bench/ssd-<device>.json; static mode: only if given)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    return p
+
+
+def _static(cases: list[Case], out: str | None, why: str) -> int:
+    print_static(cases, f"SSD static roofline on the {rl.H100.name} (bf16 minimum bytes)")
+    print("(the sweep's T = 2048 point is mamba2_b8_t2k)")
+    print(why)
+    if out:
+        from wm_bench.results import now_iso, provenance, write_json_atomic
+
+        rec = {"schema": "bench-ssd/1", "mode": "static", "gpu_timings": False, "note": why}
+        rec["cases"] = [
+            {"name": c.name, "group": c.group, "dims": c.dim_dict, "bounds": case_bounds(c, 2)}
+            for c in cases
+        ]
+        rec |= {"created_at": now_iso(), "provenance": provenance({"type": "none"})}
+        print(f"wrote {write_json_atomic(out, rec)}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the SSD benchmark (see --help).
+
+    Args:
+        argv: arguments without the program name (None: sys.argv[1:]).
+    Returns:
+        0 (also without CUDA, after the static table); 2 when --interpret comes too late.
+    """
+    args = build_parser().parse_args(argv)
+    interpret = args.interpret or os.environ.get("TRITON_INTERPRET") == "1"
+    sweep = [int(t) for t in args.sweep_t.split(",") if t]
+    impls = [n for n in args.impls.split(",") if n]
+    from wm_bench.bench.ssd_impls import IMPL_NAMES
+
+    if not impls or set(impls) - set(IMPL_NAMES):
+        raise ValueError(f"--impls {args.impls!r}; valid: a comma list of {list(IMPL_NAMES)}")
+    if interpret and os.environ.get("TRITON_INTERPRET") != "1":
+        if "wm_bench.kernels.ssd.triton_fwd" in sys.modules:
+            msg = "--interpret: the kernels are imported already; set TRITON_INTERPRET=1 first"
+            print(msg, file=sys.stderr)
+            return 2
+        os.environ["TRITON_INTERPRET"] = "1"  # read when the Triton kernels are first imported
+    import torch
+
+    cases = build_cases(args.cases, sweep, interpret=False)
+    if args.static or (not interpret and not torch.cuda.is_available()):
+        return _static(cases, args.out, "static: timings not measured" if args.static else NO_CUDA)
+
+    from wm_bench.bench.ssd_measure import Settings, bench_ssd
+
+    if interpret:
+        cases = build_cases("all", (), interpret=True)
+        s = Settings(
+            args.chunk or INTERPRET_CHUNK, "float32", "cpu", repeats=args.repeats,
+            check_max_tokens=args.check_max_tokens, budget_s=args.budget_s, seed=args.seed,
+        )  # fmt: skip
+        slug = "cpu-interpret"
+    else:
+        torch.cuda.set_device(torch.device(args.device))  # Triton launches on the current one
+        s = Settings(
+            args.chunk or 64, args.dtype, args.device, warmup_ms=args.warmup_ms,
+            rep_ms=args.rep_ms, graph=not args.no_graph, check_max_tokens=args.check_max_tokens,
+            budget_s=args.budget_s, seed=args.seed,
+        )  # fmt: skip
+        slug = _slug(torch.cuda.get_device_name(torch.device(args.device)))
+    out = Path(args.out) if args.out else default_out(slug)
+    rec = bench_ssd(cases, impls, s, out, progress=not args.quiet)
+    print_result(rec)
+    print(f"wrote {out} in {rec['wall_s']:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
