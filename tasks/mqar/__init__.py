@@ -16,24 +16,16 @@ reported accuracy is the best LR's (highest mean over seeds). Choices the paper 
 
 Scales (edit the ScaleSpec constants below; `planned_tokens(scale)` recomputes the cost):
 - smoke: plumbing only. L = 64, d = 32, all 4 mixers, 1 LR, 1 seed, 40 steps of batch 16.
-- cpu (issue 11): L ∈ {64, 128, 256}, d ∈ {32, 64, 128}, all 4 mixers, LRs {1e-3, 3e-3},
-  seeds {0, 1} = 144 runs. kv = L/8 (8, 16, 32): pairs grow with L as the paper's L/4 does, at
-  half its density (Zoology's Fig. 2 regime, kv ≤ L/8), since the paper's density, where every
-  query slot is filled, is out of reach of a CPU budget. Vocabulary 512 (> the largest L; SPEC §5
-  and ANCHORS §5: with 8192 the output layer dominates the CPU cost). 2048 tokens per step
-  (batch 32, 16, 8), each training example seen once, 256 test examples every 100 steps.
-  Cost, upper bound without early stops: 144 runs × CPU_MAX_STEPS × 2048 = 88M training tokens
-  at 300 steps, ≈ 49 min at 30k tokens/s, plus ≈ 22M forward-only evaluation tokens. Probes on
-  the shared 2-core machine gave 1k–100k tokens/s depending on mixer, size and load, so
-  CALIBRATE: time one run per mixer at the largest cell, then set CPU_MAX_STEPS (or trim
-  CPU_WIDTHS / CPU_LENGTHS) so that the whole figure takes ≤ 45 min.
-  Learning needs more steps than that: bare-loop probes with the suite's model (L = 64, d = 64,
-  V = 512, batch 32) sat at ≈ 1/kv, i.e. answering with one of the context's values but not
-  the right one: ≈ 0.12 at kv = 8 after 600 steps for all four mixers, 0.25 at kv = 4 after 1800
-  steps (Based) and 500 (QCAttn), where Zoology's Based reaches 0.93 at kv = 4 after ≈ 750
-  steps (ANCHORS §5). At 300 steps this grid measures that plateau, not recall: prefer fewer
-  cells with more steps (e.g. CPU_WIDTHS = (64, 128), CPU_MAX_STEPS ≥ 2000) over many cells
-  that all stay near 1/kv.
+- cpu (issue 11): L ∈ {64, 128}, d = 64, kv = L/8 (8, 16), vocabulary 512, the four mixers
+  plus DMA under the other tie rule, 2 seeds, one LR (3e-3), ≤ 2500 steps of 2048 tokens
+  (batch 32 / 16) with early stop at 0.99 = 20 runs, ≈ 40 min on 2 cores. Why this shape: a
+  calibration on this machine (2 threads, 2026-11-23) showed 2-layer QCAttn at L = 64, d = 64,
+  kv = 8 on a plateau at 1/kv accuracy for ~1500 steps, then 0.84 at 2000 and 0.97 at 3000 steps
+  (≈ 35k training tokens/s); 300–600-step runs (the first sizing) measure only that plateau. The
+  45-minute budget therefore buys few cells with enough steps rather than many short ones: two
+  lengths at one width, two seeds, one LR (3e-3: lr 1e-2 was no faster through the plateau in a
+  300-step probe). kv = L/8 rather than the paper's L/4, vocabulary 512 (SPEC §5 and ANCHORS §5:
+  with 8192 the output layer dominates the CPU cost), so rows have no paper value beside them.
 - small (one H100, ≈ 20 min): the paper's grid L ∈ {256, …, 2048} × d ∈ {32, …, 256}, kv = L/4,
   vocab 8192, 2 LRs × 1 seed = 128 runs of ≤ 500 steps × 32768 tokens (2.1B tokens at most;
   ≈ 17 min at 2M tokens/s before early stops), 10k training examples reused across epochs.
@@ -63,14 +55,26 @@ EXPERIMENT = "mqar"
 METRIC = "valid/accuracy"
 HIGHER_IS_BETTER = True
 EARLY_STOP_ACCURACY = 0.99
-MIXERS: tuple[str, ...] = ("based", "qcattn", "ssd", "dma")
-MIXER_LABELS: dict[str, str] = {"based": "Based", "qcattn": "QCAttn", "ssd": "SSD", "dma": "DMAttn"}
+# The paper's four mixers, plus DMA under the other tie rule (SPEC §2.4: "run C2 under both rules
+# at least once"): "dma" ranks equal biases smaller-index first (at init it keeps the FIRST w keys),
+# "dma_li" larger-index first (at init a sliding window over the LAST w keys).
+PAPER_MIXERS: tuple[str, ...] = ("based", "qcattn", "ssd", "dma")
+MIXERS: tuple[str, ...] = (*PAPER_MIXERS, "dma_li")
+MIXER_LABELS: dict[str, str] = {
+    "based": "Based",
+    "qcattn": "QCAttn",
+    "ssd": "SSD",
+    "dma": "DMAttn",
+    "dma_li": "DMAttn (ties: larger index)",
+}
+REGISTRY_NAME: dict[str, str] = {"dma_li": "dma"}  # suite mixer key → layer registry name
 # Fixed mixer settings (the DMA window is set per cell to the number of KV pairs).
 MIXER_KWARGS: dict[str, dict[str, Any]] = {
     "based": {},
     "qcattn": {"n_heads": 1, "position": "rope"},
     "ssd": {"n_heads": 1, "n_groups": 1, "d_state": 128},
     "dma": {"n_heads": 1},
+    "dma_li": {"n_heads": 1, "tie_break": "larger_index"},
 }
 # Claim C2 (SPEC §1): DMA at 100 % (we accept the early-stop level 0.99) and a gain
 # acc_dma / acc_x − 1 ≥ 1.5 over QCAttn and SSD.
@@ -103,7 +107,7 @@ class ScaleSpec:
     n_train: int | None = None
     batch_size: int = 0
     tokens_per_step: int = 0
-    mixers: tuple[str, ...] = MIXERS
+    mixers: tuple[str, ...] = PAPER_MIXERS
 
     def __post_init__(self) -> None:
         if (self.batch_size > 0) == (self.tokens_per_step > 0):
@@ -130,20 +134,20 @@ class ScaleSpec:
 # ---- the scales: edit these constants to resize a scale ------------------------------------
 SMOKE = ScaleSpec(
     lengths=(64,), widths=(32,), lrs=(3e-3,), seeds=(0,), kv_divisor=8, vocab_size=128,
-    max_steps=40, eval_every=20, n_test=64, batch_size=16,
+    max_steps=40, eval_every=20, n_test=64, batch_size=16, mixers=MIXERS,
 )  # fmt: skip
-CPU_LENGTHS = (64, 128, 256)
-CPU_WIDTHS = (32, 64, 128)
-CPU_LRS = (1e-3, 3e-3)
+CPU_LENGTHS = (64, 128)
+CPU_WIDTHS = (64,)
+CPU_LRS = (3e-3,)
 CPU_SEEDS = (0, 1)
 CPU_KV_DIVISOR = 8
 CPU_VOCAB = 512
 CPU_TOKENS_PER_STEP = 2048
-CPU_MAX_STEPS = 300
+CPU_MAX_STEPS = 2500
 CPU = ScaleSpec(
     lengths=CPU_LENGTHS, widths=CPU_WIDTHS, lrs=CPU_LRS, seeds=CPU_SEEDS,
-    kv_divisor=CPU_KV_DIVISOR, vocab_size=CPU_VOCAB, max_steps=CPU_MAX_STEPS, eval_every=100,
-    n_test=256, tokens_per_step=CPU_TOKENS_PER_STEP,
+    kv_divisor=CPU_KV_DIVISOR, vocab_size=CPU_VOCAB, max_steps=CPU_MAX_STEPS, eval_every=250,
+    n_test=256, tokens_per_step=CPU_TOKENS_PER_STEP, mixers=MIXERS,
 )  # fmt: skip
 SMALL = ScaleSpec(
     lengths=(256, 512, 1024, 2048), widths=(32, 64, 128, 256), lrs=(1e-3, 3e-3), seeds=(0,),
@@ -172,7 +176,8 @@ class TableLayout:
     digits: int = 2
     note: str = (
         "Mixers: Based (defaults), QCAttn (1 head, RoPE), SSD (N = 128, 1 head), DMAttn (1 head, "
-        "keeps the top w = kv keys); each block is mixer + MLP, 2 layers."
+        "keeps the top w = kv keys, equal biases ranked smaller index first; 'ties: larger "
+        "index' ranks them larger index first); each block is mixer + MLP, 2 layers."
     )
 
 
@@ -205,9 +210,10 @@ def mixer_config(mixer: str, num_kv_pairs: int) -> Any:
     from wm_bench.layers.mixers import MIXERS as REGISTRY
 
     kwargs = dict(MIXER_KWARGS[mixer])
-    if mixer == "dma":
+    name = REGISTRY_NAME.get(mixer, mixer)
+    if name == "dma":
         kwargs["window"] = num_kv_pairs
-    return REGISTRY[mixer][1](**kwargs)
+    return REGISTRY[name][1](**kwargs)
 
 
 def make_run(scale: str, seq_len: int, d_model: int, mixer: str, lr: float, seed: int) -> RunConfig:
@@ -313,6 +319,6 @@ def load_paper() -> dict[str, Any]:
 def paper_grid() -> dict[tuple[int, int, int], dict[str, float]]:
     """(L, d, kv) → {mixer: accuracy} digitised from the paper's figure (±0.01)."""
     return {
-        (r["seq_len"], r["d_model"], r["num_kv_pairs"]): {m: float(r[m]) for m in MIXERS}
+        (r["seq_len"], r["d_model"], r["num_kv_pairs"]): {m: float(r[m]) for m in PAPER_MIXERS}
         for r in load_paper()["rows"]
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import defaultdict
 from collections.abc import Iterable
@@ -289,7 +290,12 @@ def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None)
         out += ["", "No results yet: run `wm-bench reproduce mqar --scale smoke|cpu|small|paper`."]
     for scale in c.ordered_scales(by_scale):
         recs = by_scale[scale]
-        runs, skipped = parse_runs(recs, layout.metric)
+        runs, skipped = parse_runs(recs, task.TABLE.metric)
+        # Only the mixers this scale ran get columns (e.g. the second DMA tie rule runs at cpu).
+        layout = dataclasses.replace(
+            task.TABLE,
+            columns=tuple(m for m in task.TABLE.columns if any(r.mixer == m for r in runs)),
+        )
         grid = aggregate(runs)
         rows = sorted({r.row for r in runs})
         has_runs = {(r.row, r.mixer) for r in runs}
@@ -330,7 +336,10 @@ def plot_scale(scale: str, runs: list[Run], path: Path) -> Path:
     from matplotlib.lines import Line2D
 
     task = _task()
-    layout, paper = task.TABLE, task.paper_grid()
+    paper = task.paper_grid()
+    layout = dataclasses.replace(
+        task.TABLE, columns=tuple(m for m in task.TABLE.columns if any(r.mixer == m for r in runs))
+    )
     labels = dict(layout.column_labels)
     grid = aggregate(runs)
     all_rows = sorted({r.row for r in runs})
@@ -347,7 +356,7 @@ def plot_scale(scale: str, runs: list[Run], path: Path) -> Path:
                 xs, cells = zip(*pts)
                 ax.errorbar(xs, [p.mean for p in cells], yerr=[p.std or 0.0 for p in cells],
                             color=colors[m], marker="o", ms=4, capsize=2)  # fmt: skip
-            ref = [(row[1], paper[row][m]) for row in rows if row in paper]
+            ref = [(row[1], paper[row][m]) for row in rows if m in paper.get(row, {})]
             if ref:
                 xs, ys = zip(*ref)
                 ax.plot(xs, ys, ls="none", marker="x", ms=6, color=colors[m], alpha=0.35)
