@@ -94,3 +94,17 @@ def test_cli_train_runs_a_preset_and_prints_metrics(tmp_path, capsys):
 def test_cli_bad_preset_is_one_clear_line(capsys):
     assert main(["train", "--preset", "gpt5", "--steps", "1"]) == 2
     assert "unknown preset 'gpt5'" in capsys.readouterr().err
+
+
+def test_checkpoint_is_written_and_a_forced_rerun_resumes_from_it(tmp_path):
+    import dataclasses
+
+    cfg = _cfg(steps=4)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, checkpoint=True))
+    first = run(cfg, results_dir=tmp_path, out_dir=tmp_path / "o", quiet=True)
+    ckpts = list((tmp_path / "o" / "checkpoints").rglob("last.ckpt"))
+    assert first["status"] == "ok" and len(ckpts) == 1
+    again = run(cfg, results_dir=tmp_path, out_dir=tmp_path / "o", quiet=True, force=True)
+    # Resumed at step 4 of 4: no new optimiser steps, same final metrics.
+    assert again["status"] == "ok" and again["timing"]["steps"] == 4
+    assert again["metrics"]["valid/loss"] == first["metrics"]["valid/loss"]

@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--limit", type=int, default=None, help="run at most this many configs")
     p.add_argument("--no-report", action="store_true", help="do not regenerate the report")
+    p.add_argument("--reports-dir", default=None, help="where the report goes (default: ./reports)")
     _add_common(p)
 
     p = sub.add_parser("report", help="regenerate reports/ from results/ (and the PDF)")
@@ -245,7 +246,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         f"done: {len(recs)} runs in {(time.perf_counter() - t0) / 60:.1f} min, {len(failed)} failed"
     )
     if not args.no_report:
-        _report([args.experiment], args.results_dir, None, pdf=False)
+        _report([args.experiment], args.results_dir, args.reports_dir, pdf=False)
     return 1 if failed else 0
 
 
