@@ -10,6 +10,9 @@ from torch import Tensor
 
 TieBreak = Literal["smaller_index", "larger_index"]
 
+# Counts held at once by `window_last_row` ([BH, chunk, S] int32: 16 MB, unless BH·S is larger).
+_COUNT_CHUNK_ELEMS = 1 << 22
+
 
 def _compute_dtype(*tensors: Tensor | None) -> torch.dtype:
     """fp32, or fp64 when any input is fp64: the math never runs below fp32."""
@@ -58,11 +61,15 @@ def window_last_row(
 ) -> Tensor:
     """Per key, the last query row that keeps it under the top-`window` rule (SPEC §2.4).
 
-    Row i (key coordinates) keeps key j iff j ≤ i and j ranks < window among keys 0..i. The
-    bias does not depend on the query, so each key is kept on one contiguous range of rows
-    starting at j (or on none). Sweep over rows keeping the current top-w set: adding key i can
-    evict exactly one key (the lowest-ranked of the w + 1), which then expires at row i − 1.
-    O(S·w) work, vectorised over (batch, head); a key evicted on arrival gets j − 1 (kept nowhere).
+    Row i (key coordinates) keeps key j iff j ≤ i and c_j(i) < window, where c_j(i) = #{k ≤ i :
+    k outranks j}. The bias does not depend on the query and c_j(i) never decreases in i, so
+    each key is kept on one contiguous range of rows starting at j (or on none): the range ends
+    just before m_j, the first row where c_j reaches the window (S when it never does). c_j(i)
+    is a running count over keys, so m_j = searchsorted(cumsum_k [rank_k < rank_j], window):
+    O(S²) elementwise work per (batch, head), vectorised, in chunks of keys j that hold about
+    _COUNT_CHUNK_ELEMS counts at a time (a sweep over rows is O(S·w) work but one Python step
+    per row: 3–7× slower at S ≤ 256, about even at S = 2048 with B·H = 8). A key outranked w
+    times before its own row is kept nowhere and gets j − 1.
 
     Args:
         key_bias: [B, H, S] float per-key bias (larger = kept first).
@@ -75,25 +82,22 @@ def window_last_row(
         last_row[j] + q_offset.
     """
     Bsz, H, S = key_bias.shape
+    BH = Bsz * H
     dev = key_bias.device
-    rank = priority_rank(key_bias, tie_break).reshape(Bsz * H, S)  # [BH, S]
-    last = torch.full_like(rank, S - 1)  # [BH, S]
-    w = min(window, S)
-    kept_rank = rank[:, :w].clone()  # [BH, w]: the first w keys are all kept at row w − 1
-    kept_idx = torch.arange(w, device=dev).expand(Bsz * H, w).clone()  # [BH, w]
-    rows = torch.arange(Bsz * H, device=dev)
-    for i in range(w, S):
-        # 1. The worst kept key vs the arriving key i: the worse of the two leaves the set.
-        slot = kept_rank.argmax(dim=-1)  # [BH]: ranks are distinct, so argmax is unique
-        worst_rank = kept_rank.gather(-1, slot[:, None])[:, 0]  # [BH]
-        new_rank = rank[:, i]  # [BH]
-        arrival_evicted = new_rank > worst_rank  # [BH]
-        evicted = torch.where(arrival_evicted, i, kept_idx[rows, slot])  # [BH]
-        # 2. The evicted key's last row is i − 1; the arriving key (if it stays) takes the slot.
-        last[rows, evicted] = i - 1
-        stay = ~arrival_evicted
-        kept_rank[rows[stay], slot[stay]] = new_rank[stay]
-        kept_idx[rows[stay], slot[stay]] = i
+    rank = priority_rank(key_bias, tie_break).reshape(BH, S)  # [BH, S]: 0 = kept first
+    w = min(window, S)  # counts never exceed S − 1, so w ≥ S keeps every key to the end
+    j = torch.arange(S, device=dev)
+    last = torch.empty_like(rank)  # [BH, S]
+    chunk = max(1, _COUNT_CHUNK_ELEMS // max(BH * S, 1))
+    for j0 in range(0, S, chunk):
+        rj = rank[:, j0 : j0 + chunk]  # [BH, c]: the keys j of this chunk
+        # 1. c_j(i) for every row i: running count of keys k ≤ i that outrank j.
+        counts = (rank[:, None, :] < rj[:, :, None]).cumsum(-1, dtype=torch.int32)  # [BH, c, S]
+        # 2. m_j: the first row whose count reaches w (S if none); rows < m_j keep j.
+        target = torch.full((BH, rj.shape[1], 1), w, dtype=torch.int32, device=dev)
+        m = torch.searchsorted(counts, target)[..., 0]  # [BH, c]
+        # 3. Kept on rows j..m_j − 1, or nowhere (j − 1) when m_j ≤ j.
+        last[:, j0 : j0 + chunk] = torch.maximum(m - 1, j[j0 : j0 + chunk] - 1)
     return (last - q_offset).reshape(Bsz, H, S)
 
 
@@ -167,6 +171,61 @@ def sdpa_attention(q: Tensor, k: Tensor, v: Tensor, *, causal: bool, scale: floa
     return o.transpose(1, 2).to(q.dtype)
 
 
+def _pad_last(t: Tensor, width: int) -> Tensor:
+    """Zero-pad the last dim of t up to `width` (no copy when it already has it)."""
+    return t if t.shape[-1] == width else F.pad(t, (0, width - t.shape[-1]))
+
+
+def biased_sdpa(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    key_bias: Tensor,
+    keep: Tensor | None,
+    *,
+    is_causal: bool,
+    scale: float,
+) -> Tensor:
+    """softmax(q·k·scale + bias, masked) · v through SDPA, the bias riding in one extra channel.
+
+    q·k·scale + b_j = [q, 1]·[k, b_j / scale]·scale: the per-key bias becomes channel K of the
+    keys (and a constant 1 in the queries), so SDPA needs no float mask and autograd carries
+    dL/db_j = dL/dk'[j, K] / scale. A bias inside a float attn_mask would also be exact, but a
+    mask that needs a gradient sends CPU SDPA to its unfused math path. The fused CPU kernel
+    also wants one head width for q, k and v, so the narrower side is padded with zero
+    channels (zero in q and k: no score change; zero in v: output channels that are dropped).
+    The mask, when given, is boolean and never differentiated. fp32 math (fp64 for fp64 inputs).
+
+    Args:
+        q: [B, T, H, K]; k: [B, S, Hkv, K]; v: [B, S, Hkv, V].
+        key_bias: [B, H, S].
+        keep: [B or 1, H or 1, T, S] bool or None (every key visible unless is_causal).
+        is_causal: T == S causal attention without a mask (SDPA's own start-aligned mask).
+        scale: score scale.
+    Returns:
+        o: [B, T, H, V] in q's dtype.
+    """
+    ct = _compute_dtype(q, k, v, key_bias)
+    H, K, V = q.shape[2], q.shape[3], v.shape[3]
+    E = max(K + 1, V)  # common head width
+    qh = q.to(ct)
+    kh = _expand_kv(k.to(ct), H)  # [B, S, H, K]
+    vh = _expand_kv(v.to(ct), H)  # [B, S, H, V]
+    bias = key_bias.to(ct).transpose(1, 2)[..., None] / scale  # [B, S, H, 1]
+    q1 = _pad_last(torch.cat([qh, torch.ones_like(qh[..., :1])], dim=-1), E)  # [B, T, H, E]
+    k1 = _pad_last(torch.cat([kh, bias], dim=-1), E)  # [B, S, H, E]
+    v1 = _pad_last(vh, E)  # [B, S, H, E]
+    o = F.scaled_dot_product_attention(
+        q1.transpose(1, 2),
+        k1.transpose(1, 2),
+        v1.transpose(1, 2),
+        attn_mask=keep,
+        is_causal=is_causal,
+        scale=scale,
+    )  # [B, H, T, E]
+    return o[..., :V].transpose(1, 2).to(q.dtype)
+
+
 def attention(
     q: Tensor,
     k: Tensor,
@@ -178,7 +237,7 @@ def attention(
     scale: float | None = None,
     tie_break: TieBreak = "smaller_index",
 ) -> Tensor:
-    """Reference attention: SDPA without a bias, else dense masked fp32 with the last-row window.
+    """Reference attention, all through SDPA: plain; with the bias in a key channel; windowed.
 
     Args/Returns: as `wm_bench.kernels.attention.attention` (inputs already validated).
     """
@@ -186,13 +245,16 @@ def attention(
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     if key_bias is None and window is None:
         return sdpa_attention(q, k, v, causal=causal, scale=scale)
-    keep = causal_mask(T, S, q.device)[None, None] if causal else None  # [1, 1, T, S]
-    if window is not None:
-        # 1. One last row per key describes the whole top-w mask: keep iff j ≤ i' ≤ last_row[j].
-        last = window_last_row(key_bias, window, tie_break=tie_break, q_offset=S - T)  # [B, H, S]
-        rows = torch.arange(T, device=q.device)[:, None]  # [T, 1] query rows
-        keep = keep & (rows <= last[:, :, None, :])  # [B, H, T, S]
-    return masked_attention(q, k, v, keep, key_bias, scale)
+    if window is None:
+        # Bias only: SDPA's own causal mask (skips masked blocks) when queries and keys align.
+        aligned = causal and T == S
+        keep = causal_mask(T, S, q.device)[None, None] if causal and not aligned else None
+        return biased_sdpa(q, k, v, key_bias, keep, is_causal=aligned, scale=scale)
+    # One last row per key describes the whole top-w mask: row i keeps j iff j ≤ i' ≤ last_row[j].
+    last = window_last_row(key_bias, window, tie_break=tie_break, q_offset=S - T)  # [B, H, S]
+    rows = torch.arange(T, device=q.device)[:, None]  # [T, 1] query rows
+    keep = causal_mask(T, S, q.device)[None, None] & (rows <= last[:, :, None, :])  # [B, H, T, S]
+    return biased_sdpa(q, k, v, key_bias, keep, is_causal=False, scale=scale)
 
 
 def dense_attention_reference(
@@ -207,6 +269,8 @@ def dense_attention_reference(
     tie_break: TieBreak = "smaller_index",
 ) -> Tensor:
     """Ground truth: a direct T×S masked softmax in fp32 from the direct rank definition (no SDPA).
+
+    Independent of `attention`: einsum scores, the bias added to them, masked_fill, softmax.
 
     Args/Returns: as `attention` (inputs already validated).
     """

@@ -68,19 +68,26 @@ def zero_aux(x: Tensor) -> Tensor:
 
 
 class GatedMLP(nn.Module):
-    """act(x W_gate) ⊙ (x W_up) W_down; gate and up share one [D, 2F] projection."""
+    """act(x W_gate) ⊙ (x W_up) W_down with two [D, F] input projections.
+
+    Two projections rather than one [D, 2F] split in halves: the halves are strided views
+    (slower elementwise on the CPU) whose gradients must be concatenated back, which made the
+    MLP 13–20 % slower forward + backward at D = 128, F = 512 on 2 CPU threads (and our llama
+    preset slower than transformers' Llama, which also keeps them apart). Same math and init
+    distribution (each weight N(0, 0.02)).
+    """
 
     def __init__(self, d_model: int, d_ff: int, activation: str = "silu") -> None:
         super().__init__()
         self.d_model, self.d_ff = d_model, d_ff
         self.act = ACTIVATION_FNS[activation]
-        self.w_in = linear(d_model, 2 * d_ff)  # [gate | up]
+        self.w_gate = linear(d_model, d_ff)
+        self.w_up = linear(d_model, d_ff)
         self.w_out = linear(d_ff, d_model)
 
     def forward(self, x: Tensor) -> Tensor:
         """Args: x [..., D]. Returns: y [..., D]."""
-        gate, up = self.w_in(x).chunk(2, dim=-1)  # [..., F] each
-        return self.w_out(self.act(gate) * up)
+        return self.w_out(self.act(self.w_gate(x)) * self.w_up(x))
 
     def num_params(self) -> int:
         """3·D·F."""

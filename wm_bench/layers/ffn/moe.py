@@ -21,6 +21,18 @@ from wm_bench.layers.ffn.mlp import (
 )
 
 
+def gated_silu(x: Tensor, w_in: Tensor, w_out: Tensor) -> Tensor:
+    """One expert: SiLU(x W_gate) ⊙ (x W_up) W_down.
+
+    Args:
+        x: [m, D] rows; w_in: [D, 2F] as [gate | up]; w_out: [F, D].
+    Returns:
+        [m, D].
+    """
+    gate, up = (x @ w_in).chunk(2, dim=-1)  # [m, F] each
+    return (F.silu(gate) * up) @ w_out
+
+
 @dataclass(frozen=True)
 class MoEConfig:
     """Token-choice top-k MoE of gated SiLU experts, dropless (no capacity limit).
@@ -75,8 +87,7 @@ class MoE(nn.Module):
 
     def expert(self, e: int, x: Tensor) -> Tensor:
         """Expert e's gated SiLU MLP on rows x [m, D] -> [m, D]."""
-        gate, up = (x @ self.w_in[e]).chunk(2, dim=-1)  # [m, F] each
-        return (F.silu(gate) * up) @ self.w_out[e]
+        return gated_silu(x, self.w_in[e], self.w_out[e])
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Args: x [B, T, D]. Returns: y [B, T, D] and the scaled aux loss (fp32 scalar)."""
@@ -94,9 +105,11 @@ class MoE(nn.Module):
         token = order // k  # token of each sorted assignment
         counts = torch.bincount(flat, minlength=n_exp)  # [E]
 
-        # 2. One expert per contiguous slice.
+        # 2. One expert per contiguous slice. The stacked weights are unbound once: indexing
+        #    w_in[e] per expert would make backward zero-fill a full [E, D, 2F] gradient E times.
         xs = x2[token]  # [M·k, D], grouped by expert
-        ys = [self.expert(e, xe) for e, xe in enumerate(xs.split(counts.tolist()))]
+        w_in, w_out = self.w_in.unbind(0), self.w_out.unbind(0)  # E × [D, 2F], E × [F, D]
+        ys = [gated_silu(xe, w_in[e], w_out[e]) for e, xe in enumerate(xs.split(counts.tolist()))]
         ys = torch.cat(ys) * gates.reshape(-1)[order, None].to(x.dtype)  # [M·k, D]
 
         # 3. Scatter back and add each token's k contributions.

@@ -1,0 +1,1 @@
+"""Benchmarks: training throughput against a Hugging Face yardstick, shared timing helpers."""

@@ -1,0 +1,201 @@
+"""Shared benchmark helpers: thread control, interleaved median timing, tables, machine info."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+from tabulate import tabulate
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[int]:
+    """Run the block with `threads` intra-op CPU threads (None: leave torch's), then restore.
+
+    Args:
+        threads: intra-op threads ≥ 1, or None.
+    Returns:
+        (yields) the thread count in effect inside the block.
+    """
+    if threads is not None and (isinstance(threads, bool) or threads < 1):
+        raise ValueError(f"threads={threads!r}, expected an int ≥ 1 or None")
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
+def synchronizer(device: str | torch.device) -> Callable[[], None]:
+    """A function that waits for queued work on `device` (a no-op on the CPU).
+
+    Args:
+        device: "cpu", "cuda", "cuda:1", ...
+    Returns:
+        sync() to call before reading a clock.
+    """
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return lambda: torch.cuda.synchronize(dev)
+    return lambda: None
+
+
+def interleaved_times(
+    fns: Mapping[str, Callable[[], Any]],
+    *,
+    repeats: int,
+    warmup: int = 1,
+    sync: Callable[[], None] | None = None,
+    on_round: Callable[[int, int], None] | None = None,
+) -> dict[str, list[float]]:
+    """Time every function `repeats` times, round-robin, so machine drift hits all of them alike.
+
+    Each function first runs `warmup` untimed calls (also round-robin). In timed round r the
+    functions run in the mapping's order rotated by r, so none is always first after a pause.
+
+    Args:
+        fns: name → zero-argument callable (one call = one measured unit, e.g. one train step).
+        repeats: timed calls per function, ≥ 1.
+        warmup: untimed calls per function before timing, ≥ 0.
+        sync: called before each clock read (e.g. torch.cuda.synchronize); None on the CPU.
+        on_round: progress callback(round_done, rounds_total) after each timed round.
+    Returns:
+        name → list of `repeats` wall-clock seconds, in call order.
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats={repeats} must be ≥ 1 and warmup={warmup} ≥ 0")
+    sync = sync or (lambda: None)
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    sync()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            sync()
+            t0 = time.perf_counter()
+            fns[name]()
+            sync()
+            times[name].append(time.perf_counter() - t0)
+        if on_round is not None:
+            on_round(r + 1, repeats)
+    return times
+
+
+def median_time(
+    fn: Callable[[], Any],
+    *,
+    repeats: int,
+    warmup: int = 1,
+    sync: Callable[[], None] | None = None,
+) -> float:
+    """Median wall-clock seconds of `fn` after `warmup` untimed calls.
+
+    Args:
+        fn: zero-argument callable.
+        repeats: timed calls, ≥ 1.
+        warmup: untimed calls first, ≥ 0.
+        sync: as in `interleaved_times`.
+    Returns:
+        the median of the timed calls, in seconds.
+    """
+    return statistics.median(
+        interleaved_times({"fn": fn}, repeats=repeats, warmup=warmup, sync=sync)["fn"]
+    )
+
+
+def paired_ratio(times: Mapping[str, Sequence[float]], num: str, den: str) -> float | None:
+    """Median over rounds of den's time / num's time: num's speed relative to den's.
+
+    Both calls of a round of `interleaved_times` ran seconds apart, so a burst of load that
+    slows a few rounds moves this less than the ratio of two medians; on a quiet machine the
+    two agree.
+
+    Args:
+        times: name → seconds per round, as `interleaved_times` returns.
+        num, den: the two names.
+    Returns:
+        the median ratio, or None when either name is missing.
+    """
+    if num not in times or den not in times:
+        return None
+    return statistics.median(d / n for n, d in zip(times[num], times[den]))
+
+
+def load_average() -> float | None:
+    """The 1-minute system load average (None where the OS has none): other work competing."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def summarize(times: Sequence[float]) -> dict[str, float]:
+    """Median, min, max and relative spread ((max − min) / median) of a list of seconds."""
+    med = statistics.median(times)
+    lo, hi = min(times), max(times)
+    return {"median_s": med, "min_s": lo, "max_s": hi, "spread": (hi - lo) / med if med else 0.0}
+
+
+def format_table(
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[tuple[str, ...]],
+    *,
+    floatfmt: str = ",.1f",
+) -> str:
+    """A plain-text table of dict rows.
+
+    Args:
+        rows: one mapping per row; a missing key or None prints as "".
+        columns: (key, header) or (key, header, float format) tuples, in order.
+        floatfmt: format of float cells in columns that name none.
+    Returns:
+        the table as a string (tabulate "github" style).
+    """
+    body = [["" if row.get(c[0]) is None else row.get(c[0]) for c in columns] for row in rows]
+    fmts = [c[2] if len(c) > 2 else floatfmt for c in columns]
+    return tabulate(body, headers=[c[1] for c in columns], tablefmt="github", floatfmt=fmts)
+
+
+def print_table(
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[tuple[str, ...]],
+    *,
+    title: str | None = None,
+    floatfmt: str = ",.1f",
+) -> None:
+    """Print `format_table(rows, columns)` under an optional title line.
+
+    Args:
+        rows, columns, floatfmt: as `format_table`.
+        title: printed above the table when given.
+    """
+    if title:
+        print(title)
+    print(format_table(rows, columns, floatfmt=floatfmt))
+
+
+def machine_line(threads: int, device: str = "cpu") -> str:
+    """One line naming the machine for a table header: CPU model, cores, threads, torch.
+
+    Args:
+        threads: the intra-op threads used.
+        device: "cpu" or a CUDA device string.
+    Returns:
+        e.g. "AMD EPYC · 2 cores · 2 threads · torch 2.13.0+cpu".
+    """
+    from wm_bench.results import cpu_model
+
+    where = cpu_model()
+    if torch.device(device).type == "cuda":
+        where = torch.cuda.get_device_name(torch.device(device))
+    return f"{where} · {os.cpu_count()} cores · {threads} threads · torch {torch.__version__}"

@@ -1,0 +1,541 @@
+"""Training-throughput benchmark: our presets vs transformers' LlamaForCausalLM, in one run."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from wm_bench.bench.common import (
+    interleaved_times,
+    load_average,
+    machine_line,
+    paired_ratio,
+    print_table,
+    summarize,
+    synchronizer,
+    torch_threads,
+)
+from wm_bench.config import ModelConfig, to_dict
+from wm_bench.presets import SIZES, preset
+from wm_bench.results import now_iso, provenance, repo_root, write_json_atomic
+
+SCHEMA_VERSION = 1
+HF_ROW = "hf-llama"
+HF_NOT_INSTALLED = "not run: transformers not installed (pip install -e '.[bench]')"
+# FFN switches each preset understands; the first is what a bare preset name means here (the MLP
+# variant, so every mixer is compared with the same FFN), "name:ffn" picks another.
+PRESET_FFNS: dict[str, tuple[str, ...]] = {
+    "llama": ("mlp", "cdmoe"),
+    "mamba2": ("mlp", "none"),
+    "jamba": ("mlp", "moe"),
+    "cheems": ("mlp", "cdmoe"),
+    "doge": ("mlp", "cdmoe"),
+}
+DEFAULT_PRESETS: tuple[str, ...] = (
+    "llama",
+    "mamba2",
+    "mamba2:none",
+    "jamba",
+    "cheems",
+    "cheems:cdmoe",
+    "doge",
+)
+# (name, numerator row, denominator row, threshold): issue goals on the tokens/s ratio.
+GOALS: tuple[tuple[str, str, str, float], ...] = (
+    ("llama/hf >= 1.0", "llama:mlp", HF_ROW, 1.0),
+    ("cheems/llama >= 0.5", "cheems:mlp", "llama:mlp", 0.5),
+    ("mamba2/llama >= 0.5", "mamba2:mlp", "llama:mlp", 0.5),
+)
+RATIOS: tuple[tuple[str, str, str], ...] = (
+    ("llama/hf", "llama:mlp", HF_ROW),
+    ("cheems/llama", "cheems:mlp", "llama:mlp"),
+    ("mamba2/llama", "mamba2:mlp", "llama:mlp"),
+    ("mamba2(no mlp)/llama", "mamba2:none", "llama:mlp"),
+    ("cheems(cdmoe)/llama", "cheems:cdmoe", "llama:mlp"),
+    ("jamba/llama", "jamba:mlp", "llama:mlp"),
+    ("doge/llama", "doge:mlp", "llama:mlp"),
+)
+OPTIM = {"name": "AdamW", "lr": 1e-3, "betas": (0.9, 0.95), "eps": 1e-8, "weight_decay": 0.1}
+
+
+@dataclass
+class Contender:
+    """One row of the benchmark: a model and the forward that returns (logits, aux loss)."""
+
+    name: str
+    kind: str  # "ours" | "hf"
+    config: dict[str, Any]
+    model: nn.Module | None = None
+    forward: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None
+    params: dict[str, int] = field(default_factory=dict)
+    status: str = "ok"
+    step: Callable[[], None] | None = None
+    warmup_s: list[float] = field(default_factory=list)  # untimed steps (first: compile, if any)
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """Parse a preset spec NAME or NAME:FFN; a bare NAME means the preset's MLP variant.
+
+    Args:
+        spec: e.g. "cheems", "cheems:cdmoe", "mamba2:none".
+    Returns:
+        (preset name, ffn switch), both validated.
+    """
+    name, _, ffn = spec.partition(":")
+    if name not in PRESET_FFNS:
+        raise ValueError(f"unknown preset {name!r} in {spec!r}; valid: {sorted(PRESET_FFNS)}")
+    ffn = ffn or PRESET_FFNS[name][0]
+    if ffn not in PRESET_FFNS[name]:
+        raise ValueError(
+            f"preset {name!r} has no ffn {ffn!r} (from {spec!r}); valid: {list(PRESET_FFNS[name])}"
+        )
+    return name, ffn
+
+
+def _param_groups(model: nn.Module) -> list[dict[str, Any]]:
+    """AdamW groups as the trainer makes them: decay on matrices, none on gains and scalars."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": OPTIM["weight_decay"]},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+
+
+def make_train_step(
+    model: nn.Module,
+    forward: Callable[[Tensor], tuple[Tensor, Tensor]],
+    batch: Tensor,
+) -> Callable[[], None]:
+    """A closure doing one plain-PyTorch step: zero grads, forward, cross-entropy, backward, AdamW.
+
+    Args:
+        model: the module whose parameters train.
+        forward: input_ids [B, T] → (logits [B, T, V], aux loss scalar).
+        batch: [B, T + 1] int64 tokens; inputs are [:, :-1], targets [:, 1:].
+    Returns:
+        step() with no arguments.
+    """
+    opt = torch.optim.AdamW(
+        _param_groups(model), lr=OPTIM["lr"], betas=OPTIM["betas"], eps=OPTIM["eps"]
+    )
+    inputs, targets = batch[:, :-1].contiguous(), batch[:, 1:].contiguous()
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        logits, aux = forward(inputs)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
+        (loss + aux).backward()
+        opt.step()
+
+    return step
+
+
+def _ours(spec: str, size: str, device: str, compile_model: bool) -> Contender:
+    name, ffn = parse_spec(spec)
+    cfg: ModelConfig = preset(name, size, ffn=ffn)
+    from wm_bench.model import build_model
+
+    model = build_model(cfg, impl="auto").to(device).train()
+    fwd_model = torch.compile(model) if compile_model else model
+
+    def forward(ids: Tensor) -> tuple[Tensor, Tensor]:
+        out = fwd_model(ids)
+        return out.logits, out.aux_loss
+
+    return Contender(
+        name=f"{name}:{ffn}",
+        kind="ours",
+        config={"preset": name, "ffn": ffn, "size": size, "model": to_dict(cfg)},
+        model=model,
+        forward=forward,
+        params=model.param_counts(),
+    )
+
+
+def hf_llama_config(size: str, seq_len: int) -> dict[str, Any]:
+    """transformers LlamaConfig kwargs with our `llama` preset's shapes at `size`.
+
+    Same width, depth, heads, SwiGLU width, vocabulary, RoPE base and norm eps; untied
+    embeddings; no biases; SDPA attention.
+
+    Args:
+        size: a preset size name.
+        seq_len: training length (max_position_embeddings).
+    Returns:
+        keyword arguments for `transformers.LlamaConfig`.
+    """
+    cfg = preset("llama", size, ffn="mlp")
+    block = cfg.blocks["A"]
+    from wm_bench.layers.ffn.mlp import default_d_ff
+
+    d_ff = block.ffn.d_ff if block.ffn.d_ff is not None else default_d_ff(cfg.d_model)
+    heads = block.mixer.n_heads
+    return {
+        "vocab_size": cfg.vocab_size,
+        "hidden_size": cfg.d_model,
+        "intermediate_size": d_ff,
+        "num_hidden_layers": cfg.n_layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": block.mixer.n_kv_heads or heads,
+        "hidden_act": "silu",
+        "max_position_embeddings": seq_len,
+        "rms_norm_eps": cfg.norm_eps,
+        "rope_parameters": {"rope_type": "default", "rope_theta": block.mixer.rope_base},
+        "tie_word_embeddings": False,
+        "attention_bias": False,
+        "mlp_bias": False,
+        "attention_dropout": 0.0,
+        "use_cache": False,
+    }
+
+
+def _hf(size: str, seq_len: int, device: str, compile_model: bool) -> Contender:
+    kwargs = hf_llama_config(size, seq_len)
+    try:
+        import transformers
+    except ImportError:
+        return Contender(
+            name=HF_ROW, kind="hf", config={"llama_config": kwargs}, status=HF_NOT_INSTALLED
+        )
+    hf_cfg = transformers.LlamaConfig(**kwargs)
+    hf_cfg._attn_implementation = "sdpa"
+    model = transformers.LlamaForCausalLM(hf_cfg).to(device).train()
+    fwd_model = torch.compile(model) if compile_model else model
+    zero = torch.zeros((), device=device)
+
+    def forward(ids: Tensor) -> tuple[Tensor, Tensor]:
+        return fwd_model(input_ids=ids, use_cache=False).logits, zero
+
+    total = sum(p.numel() for p in model.parameters())
+    embedding = model.model.embed_tokens.weight.numel()
+    return Contender(
+        name=HF_ROW,
+        kind="hf",
+        config={
+            "llama_config": kwargs,
+            "attn_implementation": model.config._attn_implementation,
+            "transformers_version": transformers.__version__,
+        },
+        model=model,
+        forward=forward,
+        params={
+            "total": total,
+            "active": total,
+            "embedding": embedding,
+            "non_embedding": total - 2 * embedding,  # untied: input and output tables
+        },
+    )
+
+
+def _ratio(tps: dict[str, float], num: str, den: str) -> float | None:
+    """tokens/s of `num` over `den` (None when either row did not run)."""
+    if num in tps and den in tps and tps[den] > 0:
+        return tps[num] / tps[den]
+    return None
+
+
+def default_out(device: str, size: str) -> Path:
+    """results/bench/train-<device>.json at the `cpu` size, train-<device>-<size>.json else."""
+    dev = torch.device(device).type
+    stem = f"train-{dev}" if size == "cpu" else f"train-{dev}-{size}"
+    return repo_root() / "results" / "bench" / f"{stem}.json"
+
+
+def bench_train(
+    presets: Sequence[str] = DEFAULT_PRESETS,
+    size: str = "cpu",
+    *,
+    device: str = "cpu",
+    batch_size: int = 8,
+    seq_len: int = 256,
+    steps: int = 6,
+    warmup: int = 2,
+    threads: int | None = 2,
+    with_hf: bool = True,
+    compile_models: bool = False,
+    out: str | Path | None = None,
+    progress: bool = True,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Training tokens/s (forward + backward + AdamW step) of presets and the HF Llama yardstick.
+
+    Every model trains on the same fixed random batch with a plain PyTorch loop (no Lightning),
+    fp32, the trainer's AdamW groups. After `warmup` untimed steps each, the timed steps run
+    round-robin (one step per model per round, order rotated each round), so drift on a shared
+    machine hits every row alike; tokens/s = batch_size · seq_len / median step time.
+
+    Args:
+        presets: specs "name" (MLP variant) or "name:ffn", e.g. ("llama", "cheems:cdmoe").
+        size: a preset size ("tiny", "cpu", ...).
+        device: "cpu" or a CUDA device.
+        batch_size: sequences per step B.
+        seq_len: tokens per sequence T.
+        steps: timed steps per model (the median is reported).
+        warmup: untimed steps per model first (≥ 1 recommended: allocator, compile).
+        threads: intra-op CPU threads (None: torch's default).
+        with_hf: add transformers' LlamaForCausalLM (a "not run" row when not installed).
+        compile_models: wrap every model in torch.compile (default inductor) first.
+        out: write the JSON here (atomically); None writes nothing.
+        progress: print one line per warm-up and timed round to stderr.
+        seed: seed of the weights and of the batch.
+    Returns:
+        the result dict (also written to `out`): settings, rows, ratios, goals, provenance.
+    """
+    if size not in SIZES:
+        raise ValueError(f"unknown size {size!r}; valid: {list(SIZES)}")
+    for name, value in (("batch_size", batch_size), ("seq_len", seq_len), ("steps", steps)):
+        if value < 1:
+            raise ValueError(f"{name}={value} must be ≥ 1")
+    if warmup < 0:
+        raise ValueError(f"warmup={warmup} must be ≥ 0")
+    specs = [parse_spec(s) for s in presets]
+    started, load_before = now_iso(), load_average()
+    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda m: None)
+
+    with torch_threads(threads if torch.device(device).type == "cpu" else None) as n_threads:
+        contenders: list[Contender] = []
+        for name, ffn in specs:
+            torch.manual_seed(seed)
+            contenders.append(_ours(f"{name}:{ffn}", size, device, compile_models))
+        if with_hf:
+            torch.manual_seed(seed)
+            contenders.append(_hf(size, seq_len, device, compile_models))
+        vocab = SIZES[size].vocab  # every preset (and the HF mirror) uses the size's vocabulary
+        g = torch.Generator().manual_seed(seed)
+        batch = torch.randint(0, vocab, (batch_size, seq_len + 1), generator=g).to(device)
+
+        # Warm-up one model at a time, so a failing row is recorded and left out of the timing.
+        for c in contenders:
+            if c.status != "ok":
+                continue
+            try:
+                c.step = make_train_step(c.model, c.forward, batch)
+                sync = synchronizer(device)
+                for i in range(warmup):
+                    t0 = time.perf_counter()
+                    c.step()
+                    sync()
+                    c.warmup_s.append(time.perf_counter() - t0)
+                    log(f"[bench train] warm-up {c.name}: step {i + 1}/{warmup}")
+            except Exception as exc:  # a broken row must not hide the others
+                c.status = f"failed: {type(exc).__name__}: {exc}"
+                c.step = None
+        runnable = {c.name: c.step for c in contenders if c.step is not None}
+        times = (
+            interleaved_times(
+                runnable,
+                repeats=steps,
+                warmup=0,
+                sync=synchronizer(device),
+                on_round=lambda r, n: log(f"[bench train] timed round {r}/{n}"),
+            )
+            if runnable
+            else {}
+        )
+
+    tokens = batch_size * seq_len
+    tps = {name: tokens / statistics.median(t) for name, t in times.items()}
+    rows = []
+    for c in contenders:
+        row: dict[str, Any] = {"name": c.name, "kind": c.kind, "status": c.status}
+        if c.name in times:
+            row.update(summarize(times[c.name]))
+            row["step_s"] = times[c.name]
+            row["tokens_per_s"] = tps[c.name]
+        row["warmup_s"] = c.warmup_s
+        row["params"] = c.params
+        row["config"] = c.config
+        rows.append(row)
+    ratios = {name: _ratio(tps, num, den) for name, num, den in RATIOS}
+    ratios_paired = {name: paired_ratio(times, num, den) for name, num, den in RATIOS}
+    goals = {}
+    for name, num, den, threshold in GOALS:
+        value = _ratio(tps, num, den)
+        goals[name] = {
+            "ratio": value,
+            "ratio_paired": paired_ratio(times, num, den),
+            "threshold": threshold,
+            "met": None if value is None else value >= threshold,
+        }
+    result = {
+        "schema_version": SCHEMA_VERSION,
+        "benchmark": "train",
+        "settings": {
+            "size": size,
+            "device": device,
+            "batch_size": batch_size,
+            "seq_len": seq_len,
+            "tokens_per_step": tokens,
+            "steps": steps,
+            "warmup": warmup,
+            "threads": n_threads if torch.device(device).type == "cpu" else None,
+            "dtype": "float32",
+            "optimizer": OPTIM,
+            "loss": "cross_entropy(logits, next token) + aux_loss",
+            "loop": "plain PyTorch, round-robin over models, order rotated each round",
+            "compile": compile_models,
+            "seed": seed,
+            "presets": [f"{n}:{f}" for n, f in specs],
+            "with_hf": with_hf,
+        },
+        "rows": rows,
+        "ratios": ratios,  # of median tokens/s (what the goals are judged on)
+        "ratios_paired": ratios_paired,  # median of per-round ratios (a drift check)
+        "goals": goals,
+        "machine": machine_line(n_threads, device),
+        # Other processes on a shared machine slow every row alike (round-robin) but add noise.
+        "load_average_1min": {"before": load_before, "after": load_average()},
+        "provenance": provenance(
+            {"type": torch.device(device).type, "threads": n_threads, "torch": torch.__version__}
+        ),
+        "started_at": started,
+        "finished_at": now_iso(),
+    }
+    if out is not None:
+        write_json_atomic(out, result)
+    return result
+
+
+TABLE_COLUMNS = (
+    ("name", "model"),
+    ("params_m", "params (M)", ".2f"),
+    ("tokens_per_s", "tokens/s", ",.0f"),
+    ("step_ms", "step (ms, median)", ",.0f"),
+    ("spread_pct", "spread (%)", ".0f"),
+    ("vs_llama", "× our llama", ".2f"),
+    ("status", "status"),
+)
+
+
+def table_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows for the printed table: params in millions, step in ms, speed relative to our llama."""
+    base = next((r.get("tokens_per_s") for r in result["rows"] if r["name"] == "llama:mlp"), None)
+    out = []
+    for r in result["rows"]:
+        tps = r.get("tokens_per_s")
+        out.append(
+            {
+                "name": r["name"],
+                "params_m": r["params"].get("total", 0) / 1e6 if r["params"] else None,
+                "tokens_per_s": tps,
+                "step_ms": r["median_s"] * 1e3 if "median_s" in r else None,
+                "spread_pct": r["spread"] * 100 if "spread" in r else None,
+                "vs_llama": tps / base if tps and base else None,
+                "status": r["status"],
+            }
+        )
+    return out
+
+
+def print_result(result: dict[str, Any]) -> None:
+    """Print the table, the ratios and the goal verdicts."""
+    s = result["settings"]
+    print_table(
+        table_rows(result),
+        TABLE_COLUMNS,
+        title=(
+            f"Training throughput, size {s['size']}: B={s['batch_size']}, T={s['seq_len']}, "
+            f"fp32, AdamW, median of {s['steps']} round-robin steps\n{result['machine']}"
+        ),
+    )
+    for name, goal in result["goals"].items():
+        verdict = "n/a" if goal["met"] is None else ("met" if goal["met"] else "NOT met")
+        if goal["ratio"] is None:
+            print(f"goal {name}: — → {verdict}")
+        else:
+            paired = goal["ratio_paired"]
+            print(f"goal {name}: {goal['ratio']:.2f} (per-round median {paired:.2f}) → {verdict}")
+    load = result["load_average_1min"]
+    busy = [v for v in load.values() if v is not None and v > 0.5 * (os.cpu_count() or 1)]
+    if s["device"] == "cpu" and busy:
+        print(
+            f"note: 1-min load average {load['before']:.1f} before, {load['after']:.1f} after, on "
+            f"{os.cpu_count()} cores: other processes competed for the CPU; trust ratios more "
+            "than absolute tokens/s, and rerun on a quiet machine"
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `bench train` argument parser."""
+    p = argparse.ArgumentParser(
+        prog="wm-bench bench train",
+        description="Training tokens/s (forward + backward + AdamW step, fp32) of our presets "
+        "side by side with transformers' LlamaForCausalLM of the llama preset's shapes, in one "
+        "run, round-robin, median of steps. Goals (issue 11): our llama ≥ 1.0× HF; cheems and "
+        "mamba2 within 2× of our llama.",
+        epilog="Preset specs: NAME or NAME:FFN, NAME in llama mamba2 jamba cheems doge; a bare "
+        "NAME is its MLP variant. FFNs: "
+        + "; ".join(f"{n}: {'|'.join(f)}" for n, f in PRESET_FFNS.items())
+        + ".\nExample: wm-bench bench train --presets llama cheems cheems:cdmoe --threads 2",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--presets",
+        nargs="+",
+        default=list(DEFAULT_PRESETS),
+        metavar="SPEC",
+        help=f"models to time (default: {' '.join(DEFAULT_PRESETS)})",
+    )
+    p.add_argument("--size", default="cpu", choices=list(SIZES), help="preset size (default cpu)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default cpu)")
+    p.add_argument("--batch-size", type=int, default=8, help="sequences per step (default 8)")
+    p.add_argument("--seq-len", type=int, default=256, help="tokens per sequence (default 256)")
+    p.add_argument("--steps", type=int, default=6, help="timed steps per model (default 6)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps per model (default 2)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    p.add_argument("--no-hf", action="store_true", help="skip the transformers Llama yardstick")
+    p.add_argument("--compile", action="store_true", help="torch.compile every model first")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="result JSON (default results/bench/train-<device>.json at size cpu, "
+        "train-<device>-<size>.json otherwise)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no per-round progress lines")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark from the command line, print the table and write the JSON.
+
+    Args:
+        argv: arguments without the program name (None: sys.argv[1:]).
+    Returns:
+        exit status 0.
+    """
+    args = build_parser().parse_args(argv)
+    for spec in args.presets:
+        parse_spec(spec)  # fail before any model is built
+    out = Path(args.out) if args.out else default_out(args.device, args.size)
+    result = bench_train(
+        args.presets,
+        args.size,
+        device=args.device,
+        batch_size=args.batch_size,
+        seq_len=args.seq_len,
+        steps=args.steps,
+        warmup=args.warmup,
+        threads=args.threads,
+        with_hf=not args.no_hf,
+        compile_models=args.compile,
+        out=out,
+        progress=not args.quiet,
+    )
+    print_result(result)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
