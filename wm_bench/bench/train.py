@@ -259,7 +259,7 @@ def bench_train(
     device: str = "cpu",
     batch_size: int = 8,
     seq_len: int = 256,
-    steps: int = 6,
+    steps: int = 10,
     warmup: int = 2,
     threads: int | None = 2,
     with_hf: bool = True,
@@ -456,13 +456,12 @@ def print_result(result: dict[str, Any]) -> None:
         else:
             paired = goal["ratio_paired"]
             print(f"goal {name}: {goal['ratio']:.2f} (per-round median {paired:.2f}) → {verdict}")
-    load = result["load_average_1min"]
-    busy = [v for v in load.values() if v is not None and v > 0.5 * (os.cpu_count() or 1)]
-    if s["device"] == "cpu" and busy:
+    before = result["load_average_1min"]["before"]  # "after" includes this run's own load
+    if s["device"] == "cpu" and before is not None and before > 0.5 * (os.cpu_count() or 1):
         print(
-            f"note: 1-min load average {load['before']:.1f} before, {load['after']:.1f} after, on "
-            f"{os.cpu_count()} cores: other processes competed for the CPU; trust ratios more "
-            "than absolute tokens/s, and rerun on a quiet machine"
+            f"note: 1-min load average {before:.1f} on {os.cpu_count()} cores before the run: "
+            "other processes competed for the CPU; trust ratios more than absolute tokens/s, "
+            "and rerun on a quiet machine"
         )
 
 
@@ -491,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default cpu)")
     p.add_argument("--batch-size", type=int, default=8, help="sequences per step (default 8)")
     p.add_argument("--seq-len", type=int, default=256, help="tokens per sequence (default 256)")
-    p.add_argument("--steps", type=int, default=6, help="timed steps per model (default 6)")
+    p.add_argument("--steps", type=int, default=10, help="timed steps per model (default 10)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per model (default 2)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.add_argument("--no-hf", action="store_true", help="skip the transformers Llama yardstick")
