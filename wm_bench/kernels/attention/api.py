@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from wm_bench.kernels._impl import Impl, check_impl
+from wm_bench.kernels._impl import Impl, check_impl, check_triton_device, has_triton
 from wm_bench.kernels.attention import reference as ref
 from wm_bench.kernels.attention.reference import TieBreak
 
-AVAILABLE: tuple[str, ...] = ("reference",)
+AVAILABLE: tuple[str, ...] = ("reference", "triton") if has_triton() else ("reference",)
 TIE_BREAKS: tuple[str, ...] = ("smaller_index", "larger_index")
 
 
@@ -112,12 +112,21 @@ def attention(
             (needs key_bias and causal). The selection itself is not differentiated.
         scale: score scale, default 1/sqrt(K).
         tie_break: among equal biases "smaller_index" or "larger_index" is kept first.
-        impl: "reference".
+        impl: "reference" (SDPA-based, any device) or "triton" (flash-style kernels: CUDA, or
+            CPU under TRITON_INTERPRET=1; head widths ≤ 256; fp16/bf16/fp32).
     Returns:
         o: [B, T, H, V], q's dtype.
     """
     check_impl(impl, AVAILABLE, "attention")
     _check_inputs("attention", q, k, v, causal, key_bias, window, scale, tie_break)
+    if impl == "triton":
+        check_triton_device(q, "attention")
+        from wm_bench.kernels.attention.triton import attention_triton
+
+        return attention_triton(
+            q, k, v, causal=causal, key_bias=key_bias, window=window, scale=scale,
+            tie_break=tie_break,
+        )  # fmt: skip
     return ref.attention(
         q, k, v, causal=causal, key_bias=key_bias, window=window, scale=scale, tie_break=tie_break
     )

@@ -35,6 +35,22 @@ def causal_mask(T: int, S: int, device: torch.device) -> Tensor:
     return j <= i + (S - T)
 
 
+def priority_order(key_bias: Tensor, tie_break: TieBreak) -> Tensor:
+    """Keys in the fixed total order (first = kept first): bias descending, then the tie rule.
+
+    Args:
+        key_bias: [B, H, S].
+    Returns:
+        [B, H, S] int64: entry r is the key of rank r.
+    """
+    S = key_bias.shape[-1]
+    b = key_bias.detach()
+    if tie_break == "larger_index":
+        b = b.flip(-1)  # a stable sort then prefers the larger original index on ties
+    order = torch.sort(b, dim=-1, descending=True, stable=True).indices  # [B, H, S]
+    return S - 1 - order if tie_break == "larger_index" else order
+
+
 def priority_rank(key_bias: Tensor, tie_break: TieBreak) -> Tensor:
     """Rank of each key in the fixed total order (0 = kept first): bias desc, then tie rule.
 
@@ -44,14 +60,9 @@ def priority_rank(key_bias: Tensor, tie_break: TieBreak) -> Tensor:
         [B, H, S] int64 ranks, a permutation of 0..S−1 per (batch, head).
     """
     S = key_bias.shape[-1]
-    b = key_bias.detach()
-    if tie_break == "larger_index":
-        b = b.flip(-1)  # a stable sort then prefers the larger original index on ties
-    order = torch.sort(b, dim=-1, descending=True, stable=True).indices  # [B, H, S]
-    if tie_break == "larger_index":
-        order = S - 1 - order
+    order = priority_order(key_bias, tie_break)
     rank = torch.empty_like(order)
-    rank.scatter_(-1, order, torch.arange(S, device=b.device).expand_as(order))
+    rank.scatter_(-1, order, torch.arange(S, device=order.device).expand_as(order))
     return rank
 
 

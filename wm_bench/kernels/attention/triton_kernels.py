@@ -1,0 +1,282 @@
+"""Flash-style attention kernels (forward, dK/dV/dbias, dQ) with DMA's per-key bias and top-w mask.
+
+One set of kernels serves QCAttn (no bias, no window) and DMA (bias, optional window); the
+switches are constexprs, so each variant compiles to its own specialised code.
+
+Conventions shared by the three kernels:
+- Layouts are the API's: q [B, T, H, DK], k [B, S, Hkv, DK], v [B, S, Hkv, DV] (unit last
+  stride), key_bias [B·H, S] fp32, last [B·H, S] int32, lse / delta [B·H, T] fp32.
+- Query row i sits at key coordinate i + OFF (OFF = S − T: queries aligned to the end of the
+  keys). Row i sees key j iff j < S, and (causal) j ≤ i + OFF, and (window) i + OFF ≤ last[j]
+  (`triton_window` computes `last`; a key kept by no row has last[j] = j − 1).
+- Scores are carried in base 2: s = (q·k·scale + bias)·log2(e), softmax by exp2; lse is stored
+  in the same base. Masked entries are −inf before exp2 and every row sees at least one key
+  (the causal diagonal, or the top-1 key under a window), so no row sums to zero.
+- Skipping: a key block is never loaded for a query block that cannot see any of its keys —
+  beyond the causal edge, or (window) when every key of the block was evicted before the
+  block's first row. The backward walks, per key block, only the query rows between the block's
+  first key and the last row that keeps any of its keys.
+- Deterministic: every output element is written by exactly one program, no atomics; dK/dV of a
+  kv head sum the group's query heads in a fixed order inside one program.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+LOG2E = 1.4426950408889634
+
+
+@triton.jit
+def _keep_mask(rows_kc, cols, last, S, CAUSAL: tl.constexpr, WINDOW: tl.constexpr):
+    """[BLOCK_M, BLOCK_N] bool: which (row, key) pairs are visible (rows in key coordinates)."""
+    keep = (cols < S)[None, :] & (rows_kc >= 0)[:, None]
+    if CAUSAL:
+        keep = keep & (cols[None, :] <= rows_kc[:, None])
+    if WINDOW:
+        keep = keep & (rows_kc[:, None] <= last[None, :])
+    return keep
+
+
+@triton.jit
+def _attn_fwd(
+    Q, K, V, BIAS, LAST, O, LSE,
+    T, S, H, GROUP, OFF, scale_log2,
+    stride_qb, stride_qt, stride_qh,
+    stride_kb, stride_ks, stride_kh,
+    stride_vb, stride_vs, stride_vh,
+    stride_ob, stride_ot, stride_oh,
+    DK: tl.constexpr, DV: tl.constexpr, BLOCK_DK: tl.constexpr, BLOCK_DV: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    CAUSAL: tl.constexpr, HAS_BIAS: tl.constexpr, WINDOW: tl.constexpr, DOT_PREC: tl.constexpr,
+):  # fmt: skip
+    pid_m = tl.program_id(0)
+    bh = tl.program_id(1).to(tl.int64)
+    b = bh // H
+    h = bh % H
+    hk = h // GROUP
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    row_ok = rows < T
+    rows_kc = rows + OFF
+    offs_dk = tl.arange(0, BLOCK_DK)
+    offs_dv = tl.arange(0, BLOCK_DV)
+    q_ptrs = Q + b * stride_qb + h * stride_qh + rows[:, None] * stride_qt + offs_dk[None, :]
+    q = tl.load(q_ptrs, mask=row_ok[:, None] & (offs_dk < DK)[None, :], other=0.0)
+    k_base = K + b * stride_kb + hk * stride_kh
+    v_base = V + b * stride_vb + hk * stride_vh
+
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_DV], dtype=tl.float32)
+    hi = S
+    if CAUSAL:
+        hi = tl.minimum(S, (pid_m + 1) * BLOCK_M + OFF)  # one past the block's last visible key
+    row0 = pid_m * BLOCK_M + OFF
+    for n0 in range(0, hi, BLOCK_N):
+        cols = n0 + tl.arange(0, BLOCK_N)
+        col_ok = cols < S
+        if WINDOW:
+            last = tl.load(LAST + bh * S + cols, mask=col_ok, other=-1)
+            visit = tl.max(last, axis=0) >= row0  # some key of the block is still kept
+        else:
+            last = cols
+            visit = n0 >= 0
+        if visit:
+            k = tl.load(
+                k_base + cols[:, None] * stride_ks + offs_dk[None, :],
+                mask=col_ok[:, None] & (offs_dk < DK)[None, :], other=0.0,
+            )  # fmt: skip
+            s = tl.dot(q, tl.trans(k), input_precision=DOT_PREC) * scale_log2
+            if HAS_BIAS:
+                bias = tl.load(BIAS + bh * S + cols, mask=col_ok, other=0.0)
+                s += bias[None, :] * 1.4426950408889634
+            keep = _keep_mask(rows_kc, cols, last, S, CAUSAL, WINDOW)
+            s = tl.where(keep, s, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(s, axis=1))
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+            alpha = tl.exp2(m_i - m_safe)
+            p = tl.exp2(s - m_safe[:, None])
+            l_i = l_i * alpha + tl.sum(p, axis=1)
+            v = tl.load(
+                v_base + cols[:, None] * stride_vs + offs_dv[None, :],
+                mask=col_ok[:, None] & (offs_dv < DV)[None, :], other=0.0,
+            )  # fmt: skip
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PREC)
+            m_i = m_new
+    l_safe = tl.where(l_i == 0.0, 1.0, l_i)
+    o = acc / l_safe[:, None]
+    o_ptrs = O + b * stride_ob + h * stride_oh + rows[:, None] * stride_ot + offs_dv[None, :]
+    tl.store(o_ptrs, o.to(O.dtype.element_ty), mask=row_ok[:, None] & (offs_dv < DV)[None, :])
+    tl.store(LSE + bh * T + rows, m_i + tl.log2(l_safe), mask=row_ok)
+
+
+@triton.jit
+def _attn_bwd_dkv(
+    Q, K, V, BIAS, LAST, DO, LSE, DELTA, DK_OUT, DV_OUT, DBIAS,
+    T, S, H, HKV, GROUP, OFF, scale_log2, scale,
+    stride_qb, stride_qt, stride_qh,
+    stride_kb, stride_ks, stride_kh,
+    stride_vb, stride_vs, stride_vh,
+    stride_dob, stride_dot, stride_doh,
+    DK: tl.constexpr, DV: tl.constexpr, BLOCK_DK: tl.constexpr, BLOCK_DV: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    CAUSAL: tl.constexpr, HAS_BIAS: tl.constexpr, WINDOW: tl.constexpr, DOT_PREC: tl.constexpr,
+):  # fmt: skip
+    """dK, dV of one kv head's key block (its GROUP query heads summed in order), and dbias."""
+    pid_n = tl.program_id(0)
+    bhk = tl.program_id(1).to(tl.int64)
+    b = bhk // HKV
+    hk = bhk % HKV
+    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    col_ok = cols < S
+    offs_dk = tl.arange(0, BLOCK_DK)
+    offs_dv = tl.arange(0, BLOCK_DV)
+    kmask = col_ok[:, None] & (offs_dk < DK)[None, :]
+    vmask = col_ok[:, None] & (offs_dv < DV)[None, :]
+    k_off = b * stride_kb + hk * stride_kh + cols[:, None] * stride_ks + offs_dk[None, :]
+    v_off = b * stride_vb + hk * stride_vh + cols[:, None] * stride_vs + offs_dv[None, :]
+    k = tl.load(K + k_off, mask=kmask, other=0.0)
+    v = tl.load(V + v_off, mask=vmask, other=0.0)
+    dk_acc = tl.zeros([BLOCK_N, BLOCK_DK], dtype=tl.float32)
+    dv_acc = tl.zeros([BLOCK_N, BLOCK_DV], dtype=tl.float32)
+    lo = 0
+    if CAUSAL:  # first row that may see the block's first key
+        lo = (tl.maximum(pid_n * BLOCK_N - OFF, 0) // BLOCK_M) * BLOCK_M
+    for g in range(0, GROUP):
+        h = hk * GROUP + g
+        bh = b * H + h
+        hi = T
+        if WINDOW:  # one past the last row that keeps any key of the block
+            last = tl.load(LAST + bh * S + cols, mask=col_ok, other=-1)
+            hi = tl.minimum(T, tl.max(last, axis=0) - OFF + 1)
+        else:
+            last = cols
+        if HAS_BIAS:
+            bias = tl.load(BIAS + bh * S + cols, mask=col_ok, other=0.0) * 1.4426950408889634
+        db_acc = tl.zeros([BLOCK_N], dtype=tl.float32)
+        q_base = Q + b * stride_qb + h * stride_qh
+        do_base = DO + b * stride_dob + h * stride_doh
+        for m0 in range(lo, hi, BLOCK_M):
+            rows = m0 + tl.arange(0, BLOCK_M)
+            row_ok = rows < T
+            q = tl.load(
+                q_base + rows[:, None] * stride_qt + offs_dk[None, :],
+                mask=row_ok[:, None] & (offs_dk < DK)[None, :], other=0.0,
+            )  # fmt: skip
+            do = tl.load(
+                do_base + rows[:, None] * stride_dot + offs_dv[None, :],
+                mask=row_ok[:, None] & (offs_dv < DV)[None, :], other=0.0,
+            )  # fmt: skip
+            lse = tl.load(LSE + bh * T + rows, mask=row_ok, other=0.0)
+            delta = tl.load(DELTA + bh * T + rows, mask=row_ok, other=0.0)
+            s = tl.dot(q, tl.trans(k), input_precision=DOT_PREC) * scale_log2
+            if HAS_BIAS:
+                s += bias[None, :]
+            keep = _keep_mask(rows + OFF, cols, last, S, CAUSAL, WINDOW) & row_ok[:, None]
+            p = tl.where(keep, tl.exp2(s - lse[:, None]), 0.0)  # [BLOCK_M, BLOCK_N]
+            dv_acc += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=DOT_PREC)
+            dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
+            ds = p * (dp - delta[:, None])  # ∂L/∂(q·k·scale + bias)
+            dk_acc += tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=DOT_PREC)
+            if HAS_BIAS:
+                db_acc += tl.sum(ds, axis=0)
+        if HAS_BIAS:
+            tl.store(DBIAS + bh * S + cols, db_acc, mask=col_ok)
+    tl.store(DK_OUT + k_off, (dk_acc * scale).to(DK_OUT.dtype.element_ty), mask=kmask)
+    tl.store(DV_OUT + v_off, dv_acc.to(DV_OUT.dtype.element_ty), mask=vmask)
+
+
+@triton.jit
+def _attn_bwd_dq(
+    Q, K, V, BIAS, LAST, DO, LSE, DELTA, DQ,
+    T, S, H, GROUP, OFF, scale_log2, scale,
+    stride_qb, stride_qt, stride_qh,
+    stride_kb, stride_ks, stride_kh,
+    stride_vb, stride_vs, stride_vh,
+    stride_dob, stride_dot, stride_doh,
+    DK: tl.constexpr, DV: tl.constexpr, BLOCK_DK: tl.constexpr, BLOCK_DV: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    CAUSAL: tl.constexpr, HAS_BIAS: tl.constexpr, WINDOW: tl.constexpr, DOT_PREC: tl.constexpr,
+):  # fmt: skip
+    """dQ of one query block: the forward's key loop (same skipping) with p recomputed from lse."""
+    pid_m = tl.program_id(0)
+    bh = tl.program_id(1).to(tl.int64)
+    b = bh // H
+    h = bh % H
+    hk = h // GROUP
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    row_ok = rows < T
+    rows_kc = rows + OFF
+    offs_dk = tl.arange(0, BLOCK_DK)
+    offs_dv = tl.arange(0, BLOCK_DV)
+    qmask = row_ok[:, None] & (offs_dk < DK)[None, :]
+    q_off = b * stride_qb + h * stride_qh + rows[:, None] * stride_qt + offs_dk[None, :]
+    q = tl.load(Q + q_off, mask=qmask, other=0.0)
+    do = tl.load(
+        DO + b * stride_dob + h * stride_doh + rows[:, None] * stride_dot + offs_dv[None, :],
+        mask=row_ok[:, None] & (offs_dv < DV)[None, :], other=0.0,
+    )  # fmt: skip
+    lse = tl.load(LSE + bh * T + rows, mask=row_ok, other=0.0)
+    delta = tl.load(DELTA + bh * T + rows, mask=row_ok, other=0.0)
+    k_base = K + b * stride_kb + hk * stride_kh
+    v_base = V + b * stride_vb + hk * stride_vh
+    dq_acc = tl.zeros([BLOCK_M, BLOCK_DK], dtype=tl.float32)
+    hi = S
+    if CAUSAL:
+        hi = tl.minimum(S, (pid_m + 1) * BLOCK_M + OFF)
+    row0 = pid_m * BLOCK_M + OFF
+    for n0 in range(0, hi, BLOCK_N):
+        cols = n0 + tl.arange(0, BLOCK_N)
+        col_ok = cols < S
+        if WINDOW:
+            last = tl.load(LAST + bh * S + cols, mask=col_ok, other=-1)
+            visit = tl.max(last, axis=0) >= row0
+        else:
+            last = cols
+            visit = n0 >= 0
+        if visit:
+            k = tl.load(
+                k_base + cols[:, None] * stride_ks + offs_dk[None, :],
+                mask=col_ok[:, None] & (offs_dk < DK)[None, :], other=0.0,
+            )  # fmt: skip
+            v = tl.load(
+                v_base + cols[:, None] * stride_vs + offs_dv[None, :],
+                mask=col_ok[:, None] & (offs_dv < DV)[None, :], other=0.0,
+            )  # fmt: skip
+            s = tl.dot(q, tl.trans(k), input_precision=DOT_PREC) * scale_log2
+            if HAS_BIAS:
+                bias = tl.load(BIAS + bh * S + cols, mask=col_ok, other=0.0)
+                s += bias[None, :] * 1.4426950408889634
+            keep = _keep_mask(rows_kc, cols, last, S, CAUSAL, WINDOW) & row_ok[:, None]
+            p = tl.where(keep, tl.exp2(s - lse[:, None]), 0.0)
+            dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
+            ds = p * (dp - delta[:, None])
+            dq_acc += tl.dot(ds.to(k.dtype), k, input_precision=DOT_PREC)
+    tl.store(DQ + q_off, (dq_acc * scale).to(DQ.dtype.element_ty), mask=qmask)
+
+
+# Launch tiles. Under the interpreter one small tile keeps CPU tests quick and still exercises
+# multi-block loops; on the GPU the tile shrinks as the head grows (registers and shared memory:
+# checked for sm_90a by `wm-bench gpu compile`, which fails on spills). Fixed per head width
+# rather than autotuned: the compile check then covers exactly what ships.
+def gpu_tiles(kind: str, head_dim: int) -> dict[str, int]:
+    """(BLOCK_M, BLOCK_N, num_warps, num_stages) of one kernel kind at one padded head width."""
+    table = {
+        # kind: {max padded head width: tiles}
+        "fwd": {64: (128, 64, 4, 3), 128: (128, 64, 8, 3), 256: (64, 32, 4, 2)},
+        "dkv": {64: (64, 64, 4, 2), 128: (32, 64, 4, 2), 256: (32, 32, 4, 1)},
+        "dq": {64: (64, 64, 4, 2), 128: (64, 32, 4, 2), 256: (32, 32, 4, 1)},
+    }[kind]
+    for width, (bm, bn, warps, stages) in table.items():
+        if head_dim <= width:
+            return {"BLOCK_M": bm, "BLOCK_N": bn, "num_warps": warps, "num_stages": stages}
+    raise ValueError(f"attention triton: head width {head_dim} > 256 is not supported")
+
+
+INTERPRET_TILES = {"BLOCK_M": 16, "BLOCK_N": 16, "num_warps": 1, "num_stages": 1}
+
+
+def tiles(kind: str, head_dim: int, interpret: bool) -> dict[str, int]:
+    """The launch tiles of a kernel kind: tiny under the interpreter, `gpu_tiles` otherwise."""
+    return dict(INTERPRET_TILES) if interpret else gpu_tiles(kind, head_dim)
