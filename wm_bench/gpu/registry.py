@@ -10,7 +10,11 @@ from typing import Any
 
 # Every op with Triton kernels has a `wm_bench.kernels.<op>.specs` module exposing KERNEL_SPECS.
 # Covering a new op = one entry here; covering a new kernel = one entry in its specs module.
-SPEC_MODULES: tuple[str, ...] = ("wm_bench.kernels.rope.specs", "wm_bench.kernels.ssd.specs")
+SPEC_MODULES: tuple[str, ...] = (
+    "wm_bench.kernels.rope.specs",
+    "wm_bench.kernels.ssd.specs",
+    "wm_bench.kernels.attention.specs",
+)
 
 INSTRUCTIONS = ("wgmma", "tma", "mma")  # what a spec may say its PTX must contain
 _SPEC_KEYS = {

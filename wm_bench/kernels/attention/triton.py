@@ -15,7 +15,6 @@ import torch
 import triton
 from torch import Tensor
 
-from wm_bench.kernels.attention.reference import TieBreak
 from wm_bench.kernels.attention.triton_kernels import (
     LOG2E,
     _attn_bwd_dkv,
@@ -132,7 +131,7 @@ def attention_triton(
     key_bias: Tensor | None,
     window: int | None,
     scale: float | None,
-    tie_break: TieBreak,
+    tie_break: str,
 ) -> Tensor:
     """Autograd-aware Triton attention with the reference's contract (inputs checked by api)."""
     if q.shape[-1] > MAX_HEAD_DIM or v.shape[-1] > MAX_HEAD_DIM:

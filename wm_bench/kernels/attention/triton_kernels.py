@@ -265,7 +265,7 @@ def gpu_tiles(kind: str, head_dim: int) -> dict[str, int]:
     table = {
         # kind: {max padded head width: tiles}
         "fwd": {64: (128, 64, 4, 3), 128: (128, 64, 8, 3), 256: (64, 32, 4, 2)},
-        "dkv": {64: (64, 64, 4, 2), 128: (32, 64, 4, 2), 256: (32, 32, 4, 1)},
+        "dkv": {64: (64, 64, 8, 1), 128: (32, 64, 8, 1), 256: (32, 32, 8, 1)},
         "dq": {64: (64, 64, 4, 2), 128: (64, 32, 4, 2), 256: (32, 32, 4, 1)},
     }[kind]
     for width, (bm, bn, warps, stages) in table.items():

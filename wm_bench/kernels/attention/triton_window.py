@@ -19,8 +19,6 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from wm_bench.kernels.attention.reference import TieBreak, priority_order
-
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 # Keys per program (consecutive ranks) and keys per scan step. Under the interpreter every
 # program runs in Python: small tiles keep tests quick and still cover multi-tile scans.
@@ -66,16 +64,29 @@ def _window_last_row(
     tl.store(LAST + bh * S + j, last, mask=valid)
 
 
+def key_order(key_bias: Tensor, tie_break: str) -> Tensor:
+    """[B, H, S] int64: the keys from kept-first to kept-last (bias descending, then the tie rule).
+
+    A stable descending sort keeps equal biases in index order (smaller index first); for
+    "larger_index" the keys are sorted back to front and the positions mapped back.
+    """
+    b = key_bias.detach()
+    if tie_break == "smaller_index":
+        return torch.sort(b, dim=-1, descending=True, stable=True).indices
+    S = b.shape[-1]
+    return (S - 1) - torch.sort(b.flip(-1), dim=-1, descending=True, stable=True).indices
+
+
 def window_last_row_triton(
-    key_bias: Tensor, window: int, *, tie_break: TieBreak = "smaller_index"
+    key_bias: Tensor, window: int, *, tie_break: str = "smaller_index"
 ) -> Tensor:
     """Per key, the last row (key coordinates) that keeps it: [B, H, S] int32 (see module doc).
 
     Same contract as `reference.window_last_row` with q_offset = 0 (int32 here, rows in key
-    coordinates); the ranks come from the same `priority_order`, so both tie rules agree exactly.
+    coordinates). Like every Triton path it does not import the reference it is tested against.
     """
     Bsz, H, S = key_bias.shape
-    order = priority_order(key_bias, tie_break).reshape(Bsz * H, S)
+    order = key_order(key_bias, tie_break).reshape(Bsz * H, S)
     rank = torch.empty_like(order)
     rank.scatter_(-1, order, torch.arange(S, device=order.device).expand_as(order))
     order, rank = order.to(torch.int32).contiguous(), rank.to(torch.int32).contiguous()
