@@ -14,6 +14,7 @@ SPEC_MODULES: tuple[str, ...] = (
     "wm_bench.kernels.rope.specs",
     "wm_bench.kernels.ssd.specs",
     "wm_bench.kernels.attention.specs",
+    "wm_bench.kernels.cdmoe.specs",
 )
 
 INSTRUCTIONS = ("wgmma", "tma", "mma")  # what a spec may say its PTX must contain

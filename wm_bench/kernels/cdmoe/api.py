@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from wm_bench.kernels._impl import check_impl
+from wm_bench.kernels._impl import check_impl, check_triton_device, has_triton
 from wm_bench.kernels.cdmoe import reference
 from wm_bench.kernels.cdmoe.reference import ACTIVATIONS
 
 # Implementations each op has today; layers pass these to `resolve_impl`.
+_AVAILABLE: tuple[str, ...] = ("reference", "triton") if has_triton() else ("reference",)
 IMPLS: dict[str, tuple[str, ...]] = {
-    "product_key_topk": ("reference",),
-    "expert_mix": ("reference",),
+    "product_key_topk": _AVAILABLE,
+    "expert_mix": _AVAILABLE,
 }
 
 
@@ -49,13 +50,21 @@ def product_key_topk(
         q: [M, He, R] float queries, R even; the first R/2 channels meet set 1, the rest set 2.
         sub_keys: [He, 2, n, R/2] float sub-keys; N = n² experts.
         k: experts per (token, head), 1 ≤ k ≤ N.
-        impl: "reference".
+        impl: "reference" (kk² candidates, any device, fp64 too) or "triton" (half scores by
+            torch matmuls, then one kernel ranks only the ~k·ln k candidate pairs that can win;
+            CUDA, or CPU under TRITON_INTERPRET=1; fp16/bf16/fp32).
     Returns:
         scores [M, He, k] (fp32 for half inputs, else q's dtype), sorted descending, differentiable
         w.r.t. q and sub_keys; indices [M, He, k] int64 in [0, N). Equal scores order by lower id.
     """
-    check_impl(impl, IMPLS["product_key_topk"], "cdmoe.product_key_topk")
+    op = "cdmoe.product_key_topk"
+    check_impl(impl, IMPLS["product_key_topk"], op)
     _check_product_key_inputs(q, sub_keys, k)
+    if impl == "triton":
+        check_triton_device(q, op)
+        from wm_bench.kernels.cdmoe.triton_topk import product_key_topk_triton
+
+        return product_key_topk_triton(q, sub_keys, k)
     return reference.product_key_topk(q, sub_keys, k)
 
 
@@ -105,10 +114,18 @@ def expert_mix(
         indices: [M, J] integer expert ids in [0, N) (out-of-range ids raise IndexError).
         gates: [M, J] float weights.
         activation: "silu" | "gelu" | "relu" | "identity".
-        impl: "reference".
+        impl: "reference" (autograd over an [M, J, D] gather, any device) or "triton" (per-token
+            gather kernels and an expert-sorted kernel for the table gradients: no [M, J, D]
+            tensor, deterministic; CUDA, or CPU under TRITON_INTERPRET=1; fp16/bf16/fp32).
     Returns:
         y [M, D] in x's dtype; differentiable w.r.t. x, down, up and gates.
     """
-    check_impl(impl, IMPLS["expert_mix"], "cdmoe.expert_mix")
+    op = "cdmoe.expert_mix"
+    check_impl(impl, IMPLS["expert_mix"], op)
     _check_expert_mix_inputs(x, down, up, indices, gates, activation)
+    if impl == "triton":
+        check_triton_device(x, op)
+        from wm_bench.kernels.cdmoe.triton_mix import expert_mix_triton
+
+        return expert_mix_triton(x, down, up, indices, gates, activation)
     return reference.expert_mix(x, down, up, indices, gates, activation)
