@@ -84,9 +84,11 @@ def test_dense_mlp_active_params_equal_total_and_default_width_is_llama():
     assert default_d_ff(32) == 128 and default_d_ff(1024) == 2752
 
 
-def test_moe_grouped_path_matches_per_token_loop():
+@pytest.mark.parametrize("impl", ["reference", "triton"])  # triton = torch._grouped_mm
+def test_moe_grouped_path_matches_per_token_loop(impl):
     torch.manual_seed(1)
-    layer = MoE(D, MoEConfig(num_experts=8, top_k=3, d_ff=16, shared_expert=True))
+    # 24 experts for 22 tokens × 3: some experts get no token (empty groups).
+    layer = MoE(D, MoEConfig(num_experts=24, top_k=3, d_ff=16, shared_expert=True), impl=impl)
     x = torch.randn(2, 11, D, requires_grad=True)
     y, _ = layer(x)
     x2 = x.reshape(-1, D)
@@ -107,6 +109,17 @@ def test_moe_grouped_path_matches_per_token_loop():
     g_b = torch.autograd.grad(ref, (x, layer.w_in, layer.router.weight), cot)
     for a, b in zip(g_a, g_b):
         assert rel_rms(a, b) < 1e-5
+    want = "grouped_mm" if impl == "triton" else "reference"
+    assert layer.resolved_impls == {"moe.grouped_experts": want}
+
+
+def test_moe_grouped_mm_refuses_unaligned_widths_and_auto_keeps_the_loop_on_cpu():
+    x = torch.randn(1, 4, D)
+    with pytest.raises(ValueError, match="multiples of 16 bytes"):
+        MoE(D, MoEConfig(num_experts=4, top_k=1, d_ff=5), impl="triton")(x)
+    layer = MoE(D, MoEConfig(num_experts=4, top_k=1, d_ff=16))  # impl="auto"
+    layer(x)
+    assert layer.resolved_impls == {"moe.grouped_experts": "reference"}
 
 
 def test_moe_aux_loss_equals_coef_for_a_uniform_router():

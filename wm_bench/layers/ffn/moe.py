@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wm_bench.kernels._impl import resolve_impl
+from wm_bench.kernels._impl import check_impl
 from wm_bench.layers.ffn.mlp import (
     INIT_STD,
     GatedMLP,
@@ -61,8 +61,61 @@ class MoEConfig:
             raise ValueError(f"MoEConfig.aux_loss_coef={coef!r} must be a float ≥ 0")
 
 
+GROUPED_IMPLS = ("reference", "grouped_mm")  # what `moe.grouped_experts` can run
+
+
+def grouped_mm_ok(x: Tensor, d_model: int, d_ff: int) -> str:
+    """Why torch._grouped_mm cannot run these experts ("" when it can).
+
+    It needs every row stride to be a multiple of 16 bytes (D, 2F and F times the element size)
+    and, on CUDA, a Hopper-class GPU (capability ≥ 9.0) in torch's build.
+    """
+    if not hasattr(torch, "_grouped_mm"):
+        return f"torch {torch.__version__} has no torch._grouped_mm"
+    elem = x.element_size()
+    bad = [n for n in (d_model, d_ff) if (n * elem) % 16]
+    if bad:
+        return f"widths {bad} × {elem} B are not multiples of 16 bytes"
+    if x.device.type == "cuda" and torch.cuda.get_device_capability(x.device) < (9, 0):
+        return "torch._grouped_mm needs compute capability ≥ 9.0"
+    return ""
+
+
+def resolve_grouped(impl: str, x: Tensor, d_model: int, d_ff: int) -> str:
+    """The grouped-experts path for a layer impl.
+
+    "auto": torch._grouped_mm on CUDA where it can run, else the reference loop over expert
+    slices. "triton" asks for the fast path, which for MoE is torch._grouped_mm (there is no
+    hand-written MoE kernel): it raises when that cannot run. "reference": the loop.
+    """
+    why = grouped_mm_ok(x, d_model, d_ff)
+    if impl == "auto":
+        return "grouped_mm" if x.device.type == "cuda" and not why else "reference"
+    if impl == "triton":
+        if why:
+            raise ValueError(f"moe.grouped_experts: impl='triton' (torch._grouped_mm): {why}")
+        return "grouped_mm"
+    return check_impl(impl, GROUPED_IMPLS, "moe.grouped_experts")
+
+
+def grouped_gated_silu(xs: Tensor, w_in: Tensor, w_out: Tensor, counts: Tensor) -> Tensor:
+    """Every expert's gated SiLU MLP on its slice of xs, two torch._grouped_mm calls.
+
+    Args:
+        xs: [R, D] rows sorted by expert; counts: [E] rows per expert (sum R).
+        w_in: [E, D, 2F]; w_out: [E, F, D].
+    Returns:
+        [R, D].
+    """
+    offs = counts.cumsum(0).to(torch.int32)  # end row of each expert's slice
+    h = torch._grouped_mm(xs, w_in.to(xs.dtype), offs=offs)  # [R, 2F]
+    gate, up = h.chunk(2, dim=-1)
+    return torch._grouped_mm((F.silu(gate) * up).contiguous(), w_out.to(xs.dtype), offs=offs)
+
+
 class MoE(nn.Module):
-    """Top-k MoE computed grouped: tokens sorted by expert, one matmul pair per expert slice."""
+    """Top-k MoE computed grouped: tokens sorted by expert, one grouped matmul per projection
+    (torch._grouped_mm), or the reference loop over expert slices."""
 
     def __init__(
         self, d_model: int, cfg: MoEConfig, *, layer_idx: int = 0, impl: str = "auto"
@@ -91,9 +144,7 @@ class MoE(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Args: x [B, T, D]. Returns: y [B, T, D] and the scaled aux loss (fp32 scalar)."""
-        # Grouped matmul written as a loop over expert slices; a torch._grouped_mm or Triton
-        # path would replace exactly this block.
-        grouped_impl = resolve_impl(self.impl, x.device, ("reference",), "moe.grouped_experts")
+        grouped_impl = resolve_grouped(self.impl, x, self.d_model, self.d_ff)
         self.resolved_impls = {"moe.grouped_experts": grouped_impl}
         k, n_exp = self.cfg.top_k, self.cfg.num_experts
         x2 = x.reshape(-1, x.shape[-1])  # [M, D]
@@ -105,12 +156,17 @@ class MoE(nn.Module):
         token = order // k  # token of each sorted assignment
         counts = torch.bincount(flat, minlength=n_exp)  # [E]
 
-        # 2. One expert per contiguous slice. The stacked weights are unbound once: indexing
-        #    w_in[e] per expert would make backward zero-fill a full [E, D, 2F] gradient E times.
+        # 2. One expert per contiguous slice: grouped matmuls, or a loop whose stacked weights are
+        #    unbound once (indexing w_in[e] per expert would make backward zero-fill a full
+        #    [E, D, 2F] gradient E times).
         xs = x2[token]  # [M·k, D], grouped by expert
-        w_in, w_out = self.w_in.unbind(0), self.w_out.unbind(0)  # E × [D, 2F], E × [F, D]
-        ys = [gated_silu(xe, w_in[e], w_out[e]) for e, xe in enumerate(xs.split(counts.tolist()))]
-        ys = torch.cat(ys) * gates.reshape(-1)[order, None].to(x.dtype)  # [M·k, D]
+        if grouped_impl == "grouped_mm":
+            ys = grouped_gated_silu(xs, self.w_in, self.w_out, counts)
+        else:
+            w_in, w_out = self.w_in.unbind(0), self.w_out.unbind(0)  # E × [D, 2F], E × [F, D]
+            parts = xs.split(counts.tolist())
+            ys = torch.cat([gated_silu(xe, w_in[e], w_out[e]) for e, xe in enumerate(parts)])
+        ys = ys * gates.reshape(-1)[order, None].to(x.dtype)  # [M·k, D]
 
         # 3. Scatter back and add each token's k contributions.
         y = torch.zeros_like(x2).index_add_(0, token, ys)  # [M, D]
