@@ -8,7 +8,7 @@ OP ?= ssd
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup smoke test test-interpret test-gpu lint format reproduce-figure-mqar report pdf clean
+.PHONY: help setup smoke test test-interpret test-gpu lint format reproduce-figure-mqar reproduce-figure-speed report pdf clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -49,6 +49,9 @@ format: $(STAMP) ## ruff autofix + format
 
 reproduce-figure-mqar: $(STAMP) ## MQAR accuracy grid + report (SCALE=smoke|cpu|small|paper|auto)
 	$(VENV)/bin/wm-bench reproduce mqar --scale $(SCALE)
+
+reproduce-figure-speed: $(STAMP) ## expert-retrieval speed grid + report (SCALE=smoke|cpu|small|paper|auto)
+	$(VENV)/bin/wm-bench reproduce expert_speed --scale $(SCALE)
 
 report: $(STAMP) ## regenerate reports/*.md and figures from results/
 	$(VENV)/bin/wm-bench report

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-EXPERIMENTS = ("mqar",)  # tasks/<name>/ modules with runs(scale)
+EXPERIMENTS = ("mqar", "expert_speed")  # tasks/<name>/: runs(scale), or reproduce(scale, ...)
 SCALE_CHOICES = ("smoke", "cpu", "small", "paper", "auto")
 GPU_ACTIONS = ("compile", "bundle", "suite")
 
@@ -210,6 +210,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     scale = resolve_scale(args.scale)
     task = importlib.import_module(f"tasks.{args.experiment}")
+    if hasattr(task, "reproduce"):  # a task that measures rather than trains runs its own grid
+        return _reproduce_own(task, scale, args)
     configs = task.runs(scale)
     if args.only:
         tags = sorted({k for c in configs for k in c.tags})
@@ -248,6 +250,23 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if not args.no_report:
         _report([args.experiment], args.results_dir, args.reports_dir, pdf=False)
     return 1 if failed else 0
+
+
+def _reproduce_own(task: Any, scale: str, args: argparse.Namespace) -> int:
+    if args.impl != "auto":
+        print(
+            f"error: --impl {args.impl}: {args.experiment} times every layer with impl=auto "
+            "(and records what ran)",
+            file=sys.stderr,
+        )
+        return 2
+    rc = task.reproduce(
+        scale, only=args.only, limit=args.limit, results_dir=args.results_dir,
+        force=args.force, threads=args.threads, quiet=args.quiet,
+    )  # fmt: skip
+    if rc != 2 and not args.no_report:
+        _report([args.experiment], args.results_dir, args.reports_dir, pdf=False)
+    return rc
 
 
 def _report(

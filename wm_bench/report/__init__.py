@@ -9,7 +9,10 @@ from wm_bench.report.pdf import build_pdf
 from wm_bench.results import default_results_dir, iter_results, repo_root
 
 # experiment → module with build(records, reports_dir) -> list[Path]
-BUILDERS: dict[str, str] = {"mqar": "wm_bench.report.mqar"}
+BUILDERS: dict[str, str] = {
+    "mqar": "wm_bench.report.mqar",
+    "expert_speed": "wm_bench.report.expert_speed",
+}
 
 
 def build_report(

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -39,14 +40,40 @@ def stable_topk(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
     return values[..., :k], positions[..., :k]
 
 
+@lru_cache(maxsize=64)
+def _pairs_cpu(kk: int, k: int) -> tuple[Tensor, Tensor]:
+    a = torch.arange(kk)[:, None]
+    b = torch.arange(kk)[None, :]
+    keep = (a + 1) * (b + 1) <= k
+    rows, cols = keep.nonzero(as_tuple=True)
+    return rows, cols
+
+
+def candidate_pairs(kk: int, k: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Sorted positions (a, b) of the candidates that can be among the top k of t1[a] + t2[b].
+
+    t1, t2 are sorted descending with ties in ascending row order. Every pair (a', b') with
+    a' ≤ a and b' ≤ b has t1[a'] + t2[b'] ≥ t1[a] + t2[b]; when the sums are equal, the ties
+    inside each half put the dominating pair's rows first, so its expert id i·n + j is the lower
+    one. So (a, b) is outranked by the (a+1)(b+1) − 1 pairs it is dominated by, and can be in the
+    top k only if (a+1)(b+1) ≤ k. That leaves Σ_a ⌊k/(a+1)⌋ ≈ k·ln k pairs out of kk².
+
+    Returns:
+        (a, b): [P] int64 each, on `device`, in row-major order.
+    """
+    a, b = _pairs_cpu(kk, k)
+    return a.to(device), b.to(device)
+
+
 def product_key_topk(q: Tensor, sub_keys: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """Exact top-k experts over all n² product-key sums, from k² candidates.
 
     Expert e = i·n + j scores s1_i + s2_j, with s1 = q[..., :R/2]·K[h, 0, i] and
     s2 = q[..., R/2:]·K[h, 1, j]. Any expert of the top k uses a row i among the top k of s1 and a
-    row j among the top k of s2, so the top-min(k, n) per half and their kk² sums give the exact
-    answer (when k > n, kk = n and the candidates are all n² experts). Ties are broken by the lower
-    expert id, at every step, which keeps the shortcut exact also with ties.
+    row j among the top k of s2, so the top-min(k, n) per half and their sums give the exact
+    answer (when k > n, kk = n), and of those kk² sums only the ≈ k·ln k pairs of
+    `candidate_pairs` can win. Ties are broken by the lower expert id, at every step, which keeps
+    both shortcuts exact also with ties.
 
     Args:
         q: [M, He, R] float queries, R even.
@@ -70,10 +97,12 @@ def product_key_topk(q: Tensor, sub_keys: Tensor, k: int) -> tuple[Tensor, Tenso
     t1, i1 = stable_topk(s1.detach(), kk)  # [M, He, kk]
     t2, i2 = stable_topk(s2.detach(), kk)  # [M, He, kk]
 
-    # 3. kk² candidate sums and their expert ids, reordered by ascending id so that the stable
-    #    sort of step 4 breaks ties by the lower id.
-    ids = (i1[..., :, None] * n + i2[..., None, :]).flatten(-2)  # [M, He, kk²]
-    cand = (t1[..., :, None] + t2[..., None, :]).flatten(-2)  # [M, He, kk²]
+    # 3. Candidate sums and their expert ids, reordered by ascending id so that the stable sort
+    #    of step 4 breaks ties by the lower id. Only pairs of sorted positions (a, b) with
+    #    (a+1)(b+1) ≤ k can make the top k (see `candidate_pairs`): about k·ln k, not kk².
+    a, b = candidate_pairs(kk, k, q.device)  # [P] each
+    ids = i1[..., a] * n + i2[..., b]  # [M, He, P]
+    cand = t1[..., a] + t2[..., b]  # [M, He, P]
     ids, by_id = ids.sort(dim=-1)
     cand = cand.gather(-1, by_id)
 

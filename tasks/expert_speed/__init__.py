@@ -1,0 +1,319 @@
+"""Expert-retrieval speed (SPEC §6, claim C3): time of each expert layer vs N experts and k.
+
+What runs. For every method, N ∈ experts(scale) and ratio ∈ ratios(scale), one FFN layer with
+N experts and k = round(ratio·√N) experts per token (the paper's k: N = 1024 → 8, 16, 24, 32) is
+timed on random tokens [B, T, d]: forward, and forward + backward into the input and every
+parameter (`wm_bench.bench.ffn_speed`). One result file per point; nothing is trained.
+
+Methods and the choices the paper does not state:
+- SEIMoE: the paper's "MoE" — softmax router over N, top-k probabilities, a Python loop over
+  the N experts (gather, MLP, index_add), one sigmoid-gated shared expert. Each expert is a
+  non-gated MLP of width 4 (SEIMOE_D_FF): then a token activates 2·d·4·k expert parameters,
+  exactly CDMoE's private 2·d·H_e·k with H_e = 4 heads, and the N experts hold 8·N·d parameters
+  (at N = 16384, d = 1024: 134M, which fits; the paper's wider experts would not, ANCHORS §2).
+- MoE: the fair baseline — the same kind of router, tokens sorted by expert, one grouped matmul
+  per projection (`torch._grouped_mm` on Hopper GPUs; the loop over expert slices elsewhere),
+  gated experts of width 8 (MOE_D_FF: the narrowest whose rows are 16-byte multiples in bf16,
+  which torch._grouped_mm requires), no shared expert, Switch aux loss 0.01.
+- PKM, PEER: product-key retrieval with 4 heads, query width 128 per head (layer defaults).
+- CDMoE: 4 heads, retrieval width 256, shared gated MLP of width 4d (the Dec-2024 default), i.e.
+  the whole layer as a model would run it.
+Every layer runs with impl="auto" (Triton / grouped paths on CUDA, references on the CPU); the
+impls that ran are recorded in each result.
+
+Scales (edit the SpeedScale constants below):
+- smoke: plumbing only, CPU: B·T = 64 tokens, d = 32, N ∈ {16, 64}, two ratios; seconds.
+- cpu (issue 11): CPU, one process with 2 threads: B·T = 512 tokens (B = 2, T = 256), d = 64,
+  N ∈ {16, …, 16384}, the four ratios, fp32, median of 3 after 1 warm-up — ≈ 120 points in
+  ≈ 20 minutes. Why this size: SEIMoE's Python loop costs per expert, not per token, so the
+  SEIMoE/CDMoE ratio at large N is set by N, and a small B·T keeps every point of the N grid
+  (N = 16384 included) within the 45-minute budget; d = 64 keeps the parameter tables (N·d)
+  in cache-sized territory like the GPU's d = 1024 keeps them in HBM. Times are CPU times:
+  not comparable with the paper's GPU milliseconds, only the ratios between methods are.
+- small / paper: one GPU, the paper's input (B = 8, T = 2048, d = 1024) in bf16, N up to 16384.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+EXPERIMENT = "expert_speed"
+METRIC = "fwd_bwd_ms"
+HIGHER_IS_BETTER = False
+METHODS: tuple[str, ...] = ("seimoe", "moe", "pkm", "peer", "cdmoe")
+LABELS: dict[str, str] = {
+    "seimoe": "SEIMoE",
+    "moe": "MoE (grouped)",
+    "pkm": "PKM",
+    "peer": "PEER",
+    "cdmoe": "CDMoE",
+}
+RATIOS: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
+EXPERTS: tuple[int, ...] = (16, 64, 256, 1024, 4096, 16384)
+SEIMOE_D_FF = 4
+MOE_D_FF = 8
+HEADS = 4
+CDMOE_D_RETRIEVAL = 256
+PAPER_FILE = Path(__file__).with_name("paper_values.json")
+# Claim C3: CDMoE ≥ 8× faster than the paper's MoE (SEIMoE) for N ≥ 1024, at every ratio.
+CLAIM_C3: dict[str, Any] = {"subject": "cdmoe", "baseline": "seimoe", "min_speedup": 8.0}
+CLAIM_MIN_EXPERTS = 1024
+
+
+@dataclass(frozen=True)
+class SpeedScale:
+    """One scale: the input, the grid and how to time."""
+
+    batch: int
+    seq_len: int
+    d_model: int
+    dtype: str
+    device: str  # "cpu" or "cuda"
+    experts: tuple[int, ...]
+    ratios: tuple[float, ...]
+    methods: tuple[str, ...] = METHODS
+    repeats: int = 3
+    warmup: int = 1
+
+
+SCALES: dict[str, SpeedScale] = {
+    "smoke": SpeedScale(1, 64, 32, "float32", "cpu", (16, 64), (0.5, 1.0), repeats=1, warmup=0),
+    "cpu": SpeedScale(2, 256, 64, "float32", "cpu", EXPERTS, RATIOS),
+    "small": SpeedScale(8, 2048, 1024, "bfloat16", "cuda", EXPERTS, RATIOS),
+    "paper": SpeedScale(8, 2048, 1024, "bfloat16", "cuda", EXPERTS, RATIOS),
+}
+
+
+@dataclass(frozen=True)
+class SpeedPoint:
+    """One timed layer: method, N, k (and the ratio it came from), input and device."""
+
+    method: str
+    num_experts: int
+    top_k: int
+    ratio: float
+    batch: int
+    seq_len: int
+    d_model: int
+    dtype: str
+    device: str
+
+    @property
+    def tags(self) -> dict[str, Any]:
+        return {"method": self.method, "num_experts": self.num_experts, "top_k": self.top_k,
+                "ratio": self.ratio}  # fmt: skip
+
+
+def spec(scale: str) -> SpeedScale:
+    """The SpeedScale of `scale`; ValueError naming the valid scales."""
+    if scale not in SCALES:
+        raise ValueError(f"expert_speed: unknown scale {scale!r}; valid: {list(SCALES)}")
+    return SCALES[scale]
+
+
+def k_for(num_experts: int, ratio: float) -> int:
+    """k = round(ratio·√N), at least 1 (the paper's k column)."""
+    return max(1, round(ratio * math.isqrt(num_experts)))
+
+
+def points(scale: str) -> list[SpeedPoint]:
+    """Every point of the grid at `scale`, ordered by (N, ratio, method)."""
+    s = spec(scale)
+    return [
+        SpeedPoint(m, n, k_for(n, r), r, s.batch, s.seq_len, s.d_model, s.dtype, s.device)
+        for n in s.experts
+        for r in s.ratios
+        for m in s.methods
+    ]
+
+
+def ffn_config(p: SpeedPoint) -> Any:
+    """The FFN config of a point (layer registry imported lazily)."""
+    from wm_bench.layers.ffn import FFNS
+
+    n, k = p.num_experts, p.top_k
+    kwargs: dict[str, dict[str, Any]] = {
+        "seimoe": {"num_experts": n, "top_k": k, "d_ff": SEIMOE_D_FF},
+        "moe": {"num_experts": n, "top_k": k, "d_ff": MOE_D_FF},
+        "pkm": {"num_experts": n, "top_k": k, "num_heads": HEADS},
+        "peer": {"num_experts": n, "top_k": k, "num_heads": HEADS},
+        "cdmoe": {"num_experts": n, "top_k": k, "num_heads": HEADS,
+                  "d_retrieval": CDMOE_D_RETRIEVAL},
+    }  # fmt: skip
+    if p.method not in kwargs:
+        raise ValueError(f"expert_speed: unknown method {p.method!r}; valid: {list(kwargs)}")
+    return FFNS[p.method][1](**kwargs[p.method])
+
+
+def retrieval_bytes(p: SpeedPoint) -> int | None:
+    """Bytes of expert rows one forward gathers (PKM: value rows; PEER/CDMoE: down + up rows).
+
+    None for the MoE methods, whose experts are matmuls rather than gathered rows.
+    """
+    elem = {"float32": 4, "bfloat16": 2, "float16": 2}[p.dtype]
+    tokens = p.batch * p.seq_len
+    rows = {"pkm": 1, "peer": 2, "cdmoe": 2}.get(p.method)
+    return None if rows is None else tokens * HEADS * p.top_k * rows * p.d_model * elem
+
+
+def point_hash(p: SpeedPoint) -> str:
+    """A stable 16-hex-digit hash of the point (and of the method settings above)."""
+    from wm_bench.config import config_hash, to_dict
+
+    return config_hash({"point": asdict(p), "ffn": to_dict(ffn_config(p))})
+
+
+def measure(p: SpeedPoint, s: SpeedScale, *, device: str | None = None, seed: int = 0) -> dict:
+    """Build the layer of a point and time it (see wm_bench.bench.ffn_speed.time_ffn)."""
+    import torch
+
+    from wm_bench.bench.ffn_speed import time_ffn
+    from wm_bench.layers.ffn import build_ffn
+
+    torch.manual_seed(seed)
+    layer = build_ffn(p.d_model, ffn_config(p))
+    return time_ffn(
+        layer, batch=p.batch, seq_len=p.seq_len, d_model=p.d_model, dtype=p.dtype,
+        device=device or p.device, repeats=s.repeats, warmup=s.warmup, seed=seed,
+    )  # fmt: skip
+
+
+def _matches(p: SpeedPoint, only: list[str]) -> bool:
+    for cond in only:
+        key, _, value = cond.partition("=")
+        if str(p.tags.get(key)) != value:
+            return False
+    return True
+
+
+def reproduce(
+    scale: str,
+    *,
+    only: list[str] | None = None,
+    limit: int | None = None,
+    results_dir: str | Path | None = None,
+    force: bool = False,
+    threads: int | None = None,
+    quiet: bool = False,
+) -> int:
+    """Time every point of the grid at `scale`, one result file each; finished points skipped.
+
+    Returns:
+        0 when every point is ok (or was done already), 1 when some failed, 2 on bad arguments.
+    """
+    import torch
+
+    from wm_bench.config import to_dict
+    from wm_bench.results import find_done, make_result, now_iso, write_result
+
+    s = spec(scale)
+    pts = points(scale)
+    for cond in only or []:
+        key = cond.partition("=")[0]
+        if "=" not in cond or key not in pts[0].tags:
+            print(f"error: --only {cond!r}: expected KEY=VALUE with KEY in "
+                  f"{list(pts[0].tags)}", file=sys.stderr)  # fmt: skip
+            return 2
+    pts = [p for p in pts if _matches(p, only or [])][: limit if limit is not None else None]
+    if not pts:
+        print("nothing to run (check --only / --limit)", file=sys.stderr)
+        return 2
+    if s.device == "cuda" and not torch.cuda.is_available():
+        print(f"error: scale {scale!r} times on CUDA and none is available; use --scale cpu",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    if threads:
+        torch.set_num_threads(threads)
+    device_info: dict[str, Any]
+    if s.device == "cuda":
+        from wm_bench.bench.cuda_timing import device_info as cuda_info
+
+        device_info = cuda_info()
+    else:
+        device_info = {"type": "cpu", "threads": torch.get_num_threads()}
+    print(f"{EXPERIMENT} @ {scale}: {len(pts)} points on {s.device}")
+    t_all, failed = time.perf_counter(), 0
+    for i, p in enumerate(pts, 1):
+        h = point_hash(p)
+        if not force and find_done(h, EXPERIMENT, scale, p.method, results_dir) is not None:
+            continue
+        started, t0 = now_iso(), time.perf_counter()
+        common = dict(
+            experiment=EXPERIMENT, variant=p.method, seed=0, scale=scale,
+            config={"point": asdict(p), "ffn": to_dict(ffn_config(p)), "tags": p.tags},
+            config_hash=h, device=device_info, started_at=started,
+        )  # fmt: skip
+        try:
+            m = measure(p, s)
+        except Exception as e:  # recorded: one method running out of memory must not stop the grid
+            failed += 1
+            err = f"{type(e).__name__}: {e}"
+            rec = make_result(status="failed", error=err[:2000], **common)
+            if s.device == "cuda":
+                torch.cuda.empty_cache()
+        else:
+            metrics = {"fwd_ms": m["fwd_ms"], "fwd_bwd_ms": m["fwd_bwd_ms"]}
+            rb = retrieval_bytes(p)
+            if rb is not None:
+                metrics["retrieval_gbps"] = rb / (m["fwd_ms"] * 1e6)
+            rec = make_result(
+                status="ok", metrics=metrics,
+                higher_is_better={"fwd_ms": False, "fwd_bwd_ms": False, "retrieval_gbps": True},
+                impls=m["impls"], params={"total": m["params"]},
+                timing={"wall_s": time.perf_counter() - t0, "peak_mib": m["peak_mib"],
+                        "peak_kind": m["peak_kind"], "first_fwd_s": m["first_fwd_s"],
+                        "first_fwd_bwd_s": m["first_fwd_bwd_s"]},
+                extra={"retrieval_bytes": rb},
+                **common,
+            )  # fmt: skip
+        write_result(rec, results_dir)
+        if not quiet:
+            what = (f"fwd {rec['metrics']['fwd_ms']:.2f} ms, fwd+bwd "
+                    f"{rec['metrics']['fwd_bwd_ms']:.2f} ms" if rec["status"] == "ok"
+                    else rec["error"].splitlines()[0][:120])  # fmt: skip
+            elapsed = (time.perf_counter() - t_all) / 60
+            print(f"[{i}/{len(pts)}] {p.method} N={p.num_experts} k={p.top_k}: {what} "
+                  f"({elapsed:.1f} min)", flush=True)  # fmt: skip
+    print(f"done: {len(pts)} points in {(time.perf_counter() - t_all) / 60:.1f} min, "
+          f"{failed} failed")  # fmt: skip
+    return 1 if failed else 0
+
+
+@lru_cache(maxsize=1)
+def load_paper() -> dict[str, Any]:
+    """The paper's speed figure as shipped in paper_values.json."""
+    return json.loads(PAPER_FILE.read_text())
+
+
+def paper_points() -> dict[tuple[str, int, float], float]:
+    """(method, N, ratio) → the paper's milliseconds (SEIMoE, PKM, PEER, CDMoE; N ≤ 1024)."""
+    src = load_paper()
+    out = {}
+    for n, row in src["rows"].items():
+        for label, method in src["methods"].items():
+            for ratio, ms in zip(src["ratios"], row[label], strict=True):
+                out[(method, int(n), float(ratio))] = float(ms)
+    return out
+
+
+__all__ = [
+    "CLAIM_C3",
+    "EXPERIMENT",
+    "LABELS",
+    "METHODS",
+    "SCALES",
+    "SpeedPoint",
+    "SpeedScale",
+    "k_for",
+    "load_paper",
+    "paper_points",
+    "points",
+    "reproduce",
+]
