@@ -241,6 +241,11 @@ def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None)
         out += ["", f"Input B = {cfg.get('batch')}, T = {cfg.get('seq_len')}, d = "
                 f"{cfg.get('d_model')}, {cfg.get('dtype')} on {cfg.get('device')}; "
                 f"{len(points)} point(s), {sum(p.ok for p in points)} ok."]  # fmt: skip
+        impls = sorted(
+            {f"{k}={v}" for p in points for k, v in (p.record.get("impls") or {}).items()}
+        )
+        if impls:
+            out += ["", f"Implementations that ran: {', '.join(impls)}."]
         if scale in figures:
             out += ["", f"![Expert-layer time, {scale} scale]({figures[scale]})"]
         out += ["", "### Forward + backward (ms)", "", *time_table(points, methods, "fwd_bwd")]
