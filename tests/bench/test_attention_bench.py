@@ -73,13 +73,15 @@ def test_goals_from_measured_cases() -> None:
 
 @pytest.mark.interpret
 @pytest.mark.skipif(not INTERPRET, reason="needs TRITON_INTERPRET=1")
-def test_executed_tiles_skip_blocks_under_a_clustered_bias() -> None:
+def test_executed_tiles_count_slot_groups_and_diagonals() -> None:
     T = 64
     causal = ab.executed_tiles(torch.zeros(1, 1, T), None, "smaller_index", 16, 16)
     assert causal == 4 * 5 // 2  # lower triangle of a 4×4 block grid
-    walk = torch.arange(T, dtype=torch.float32).flip(0)[None, None]  # earliest keys rank first
-    kept = ab.executed_tiles(walk, 8, "smaller_index", 16, 16)
-    assert kept == 4 + 3  # diagonal blocks, plus block 0 (the top-8 keys) for the later rows
+    # w = 8 ≤ 16: all slots form one group; the first block has no key born before it.
+    iid = ab.executed_tiles(torch.randn(2, 3, T), 8, "smaller_index", 16, 16)
+    assert iid == 2 * 3 * (4 + 3)  # 4 diagonal tiles + 1 slot tile for blocks 1..3
+    wide = ab.executed_tiles(torch.randn(1, 1, T), 40, "smaller_index", 16, 16)
+    assert 4 + 3 <= wide <= 4 + 3 * 3  # up to ⌈40/16⌉ = 3 slot groups per later block
 
 
 @pytest.mark.interpret

@@ -99,6 +99,17 @@ def test_head_dims(head_dim: int) -> None:
     compare(inp, window=5)
 
 
+@pytest.mark.parametrize(
+    ("T", "S", "window", "bias"),
+    [(70, 70, 20, "randn"), (70, 70, 37, "ties"), (30, 70, 20, "randn"), (70, 70, 69, "randn")],
+)
+def test_windows_spanning_several_slot_groups(T: int, S: int, window: int, bias: str) -> None:
+    """w > BLOCK_N (16 under the interpreter): several gathered slot tiles per query block,
+    chains of several keys per slot, GQA, and queries end-aligned to longer keys."""
+    inp = make(1, T, S, 4, 2, 16, 16, bias=bias, seed=window)
+    compare(inp, window=window)
+
+
 @pytest.mark.parametrize("window", [1, 2, 19, 100])
 def test_window_edges(window: int) -> None:
     """w = 1 (one key per row), w = T (nothing evicted) and w > T behave like the definition."""

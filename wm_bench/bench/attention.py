@@ -5,11 +5,13 @@ Per shape (B, H, T, D) and variant — "causal" (no bias), "bias" (per-key bias,
 first checked against our SDPA reference in fp32 (max relative error of o and every gradient; a
 wrong one is reported, not timed), then timed with triton.testing.do_bench (median, L2 flushed):
 forward, and forward + backward; with peak memory above the inputs, useful TFLOP/s (FLOPs of the
-visible (query, key) pairs) and, for ours, executed TFLOP/s (the tiles it really computes after
-block skipping). The per-key bias is i.i.d. normal by default: kept keys then scatter over every
-key block, the worst case for block skipping; `--bias smooth` (a random walk along the keys, so
-kept keys cluster) shows the best case. The JSON (<results>/bench/attention-<device>.json) is
-rewritten after every measurement, so a run cut short keeps what it measured.
+visible (query, key) pairs) and, for ours, executed TFLOP/s (the tiles it really computes: the
+causal triangle, or under a window the gathered slot tiles plus each block's diagonal). The
+per-key bias is i.i.d. normal by default, so kept keys scatter over every key block (what defeats
+block-sparse kernels such as FlexAttention's block mask); `--bias smooth` (a random walk along the
+keys, so kept keys cluster) is the friendly case for them. The JSON
+(<results>/bench/attention-<device>.json) is rewritten after every measurement, so a run cut
+short keeps what it measured.
 """
 
 from __future__ import annotations
@@ -204,24 +206,41 @@ def availability(impls: Sequence[str], cuda: bool) -> dict[str, str]:
 def executed_tiles(
     key_bias: Any, window: int | None, tie_break: str, block_m: int, block_n: int
 ) -> int:
-    """(query block, key block) tiles our forward visits: causal edge + window block skipping."""
+    """(query block, key tile) products our forward computes.
+
+    No window: the causal lower triangle of the block grid. Top-w window (`triton_slots`): per
+    query block, one gathered tile per group of block_n slots holding a key alive at the block's
+    first row and born before it, plus the block's own diagonal tiles.
+    """
     import torch
 
     B, H, T = key_bias.shape
     nq, nk = -(-T // block_m), -(-T // block_n)
     q0 = torch.arange(nq, device=key_bias.device) * block_m  # first row of each query block
-    k0 = torch.arange(nk, device=key_bias.device) * block_n
-    causal = k0[None, :] < (q0[:, None] + block_m)  # [nq, nk]: some key ≤ some row
     if window is None or window >= T:
-        return int(causal.sum()) * B * H
+        k0 = torch.arange(nk, device=key_bias.device) * block_n
+        return int((k0[None, :] < (q0[:, None] + block_m)).sum()) * B * H
+    from wm_bench.kernels.attention.triton_slots import window_chains
     from wm_bench.kernels.attention.triton_window import window_last_row_triton
 
     last = window_last_row_triton(key_bias.detach().float(), window, tie_break=tie_break)
-    pad = nk * block_n - T
-    last = torch.nn.functional.pad(last.long(), (0, pad), value=-1)
-    block_max = last.view(B, H, nk, block_n).amax(-1)  # [B, H, nk]
-    visit = causal[None, None] & (block_max[:, :, None, :] >= q0[None, None, :, None])
-    return int(visit.sum())
+    last = last.view(B * H, T)
+    chain, seg, _ = window_chains(last, window)
+    W = min(window, T)
+    pos = torch.arange(T, device=last.device).expand(B * H, T).contiguous()
+    slot_at = torch.searchsorted(seg[:, 1:].contiguous(), pos.to(seg.dtype), right=True)
+    slot = torch.full((B * H, T + 1), W, dtype=torch.long, device=last.device)
+    slot.scatter_(1, chain.long(), slot_at.long())  # padding entries of chain land on column T
+    slot = slot[:, :T]
+    j = torch.arange(T, device=last.device)
+    alive = (j[None, None, :] < q0[None, :, None]) & (last.long()[:, None, :] >= q0[None, :, None])
+    alive &= (slot < W)[:, None, :]  # [BH, nq, T]
+    n_groups = -(-W // block_n)
+    group = (slot // block_n).clamp(max=n_groups)[:, None, :].expand_as(alive)
+    hits = torch.zeros(B * H, nq, n_groups + 1, dtype=torch.int32, device=last.device)
+    hits.scatter_add_(2, group, alive.to(torch.int32))
+    diag = sum(-(-min(block_m, T - int(r)) // block_n) for r in q0.tolist())
+    return int((hits[..., :n_groups] > 0).sum()) + diag * B * H
 
 
 def rel_err(a: Any, b: Any) -> float:

@@ -1,21 +1,19 @@
-"""Flash-style attention kernels (forward, dK/dV/dbias, dQ) with DMA's per-key bias and top-w mask.
+"""Flash-style attention kernels (forward, dK/dV/dbias, dQ): causal, optional per-key bias.
 
-One set of kernels serves QCAttn (no bias, no window) and DMA (bias, optional window); the
-switches are constexprs, so each variant compiles to its own specialised code.
+These serve QCAttn (no bias) and DMA without a binding window; the top-w window has its own
+kernels that gather the kept keys compactly (`triton_slots`). Bias and causality are constexpr
+switches, so each variant compiles to its own specialised code.
 
-Conventions shared by the three kernels:
+Conventions shared with `triton_slots`:
 - Layouts are the API's: q [B, T, H, DK], k [B, S, Hkv, DK], v [B, S, Hkv, DV] (unit last
-  stride), key_bias [B·H, S] fp32, last [B·H, S] int32, lse / delta [B·H, T] fp32.
+  stride), key_bias [B·H, S] fp32, lse / delta [B·H, T] fp32.
 - Query row i sits at key coordinate i + OFF (OFF = S − T: queries aligned to the end of the
-  keys). Row i sees key j iff j < S, and (causal) j ≤ i + OFF, and (window) i + OFF ≤ last[j]
-  (`triton_window` computes `last`; a key kept by no row has last[j] = j − 1).
+  keys). Row i sees key j iff j < S and (causal) j ≤ i + OFF.
 - Scores are carried in base 2: s = (q·k·scale + bias)·log2(e), softmax by exp2; lse is stored
-  in the same base. Masked entries are −inf before exp2 and every row sees at least one key
-  (the causal diagonal, or the top-1 key under a window), so no row sums to zero.
-- Skipping: a key block is never loaded for a query block that cannot see any of its keys —
-  beyond the causal edge, or (window) when every key of the block was evicted before the
-  block's first row. The backward walks, per key block, only the query rows between the block's
-  first key and the last row that keeps any of its keys.
+  in the same base. Masked entries are −inf before exp2 and every causal row sees at least its
+  diagonal key, so no row sums to zero.
+- Skipping: key blocks beyond the causal edge are never loaded; the backward walks, per key
+  block, only the query rows from the block's first key on.
 - Deterministic: every output element is written by exactly one program, no atomics; dK/dV of a
   kv head sum the group's query heads in a fixed order inside one program.
 """
@@ -29,19 +27,17 @@ LOG2E = 1.4426950408889634
 
 
 @triton.jit
-def _keep_mask(rows_kc, cols, last, S, CAUSAL: tl.constexpr, WINDOW: tl.constexpr):
+def _keep_mask(rows_kc, cols, S, CAUSAL: tl.constexpr):
     """[BLOCK_M, BLOCK_N] bool: which (row, key) pairs are visible (rows in key coordinates)."""
     keep = (cols < S)[None, :] & (rows_kc >= 0)[:, None]
     if CAUSAL:
         keep = keep & (cols[None, :] <= rows_kc[:, None])
-    if WINDOW:
-        keep = keep & (rows_kc[:, None] <= last[None, :])
     return keep
 
 
 @triton.jit
 def _attn_fwd(
-    Q, K, V, BIAS, LAST, O, LSE,
+    Q, K, V, BIAS, O, LSE,
     T, S, H, GROUP, OFF, scale_log2,
     stride_qb, stride_qt, stride_qh,
     stride_kb, stride_ks, stride_kh,
@@ -49,7 +45,7 @@ def _attn_fwd(
     stride_ob, stride_ot, stride_oh,
     DK: tl.constexpr, DV: tl.constexpr, BLOCK_DK: tl.constexpr, BLOCK_DV: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    CAUSAL: tl.constexpr, HAS_BIAS: tl.constexpr, WINDOW: tl.constexpr, DOT_PREC: tl.constexpr,
+    CAUSAL: tl.constexpr, HAS_BIAS: tl.constexpr, DOT_PREC: tl.constexpr,
 ):  # fmt: skip
     pid_m = tl.program_id(0)
     bh = tl.program_id(1).to(tl.int64)
@@ -72,38 +68,30 @@ def _attn_fwd(
     hi = S
     if CAUSAL:
         hi = tl.minimum(S, (pid_m + 1) * BLOCK_M + OFF)  # one past the block's last visible key
-    row0 = pid_m * BLOCK_M + OFF
     for n0 in range(0, hi, BLOCK_N):
         cols = n0 + tl.arange(0, BLOCK_N)
         col_ok = cols < S
-        if WINDOW:
-            last = tl.load(LAST + bh * S + cols, mask=col_ok, other=-1)
-            visit = tl.max(last, axis=0) >= row0  # some key of the block is still kept
-        else:
-            last = cols
-            visit = n0 >= 0
-        if visit:
-            k = tl.load(
-                k_base + cols[:, None] * stride_ks + offs_dk[None, :],
-                mask=col_ok[:, None] & (offs_dk < DK)[None, :], other=0.0,
-            )  # fmt: skip
-            s = tl.dot(q, tl.trans(k), input_precision=DOT_PREC) * scale_log2
-            if HAS_BIAS:
-                bias = tl.load(BIAS + bh * S + cols, mask=col_ok, other=0.0)
-                s += bias[None, :] * 1.4426950408889634
-            keep = _keep_mask(rows_kc, cols, last, S, CAUSAL, WINDOW)
-            s = tl.where(keep, s, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(s, axis=1))
-            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-            alpha = tl.exp2(m_i - m_safe)
-            p = tl.exp2(s - m_safe[:, None])
-            l_i = l_i * alpha + tl.sum(p, axis=1)
-            v = tl.load(
-                v_base + cols[:, None] * stride_vs + offs_dv[None, :],
-                mask=col_ok[:, None] & (offs_dv < DV)[None, :], other=0.0,
-            )  # fmt: skip
-            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PREC)
-            m_i = m_new
+        k = tl.load(
+            k_base + cols[:, None] * stride_ks + offs_dk[None, :],
+            mask=col_ok[:, None] & (offs_dk < DK)[None, :], other=0.0,
+        )  # fmt: skip
+        s = tl.dot(q, tl.trans(k), input_precision=DOT_PREC) * scale_log2
+        if HAS_BIAS:
+            bias = tl.load(BIAS + bh * S + cols, mask=col_ok, other=0.0)
+            s += bias[None, :] * 1.4426950408889634
+        keep = _keep_mask(rows_kc, cols, S, CAUSAL)
+        s = tl.where(keep, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        alpha = tl.exp2(m_i - m_safe)
+        p = tl.exp2(s - m_safe[:, None])
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        v = tl.load(
+            v_base + cols[:, None] * stride_vs + offs_dv[None, :],
+            mask=col_ok[:, None] & (offs_dv < DV)[None, :], other=0.0,
+        )  # fmt: skip
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PREC)
+        m_i = m_new
     l_safe = tl.where(l_i == 0.0, 1.0, l_i)
     o = acc / l_safe[:, None]
     o_ptrs = O + b * stride_ob + h * stride_oh + rows[:, None] * stride_ot + offs_dv[None, :]
@@ -113,7 +101,7 @@ def _attn_fwd(
 
 @triton.jit
 def _attn_bwd_dkv(
-    Q, K, V, BIAS, LAST, DO, LSE, DELTA, DK_OUT, DV_OUT, DBIAS,
+    Q, K, V, BIAS, DO, LSE, DELTA, DK_OUT, DV_OUT, DBIAS,
     T, S, H, HKV, GROUP, OFF, scale_log2, scale,
     stride_qb, stride_qt, stride_qh,
     stride_kb, stride_ks, stride_kh,
@@ -121,7 +109,7 @@ def _attn_bwd_dkv(
     stride_dob, stride_dot, stride_doh,
     DK: tl.constexpr, DV: tl.constexpr, BLOCK_DK: tl.constexpr, BLOCK_DV: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    CAUSAL: tl.constexpr, HAS_BIAS: tl.constexpr, WINDOW: tl.constexpr, DOT_PREC: tl.constexpr,
+    CAUSAL: tl.constexpr, HAS_BIAS: tl.constexpr, DOT_PREC: tl.constexpr,
 ):  # fmt: skip
     """dK, dV of one kv head's key block (its GROUP query heads summed in order), and dbias."""
     pid_n = tl.program_id(0)
@@ -147,11 +135,6 @@ def _attn_bwd_dkv(
         h = hk * GROUP + g
         bh = b * H + h
         hi = T
-        if WINDOW:  # one past the last row that keeps any key of the block
-            last = tl.load(LAST + bh * S + cols, mask=col_ok, other=-1)
-            hi = tl.minimum(T, tl.max(last, axis=0) - OFF + 1)
-        else:
-            last = cols
         if HAS_BIAS:
             bias = tl.load(BIAS + bh * S + cols, mask=col_ok, other=0.0) * 1.4426950408889634
         db_acc = tl.zeros([BLOCK_N], dtype=tl.float32)
@@ -173,7 +156,7 @@ def _attn_bwd_dkv(
             s = tl.dot(q, tl.trans(k), input_precision=DOT_PREC) * scale_log2
             if HAS_BIAS:
                 s += bias[None, :]
-            keep = _keep_mask(rows + OFF, cols, last, S, CAUSAL, WINDOW) & row_ok[:, None]
+            keep = _keep_mask(rows + OFF, cols, S, CAUSAL) & row_ok[:, None]
             p = tl.where(keep, tl.exp2(s - lse[:, None]), 0.0)  # [BLOCK_M, BLOCK_N]
             dv_acc += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=DOT_PREC)
             dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
@@ -189,7 +172,7 @@ def _attn_bwd_dkv(
 
 @triton.jit
 def _attn_bwd_dq(
-    Q, K, V, BIAS, LAST, DO, LSE, DELTA, DQ,
+    Q, K, V, BIAS, DO, LSE, DELTA, DQ,
     T, S, H, GROUP, OFF, scale_log2, scale,
     stride_qb, stride_qt, stride_qh,
     stride_kb, stride_ks, stride_kh,
@@ -197,7 +180,7 @@ def _attn_bwd_dq(
     stride_dob, stride_dot, stride_doh,
     DK: tl.constexpr, DV: tl.constexpr, BLOCK_DK: tl.constexpr, BLOCK_DV: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    CAUSAL: tl.constexpr, HAS_BIAS: tl.constexpr, WINDOW: tl.constexpr, DOT_PREC: tl.constexpr,
+    CAUSAL: tl.constexpr, HAS_BIAS: tl.constexpr, DOT_PREC: tl.constexpr,
 ):  # fmt: skip
     """dQ of one query block: the forward's key loop (same skipping) with p recomputed from lse."""
     pid_m = tl.program_id(0)
@@ -225,34 +208,26 @@ def _attn_bwd_dq(
     hi = S
     if CAUSAL:
         hi = tl.minimum(S, (pid_m + 1) * BLOCK_M + OFF)
-    row0 = pid_m * BLOCK_M + OFF
     for n0 in range(0, hi, BLOCK_N):
         cols = n0 + tl.arange(0, BLOCK_N)
         col_ok = cols < S
-        if WINDOW:
-            last = tl.load(LAST + bh * S + cols, mask=col_ok, other=-1)
-            visit = tl.max(last, axis=0) >= row0
-        else:
-            last = cols
-            visit = n0 >= 0
-        if visit:
-            k = tl.load(
-                k_base + cols[:, None] * stride_ks + offs_dk[None, :],
-                mask=col_ok[:, None] & (offs_dk < DK)[None, :], other=0.0,
-            )  # fmt: skip
-            v = tl.load(
-                v_base + cols[:, None] * stride_vs + offs_dv[None, :],
-                mask=col_ok[:, None] & (offs_dv < DV)[None, :], other=0.0,
-            )  # fmt: skip
-            s = tl.dot(q, tl.trans(k), input_precision=DOT_PREC) * scale_log2
-            if HAS_BIAS:
-                bias = tl.load(BIAS + bh * S + cols, mask=col_ok, other=0.0)
-                s += bias[None, :] * 1.4426950408889634
-            keep = _keep_mask(rows_kc, cols, last, S, CAUSAL, WINDOW) & row_ok[:, None]
-            p = tl.where(keep, tl.exp2(s - lse[:, None]), 0.0)
-            dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
-            ds = p * (dp - delta[:, None])
-            dq_acc += tl.dot(ds.to(k.dtype), k, input_precision=DOT_PREC)
+        k = tl.load(
+            k_base + cols[:, None] * stride_ks + offs_dk[None, :],
+            mask=col_ok[:, None] & (offs_dk < DK)[None, :], other=0.0,
+        )  # fmt: skip
+        v = tl.load(
+            v_base + cols[:, None] * stride_vs + offs_dv[None, :],
+            mask=col_ok[:, None] & (offs_dv < DV)[None, :], other=0.0,
+        )  # fmt: skip
+        s = tl.dot(q, tl.trans(k), input_precision=DOT_PREC) * scale_log2
+        if HAS_BIAS:
+            bias = tl.load(BIAS + bh * S + cols, mask=col_ok, other=0.0)
+            s += bias[None, :] * 1.4426950408889634
+        keep = _keep_mask(rows_kc, cols, S, CAUSAL) & row_ok[:, None]
+        p = tl.where(keep, tl.exp2(s - lse[:, None]), 0.0)
+        dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
+        ds = p * (dp - delta[:, None])
+        dq_acc += tl.dot(ds.to(k.dtype), k, input_precision=DOT_PREC)
     tl.store(DQ + q_off, (dq_acc * scale).to(DQ.dtype.element_ty), mask=qmask)
 
 
