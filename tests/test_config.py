@@ -41,7 +41,10 @@ def test_run_config_round_trips_through_dict(name):
 def test_hash_ignores_runtime_fields_but_not_math():
     cfg = _run()
     runtime = dataclasses.replace(
-        cfg, train=dataclasses.replace(cfg.train, impl="reference", num_threads=2, progress=False)
+        cfg,
+        train=dataclasses.replace(
+            cfg.train, impl="reference", num_threads=2, progress=False, compile=True
+        ),
     )
     assert config_hash(runtime) == config_hash(cfg)
     assert config_hash(dataclasses.replace(cfg, seed=1)) != config_hash(cfg)

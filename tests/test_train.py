@@ -108,3 +108,17 @@ def test_checkpoint_is_written_and_a_forced_rerun_resumes_from_it(tmp_path):
     # Resumed at step 4 of 4: no new optimiser steps, same final metrics.
     assert again["status"] == "ok" and again["timing"]["steps"] == 4
     assert again["metrics"]["valid/loss"] == first["metrics"]["valid/loss"]
+
+
+def test_compile_wraps_steps_without_a_second_copy_in_checkpoints():
+    """TrainConfig.compile: the compiled wrapper is used for steps, the state dict keeps one copy
+    of every weight under the model's names (torch.compile is lazy: nothing compiles here)."""
+    from dataclasses import replace
+
+    from wm_bench.train.module import LMModule
+
+    cfg = _cfg()
+    plain = LMModule(cfg)
+    compiled = LMModule(replace(cfg, train=replace(cfg.train, compile=True)))
+    assert compiled.__dict__["_step_model"] is not None and plain.__dict__["_step_model"] is None
+    assert list(compiled.state_dict()) == list(plain.state_dict())

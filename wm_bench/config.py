@@ -139,6 +139,7 @@ class TrainConfig:
     log_every: int = runtime_field(10)
     progress: bool = runtime_field(True)
     checkpoint: bool = runtime_field(False)
+    compile: bool = runtime_field(False)  # torch.compile the model for training/validation steps
 
     def __post_init__(self) -> None:
         if self.max_steps < 1:

@@ -47,18 +47,31 @@ class LMModule(L.LightningModule):
         self.cfg = cfg
         self.save_hyperparameters({"run": to_dict(cfg)})
         self.model = build_model(cfg.model, impl=cfg.train.impl)
+        # The compiled wrapper shares the model's parameters; kept out of the module tree so the
+        # state dict (checkpoints) has one copy under the model's own names.
+        self.__dict__["_step_model"] = torch.compile(self.model) if cfg.train.compile else None
         self.final_metrics: dict[str, float] = {}
+        # About 100 (step, training loss) points per run, stored in the result's "extra".
+        self.curve_every = max(1, cfg.train.max_steps // 100)
+        self.curve: list[tuple[int, float]] = []
         self._val: list[Tensor] = []
+
+    def _steps(self, input_ids: Tensor) -> Any:
+        """The model for training / validation steps: compiled when TrainConfig.compile."""
+        model = self.__dict__["_step_model"]
+        return (model if model is not None else self.model)(input_ids)
 
     def forward(self, input_ids: Tensor) -> Any:
         return self.model(input_ids)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         input_ids, labels = batch
-        out = self.model(input_ids)
+        out = self._steps(input_ids)
         loss_sum, n, _ = masked_lm_stats(out.logits, labels)
         loss = loss_sum / n.clamp_min(1)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        if self.global_step % self.curve_every == 0:  # kept in the result for loss-curve figures
+            self.curve.append((int(self.global_step), float(loss.detach())))
         if out.aux_loss.requires_grad:
             self.log("train/aux_loss", out.aux_loss, on_step=True, on_epoch=False)
         return loss + out.aux_loss
@@ -68,7 +81,7 @@ class LMModule(L.LightningModule):
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         input_ids, labels = batch
-        out = self.model(input_ids)
+        out = self._steps(input_ids)
         self._val.append(torch.stack([t.double() for t in masked_lm_stats(out.logits, labels)]))
 
     def on_validation_epoch_end(self) -> None:

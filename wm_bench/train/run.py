@@ -21,6 +21,34 @@ from wm_bench.train.module import LMModule
 HIGHER_IS_BETTER = {"loss": False, "ppl": False, "accuracy": True}
 
 
+def higher_is_better(metric: str) -> bool:
+    """Direction of a metric name such as "valid/accuracy" or "test/ppl@512"."""
+    return HIGHER_IS_BETTER[metric.split("/")[-1].split("@")[0]]
+
+
+def _length_perplexities(cfg: RunConfig, dm: Any, module: LMModule) -> dict[str, float]:
+    """Test perplexity at the data config's `eval_lengths` (sliding window), when it has them.
+
+    Metrics "test/ppl@L" and "test/loss@L" per length L, all over the same test tokens (the first
+    `eval_max_tokens` of the test split), so lengths longer than training measure extrapolation.
+    """
+    lengths = tuple(getattr(cfg.data, "eval_lengths", ()) or ())
+    if not lengths or not hasattr(dm, "eval_tokens"):
+        return {}
+    from wm_bench.eval.perplexity import perplexity_at_lengths
+
+    tokens = dm.eval_tokens("test")
+    res = perplexity_at_lengths(
+        module.model, tokens, lengths, max_tokens=getattr(cfg.data, "eval_max_tokens", None),
+        batch_size=max(1, cfg.train.batch_size // 2), device=module.device,
+    )  # fmt: skip
+    out = {}
+    for length, r in res.items():
+        out[f"test/ppl@{length}"] = r["ppl"]
+        out[f"test/loss@{length}"] = r["nll"]
+    return out
+
+
 class Throughput(L.Callback):
     """Training tokens/s measured over optimiser steps only (validation excluded)."""
 
@@ -136,7 +164,7 @@ def _train_and_eval(
     if cfg.train.early_stop_metric and cfg.train.early_stop_value is not None:
         mode = (
             "max"
-            if HIGHER_IS_BETTER.get(cfg.train.early_stop_metric.split("/")[-1], True)
+            if HIGHER_IS_BETTER.get(cfg.train.early_stop_metric.split("/")[-1].split("@")[0], True)
             else "min"
         )
         callbacks.append(
@@ -174,11 +202,13 @@ def _train_and_eval(
     resume = str(ckpt) if cfg.train.checkpoint and ckpt.exists() else None
     trainer.fit(module, datamodule=dm, ckpt_path=resume)
     trainer.validate(module, datamodule=dm, verbose=False)
-    wall = time.perf_counter() - t0
     metrics = dict(module.final_metrics)
+    metrics.update(_length_perplexities(cfg, dm, module))
+    wall = time.perf_counter() - t0
     return {
+        "extra": {"train_loss_curve": module.curve},
         "metrics": metrics,
-        "higher_is_better": {k: HIGHER_IS_BETTER[k.split("/")[-1]] for k in metrics},
+        "higher_is_better": {k: higher_is_better(k) for k in metrics},
         "impls": module.model.resolved_impls(),
         "params": module.model.param_counts(),
         "timing": {
