@@ -27,6 +27,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         help="kernel implementation (auto: triton on CUDA, reference on CPU)",
     )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model for training steps (CPU: +11–33%% tokens/s after a 30–110 s "
+        "compile; pays off for runs of several minutes)",
+    )
     p.add_argument("--force", action="store_true", help="rerun configs that already have a result")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -134,7 +140,13 @@ def _runtime(cfg: Any, args: argparse.Namespace) -> Any:
 
     return replace(
         cfg,
-        train=replace(cfg.train, impl=args.impl, num_threads=args.threads, progress=not args.quiet),
+        train=replace(
+            cfg.train,
+            impl=args.impl,
+            num_threads=args.threads,
+            progress=not args.quiet,
+            compile=args.compile,
+        ),
     )
 
 
