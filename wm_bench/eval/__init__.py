@@ -1,1 +1,1 @@
-"""Evaluation: perplexity at several context lengths (downstream tasks come with the arch experiment)."""
+"""Evaluation: perplexity at several context lengths (downstream tasks: the arch experiment)."""
