@@ -10,9 +10,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-EXPERIMENTS = ("mqar", "expert_speed")  # tasks/<name>/: runs(scale), or reproduce(scale, ...)
+# tasks/<name>/ modules: runs(scale) (training experiments) or reproduce(scale, ...) (measuring)
+EXPERIMENTS = ("mqar", "expert_speed", "rope", "ffn")
 SCALE_CHOICES = ("smoke", "cpu", "small", "paper", "auto")
 GPU_ACTIONS = ("compile", "bundle", "suite")
+DATA_ACTIONS = ("prepare",)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -120,6 +122,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("action", choices=GPU_ACTIONS)
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the action")
+
+    p = sub.add_parser(
+        "data",
+        help="data pipeline: prepare (corpus → tokenizer → token shards, all cached)",
+        description="prepare: fetch/read the corpus, train (or load) the tokenizer, tokenize each "
+        "split into token shards; everything is cached and reused. Prints documents, characters "
+        "and tokens per split and where the files are.",
+    )
+    p.add_argument("action", choices=DATA_ACTIONS)
+    p.add_argument(
+        "--corpus",
+        default="debian",
+        help="debian[:austen,python-doc,gcide] | files:<glob> | wikitext2:<dir> | "
+        "hf:<dataset>[:<config>][@<N>] (default: debian, offline-capable)",
+    )
+    p.add_argument("--vocab", type=int, default=8192, help="BPE vocabulary size (default 8192)")
+    p.add_argument("--tokenizer", default="bpe", help="bpe (trained here) | hf:<name> (cached)")
+    p.add_argument(
+        "--cache-dir",
+        default=None,
+        help="cache root (default: $WM_BENCH_CACHE or ~/.cache/wm_bench)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress output")
 
     sub.add_parser("list", help="list presets, sizes, mixers, FFNs, data sources and experiments")
     return parser
@@ -348,12 +373,31 @@ def cmd_gpu(args: argparse.Namespace) -> int:
     return _delegate(f"wm_bench.gpu.{args.action}", args.args, "gpu action")
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    from wm_bench.data.corpus import CorpusError
+    from wm_bench.data.lm import describe, prepare
+
+    t0 = time.perf_counter()
+    try:
+        prepared = prepare(
+            args.corpus, tokenizer=args.tokenizer, vocab_size=args.vocab,
+            cache_dir=args.cache_dir, progress=not args.quiet,
+        )  # fmt: skip
+    except CorpusError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(describe(prepared))
+    print(f"time       {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
 COMMANDS = {
     "train": cmd_train,
     "reproduce": cmd_reproduce,
     "report": cmd_report,
     "bench": cmd_bench,
     "gpu": cmd_gpu,
+    "data": cmd_data,
     "list": cmd_list,
 }
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from wm_bench.data.lm import LMDataConfig, LMDataModule
 from wm_bench.data.mqar import MqarDataConfig, MqarDataModule
 from wm_bench.data.synthetic import SyntheticDataConfig, SyntheticDataModule
 
 DATASETS: dict[str, tuple[type, type]] = {
     "synthetic": (SyntheticDataModule, SyntheticDataConfig),
     "mqar": (MqarDataModule, MqarDataConfig),
+    "lm": (LMDataModule, LMDataConfig),
 }
 
 

@@ -1,0 +1,304 @@
+"""Text corpora for language modelling: sources by spec string, document-level splits, a hash.
+
+A corpus is chosen by a spec string:
+
+- ``debian`` (default) or ``debian:<part>[,<part>…]`` with parts ``austen``, ``python-doc``,
+  ``gcide``: real English text from Debian packages, fetched once with ``apt-get download``
+  and unpacked with ``dpkg -x`` (no root, nothing installed); see `wm_bench.data.debian`.
+- ``files:<glob>``: your own text files, one document per file (``**`` recurses).
+- ``wikitext2:<dir>``: a WikiText-2 raw folder, one document per article (an article starts at
+  a `` = Title = `` line). With ``train.txt`` present the official splits are used; with only
+  ``valid.txt``/``test.txt`` (as in ``../shared/data/corpus/wikitext-2``) their articles are
+  pooled and split by the rule below.
+- ``hf:<dataset>[:<config>][@<N>]``: a Hugging Face dataset's "text" column, one document per
+  non-empty row, through the optional ``datasets`` package (``pip install 'wm_bench[hf]'``).
+  ``@N`` streams and reads at most N documents per split (for large datasets); without it the
+  dataset is downloaded into the Hugging Face cache. The dataset's own validation/test splits are
+  used when it has them; otherwise its training rows are bucketed by hash (below).
+
+Splits are by DOCUMENT, never by line, and deterministic. In-memory sources: exact duplicate
+documents are dropped; within each group (a sub-source: austen, python-doc, gcide, files,
+wikitext) documents are ordered by the sha256 of their text, the first max(1, round(1 % · n))
+go to valid, the next max(1, round(1 % · n)) to test, the rest to train (a group of fewer than
+3 documents goes wholly to train); each split is then ordered by the same hash, which mixes the
+groups (so the first N tokens of train are a sample of all of them). Streamed hf training rows
+go to train / valid / test when their text's hash modulo 10 000 is < 9800 / < 9900 / else.
+
+`Corpus.hash` identifies the content for caching and provenance: for in-memory sources the
+sha256 of every document's digest in split order (so it changes with the text or the split
+rule, not with the spec's spelling); for hf sources the spec plus the dataset's fingerprints.
+Cache root: ``$WM_BENCH_CACHE``, else ``~/.cache/wm_bench``.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
+CORPUS_FORMAT = 1  # bump when parsing or splitting changes: every corpus hash changes with it
+HOLDOUT_FRACTION = 0.01  # of each group, for valid and for test
+KINDS = ("debian", "files", "wikitext2", "hf")
+SPEC_FORMS = (
+    "'debian' or 'debian:<parts>' (parts: austen, python-doc, gcide)",
+    "'files:<glob>'",
+    "'wikitext2:<dir>'",
+    "'hf:<dataset>[:<config>][@<N>]'",
+)
+ALTERNATIVES = (
+    "Other corpus sources: 'files:<glob>' (your own text files, one document per file), "
+    "'hf:<dataset>[:<config>]' (a Hugging Face dataset; pip install 'wm_bench[hf]'), "
+    "'wikitext2:<dir>' (a WikiText-2 raw folder)."
+)
+
+
+class CorpusError(RuntimeError):
+    """A corpus source cannot be read here (a missing tool or package, a failed download)."""
+
+
+@dataclass(frozen=True)
+class Document:
+    """One document: its text, where it came from (e.g. "janeaustenr/emma") and its group."""
+
+    text: str
+    source: str
+    group: str
+
+
+@dataclass
+class Corpus:
+    """A corpus split train/valid/test by document; `hash` keys every cache built from it.
+
+    In-memory sources fill `splits`; lazy ones (hf) give `stream(split)` instead.
+    """
+
+    spec: str
+    hash: str
+    info: dict[str, Any] = field(default_factory=dict)
+    splits: dict[str, list[Document]] | None = None
+    stream: Callable[[str], Iterable[str]] | None = None
+
+    def texts(self, split: str) -> Iterator[str]:
+        """The documents' texts of `split` ("train", "valid" or "test"), in split order."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; valid: {list(SPLITS)}")
+        if self.splits is not None:
+            return (d.text for d in self.splits[split])
+        assert self.stream is not None
+        return iter(self.stream(split))
+
+    def stats(self) -> dict[str, dict[str, int]] | None:
+        """{split: {"documents", "characters"}} for in-memory corpora (None for streamed)."""
+        if self.splits is None:
+            return None
+        return {
+            s: {"documents": len(docs), "characters": sum(len(d.text) for d in docs)}
+            for s, docs in self.splits.items()
+        }
+
+
+def default_cache_dir() -> Path:
+    """``$WM_BENCH_CACHE`` if set, else ``~/.cache/wm_bench``."""
+    env = os.environ.get("WM_BENCH_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "wm_bench"
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """(kind, argument) of a corpus spec; ValueError naming the valid forms."""
+    kind, _, arg = spec.partition(":")
+    ok = kind in KINDS and (kind == "debian" or bool(arg))
+    if kind == "debian" and arg:
+        from wm_bench.data.debian import PARTS
+
+        bad = sorted(set(arg.split(",")) - set(PARTS))
+        if bad:
+            raise ValueError(f"corpus {spec!r}: unknown debian part(s) {bad}; valid: {list(PARTS)}")
+    if not ok:
+        raise ValueError(f"corpus {spec!r} not understood; valid forms: {', '.join(SPEC_FORMS)}")
+    return kind, arg
+
+
+def text_digest(text: str) -> bytes:
+    """sha256 of a document's UTF-8 text (the split and hash key)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+
+def split_documents(docs: Iterable[Document]) -> dict[str, list[Document]]:
+    """Split documents train/valid/test by the per-group hash rule of the module docstring.
+
+    Returns:
+        {"train": [...], "valid": [...], "test": [...]}, each ordered by text hash; no text is
+        in two splits. ValueError if valid or test would be empty (fewer than 3 documents).
+    """
+    seen: set[bytes] = set()
+    groups: dict[str, list[tuple[bytes, Document]]] = {}
+    for d in docs:
+        key = text_digest(d.text)
+        if key not in seen:  # exact duplicates would otherwise straddle splits
+            seen.add(key)
+            groups.setdefault(d.group, []).append((key, d))
+    out: dict[str, list[tuple[bytes, Document]]] = {s: [] for s in SPLITS}
+    for name in sorted(groups):
+        items = sorted(groups[name], key=lambda kd: kd[0])
+        n = len(items)
+        if n < 3:
+            out["train"] += items
+            continue
+        k = max(1, round(HOLDOUT_FRACTION * n))
+        out["valid"] += items[:k]
+        out["test"] += items[k : 2 * k]
+        out["train"] += items[2 * k :]
+    if not out["valid"] or not out["test"]:
+        sizes = {g: len(v) for g, v in groups.items()}
+        raise ValueError(
+            f"corpus too small to split by document: groups {sizes}; a group needs ≥ 3 "
+            "distinct documents to give valid and test one each"
+        )
+    return {s: [d for _, d in sorted(v, key=lambda kd: kd[0])] for s, v in out.items()}
+
+
+def corpus_hash(splits: dict[str, list[Document]]) -> str:
+    """16 hex digits of sha256 over the format version and every document digest, split by split."""
+    h = hashlib.sha256(f"wm_bench-corpus-v{CORPUS_FORMAT}\n".encode())
+    for s in SPLITS:
+        h.update(f"[{s}]".encode())
+        for d in splits[s]:
+            h.update(text_digest(d.text))
+    return h.hexdigest()[:16]
+
+
+def _in_memory(spec: str, splits: dict[str, list[Document]], info: dict[str, Any]) -> Corpus:
+    return Corpus(spec=spec, hash=corpus_hash(splits), info=info, splits=splits)
+
+
+def load_corpus(
+    spec: str = "debian", *, cache_dir: str | Path | None = None, progress: bool = True
+) -> Corpus:
+    """Load (fetching once where needed) the corpus named by `spec`.
+
+    Args:
+        spec: a corpus spec (module docstring).
+        cache_dir: cache root (default `default_cache_dir()`); the debian source keeps its
+            extracted text under ``<cache_dir>/corpus/debian``.
+        progress: print what is being fetched.
+    Returns:
+        The Corpus. Raises ValueError on a bad spec, CorpusError when the source is unavailable.
+    """
+    kind, arg = parse_spec(spec)
+    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    if kind == "debian":
+        from wm_bench.data.debian import PARTS, debian_documents
+
+        parts = tuple(arg.split(",")) if arg else tuple(PARTS)
+        docs, info = debian_documents(parts, cache, progress=progress)
+        return _in_memory(spec, split_documents(docs), info)
+    if kind == "files":
+        return _in_memory(spec, split_documents(file_documents(arg)), {"glob": arg})
+    if kind == "wikitext2":
+        return _in_memory(spec, *wikitext2_splits(arg))
+    return hf_corpus(spec, arg)
+
+
+def file_documents(pattern: str) -> list[Document]:
+    """One Document per file matching `pattern` (sorted; UTF-8, undecodable bytes replaced)."""
+    paths = sorted(p for p in glob.glob(os.path.expanduser(pattern), recursive=True))
+    files = [Path(p) for p in paths if Path(p).is_file()]
+    if not files:
+        raise ValueError(f"corpus 'files:{pattern}': no file matches {pattern!r}")
+    return [
+        Document(f.read_text(encoding="utf-8", errors="replace"), str(f), "files") for f in files
+    ]
+
+
+_WIKI_TITLE = re.compile(r"^ ?= [^=].* = ?$")  # " = Title = "; sections are " = = Sub = = "
+
+
+def wikitext_articles(text: str) -> list[str]:
+    """Split WikiText raw text into articles, each from its `` = Title = `` line to the next."""
+    articles: list[list[str]] = []
+    for line in text.splitlines():
+        if _WIKI_TITLE.match(line.rstrip("\n")) or not articles:
+            articles.append([])
+        articles[-1].append(line)
+    out = ["\n".join(a).strip("\n") for a in articles]
+    return [a for a in out if a.strip()]
+
+
+def wikitext2_splits(folder: str) -> tuple[dict[str, list[Document]], dict[str, Any]]:
+    """(splits, info) of a WikiText-2 raw folder (module docstring: official or pooled)."""
+    root = Path(folder).expanduser()
+    names = {"train": "train.txt", "valid": "valid.txt", "test": "test.txt"}
+    missing = [n for s, n in names.items() if s != "train" and not (root / n).is_file()]
+    if missing:
+        raise ValueError(f"corpus 'wikitext2:{folder}': {missing} not found in {root}")
+
+    def docs(fname: str) -> list[Document]:
+        text = (root / fname).read_text(encoding="utf-8")
+        return [Document(a, f"wikitext2/{fname}", "wikitext") for a in wikitext_articles(text)]
+
+    if (root / "train.txt").is_file():
+        return {s: docs(n) for s, n in names.items()}, {"splits": "official"}
+    pooled = docs("valid.txt") + docs("test.txt")
+    return split_documents(pooled), {"splits": "valid+test pooled, split by document"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Hugging Face datasets (optional dependency, imported only when chosen)
+
+_HF_SPLITS = {"train": ("train",), "valid": ("validation", "valid", "dev"), "test": ("test",)}
+
+
+def _hf_bucket(text: str) -> str:
+    b = int.from_bytes(text_digest(text)[:4], "big") % 10_000
+    return "train" if b < 9800 else "valid" if b < 9900 else "test"
+
+
+def hf_corpus(spec: str, arg: str) -> Corpus:
+    """A lazy Corpus over a Hugging Face dataset (`hf:<dataset>[:<config>][@<N>]`)."""
+    try:
+        import datasets
+    except ImportError:
+        raise CorpusError(
+            f"corpus {spec!r} needs the optional `datasets` package: pip install "
+            "'datasets>=2.18' (or pip install 'wm_bench[hf]'). " + ALTERNATIVES
+        ) from None
+    body, _, cap_s = arg.partition("@")
+    if cap_s and not (cap_s.isdigit() and int(cap_s) > 0):
+        raise ValueError(f"corpus {spec!r}: '@{cap_s}' must be a positive document count")
+    cap = int(cap_s) if cap_s else None
+    name, _, config = body.partition(":")
+    dsd = datasets.load_dataset(name, config or None, streaming=cap is not None)
+    found = {s: next((c for c in cands if c in dsd), None) for s, cands in _HF_SPLITS.items()}
+    if found["train"] is None:
+        raise ValueError(f"corpus {spec!r}: no 'train' split; the dataset has {sorted(dsd)}")
+    for s in {v for v in found.values() if v}:
+        cols = getattr(dsd[s], "column_names", None)
+        if cols is not None and "text" not in cols:
+            raise ValueError(f"corpus {spec!r}: split {s!r} has no 'text' column; columns: {cols}")
+    official = found["valid"] is not None and found["test"] is not None
+
+    def rows(hf_split: str) -> Iterator[str]:
+        n = 0
+        for row in dsd[hf_split]:
+            text = row["text"]
+            if text and text.strip():
+                yield text
+                n += 1
+                if cap is not None and n >= cap:
+                    return
+
+    def stream(split: str) -> Iterator[str]:
+        if official:
+            return rows(found[split])
+        return (t for t in rows(found["train"]) if _hf_bucket(t) == split)
+
+    prints = sorted(f"{s}={getattr(dsd[s], '_fingerprint', '')}" for s in dsd)
+    ident = "\n".join([f"wm_bench-corpus-v{CORPUS_FORMAT}", "hf", spec, *prints])
+    info = {"splits": found if official else "train bucketed by hash", "streaming": cap is not None}
+    return Corpus(spec, hashlib.sha256(ident.encode()).hexdigest()[:16], info, stream=stream)
