@@ -12,6 +12,8 @@ from wm_bench.results import default_results_dir, iter_results, repo_root
 BUILDERS: dict[str, str] = {
     "mqar": "wm_bench.report.mqar",
     "expert_speed": "wm_bench.report.expert_speed",
+    "rope": "wm_bench.report.rope",
+    "ffn": "wm_bench.report.ffn",
 }
 
 

@@ -159,3 +159,36 @@ def failed_table(rows: Sequence[tuple[Any, ...]], headers: Sequence[str]) -> lis
     if not rows:
         return ["None."]
     return md_table(headers, rows)
+
+
+def by_scale(records: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Records grouped by their "scale" field, groups in report order (SCALE_ORDER first)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for rec in records:
+        groups.setdefault(str(rec.get("scale")), []).append(rec)
+    return {s: groups[s] for s in ordered_scales(groups)}
+
+
+def timing_section(records: Sequence[dict[str, Any]], noun: str = "run") -> list[str]:
+    """ "### Timing" with the total wall time of the records (the cpu-scale budget check)."""
+    total, timed, _ = total_wall_s(records)
+    return ["", "### Timing", "", f"Total wall time of the {timed} timed {noun}(s): "
+            f"{fmt_minutes(total)}."]  # fmt: skip
+
+
+def failed_runs_section(records: Sequence[dict[str, Any]]) -> list[str]:
+    """ "### Failed runs": variant, seed and first error line of every record not "ok"."""
+    bad = [r for r in records if r.get("status") != "ok"]
+    rows = [(r.get("variant"), r.get("seed"), first_error_line(r.get("error"))) for r in bad]
+    body = failed_table(rows, ["variant", "seed", "error"]) if bad else ["None."]
+    return ["", "### Failed runs", "", *body]
+
+
+def provenance_section(groups: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """ "## Provenance" with one block per scale (nothing when there are no records)."""
+    if not any(groups.values()):
+        return []
+    out = ["", "## Provenance", ""]
+    for scale, recs in groups.items():
+        out += [f"{scale_title(scale)}:", "", *provenance_lines(recs), ""]
+    return out[:-1]

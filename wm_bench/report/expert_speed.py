@@ -256,14 +256,8 @@ def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None)
         out += ["", "### Claim C3 at this scale", "", *c3_section(points, scale)]
         out += ["", "### Memory", "", *memory_section(points, methods)]
         out += ["", "### Failed points", "", *failures_section(points)]
-        total, timed, _ = c.total_wall_s(recs)
-        out += ["", "### Timing", "", f"Total wall time of the {timed} timed point(s): "
-                f"{c.fmt_minutes(total)}."]  # fmt: skip
-    if records:
-        out += ["", "## Provenance", ""]
-        for scale in c.ordered_scales(by_scale):
-            out += [f"{c.scale_title(scale)}:", "", *c.provenance_lines(by_scale[scale]), ""]
-        out.pop()
+        out += c.timing_section(recs, noun="point")
+    out += c.provenance_section(c.by_scale(records))
     return "\n".join(out) + "\n"
 
 

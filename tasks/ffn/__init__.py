@@ -1,0 +1,168 @@
+"""FFN comparison (SPEC §4 "ffn", Table 2): MLP vs MoE vs SEIMoE vs PEER vs CDMoE at matched
+active parameters — perplexity, total and active parameters, training tokens/s.
+
+What runs. The same backbone (QCAttn with RoPE in every layer, untied embeddings) with each FFN,
+trained on the same tokens and evaluated by sliding-window test perplexity at the training length.
+Active parameters (per token) are matched to the dense MLP's within 5 % (`match_params` with
+key "active") by one knob per method:
+- moe: grouped top-2 of 16 gated experts, knob = expert width;
+- seimoe: the paper's loop MoE, top-2 of 16 non-gated experts + sigmoid-gated shared expert,
+  knob = expert width;
+- peer: product-key retrieval of N single-neuron experts, 4 heads, k = √N/4 each; knob = the
+  query width per head (N is fixed per scale);
+- cdmoe_<N>: shared gated MLP + N private single-neuron experts (4 heads, k = √N/4 each,
+  retrieval width min(256, d)), for N ∈ experts(scale); knob = the shared MLP's width.
+So total parameters differ (that is the point: retrieval methods add capacity at equal compute).
+
+Scales (edit the FfnScale constants below):
+- smoke: CPU plumbing: d 64, 4 layers, BPE 512, T 64, 30 steps, 1 seed, N ∈ {256}.
+- cpu (issue 11): d 128, 4 layers, vocabulary 4096, T 128, batch 16, 1000 steps (≈ 2M tokens),
+  3 seeds for MLP and CDMoE-1024 (the compared pair), 1 seed for the others.
+- small (one H100): d 512, 8 layers, vocabulary 16384, T 512, batch 64, 2000 steps, 1 seed,
+  N ∈ {1024, 4096, 16384}.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from wm_bench.config import BlockConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
+
+EXPERIMENT = "ffn"
+METRIC = "valid/loss"
+HIGHER_IS_BETTER = False
+BASE_METHODS: tuple[str, ...] = ("mlp", "moe", "seimoe", "peer")
+LABELS = {"mlp": "MLP (dense)", "moe": "MoE (grouped, top-2 of 16)",
+          "seimoe": "SEIMoE (top-2 of 16)", "peer": "PEER"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FfnScale:
+    """One scale: backbone size, data, schedule, seeds, CDMoE expert counts."""
+
+    d_model: int
+    n_layers: int
+    n_heads: int
+    vocab_size: int
+    seq_len: int
+    batch_size: int
+    max_steps: int
+    lr: float
+    experts: tuple[int, ...]
+    seeds: dict[str, tuple[int, ...]]  # variant → seeds (missing: (0,))
+    peer_experts: int = 1024
+    corpus: str = "debian"
+    eval_max_tokens: int = 65536
+
+
+SCALES: dict[str, FfnScale] = {
+    "smoke": FfnScale(64, 4, 2, 512, 64, 8, 30, 3e-3, (256,), {}, peer_experts=256,
+                      eval_max_tokens=4096),
+    "cpu": FfnScale(128, 4, 2, 4096, 128, 16, 1000, 2e-3, (256, 1024),
+                    {"mlp": (0, 1, 2), "cdmoe_1024": (0, 1, 2)}),
+    "small": FfnScale(512, 8, 8, 16384, 512, 64, 2000, 1e-3, (1024, 4096, 16384), {},
+                      peer_experts=4096),
+    "paper": FfnScale(1024, 16, 8, 32768, 2048, 256, 20000, 4e-4, (1024, 4096, 16384), {},
+                      peer_experts=16384),
+}  # fmt: skip
+
+
+def spec(scale: str) -> FfnScale:
+    """The FfnScale of `scale`; ValueError naming the valid scales."""
+    if scale not in SCALES:
+        raise ValueError(f"ffn: unknown scale {scale!r}; valid: {list(SCALES)}")
+    return SCALES[scale]
+
+
+def variants(scale: str) -> list[str]:
+    """mlp, moe, seimoe, peer, then cdmoe_<N> for each N of the scale."""
+    return [*BASE_METHODS, *(f"cdmoe_{n}" for n in spec(scale).experts)]
+
+
+def label(variant: str) -> str:
+    if variant.startswith("cdmoe_"):
+        return f"CDMoE (N = {variant.split('_')[1]})"
+    return LABELS[variant]
+
+
+def _k(n: int) -> int:
+    return max(1, int(n**0.5) // 4)
+
+
+def _ffn(s: FfnScale, variant: str, knob: int) -> Any:
+    from wm_bench.presets import ffn_cfg
+
+    if variant == "mlp":
+        return ffn_cfg("mlp", d_ff=knob)
+    if variant == "moe":
+        return ffn_cfg("moe", num_experts=16, top_k=2, d_ff=knob)
+    if variant == "seimoe":
+        return ffn_cfg("seimoe", num_experts=16, top_k=2, d_ff=knob)
+    if variant == "peer":
+        n = s.peer_experts
+        return ffn_cfg("peer", num_experts=n, num_heads=4, top_k=_k(n), d_key=2 * knob)
+    if variant.startswith("cdmoe_"):
+        n = int(variant.split("_")[1])
+        return ffn_cfg("cdmoe", num_experts=n, num_heads=4, top_k=_k(n), shared_d_ff=knob,
+                       d_retrieval=min(256, s.d_model))  # fmt: skip
+    raise ValueError(f"ffn: unknown variant {variant!r}")
+
+
+def _model(s: FfnScale, variant: str, knob: int) -> ModelConfig:
+    from wm_bench.presets import mixer_cfg
+
+    block = BlockConfig(mixer=mixer_cfg("qcattn", n_heads=s.n_heads), ffn=_ffn(s, variant, knob))
+    return ModelConfig(vocab_size=s.vocab_size, d_model=s.d_model, n_layers=s.n_layers,
+                       pattern="A", blocks={"A": block}, tie_embeddings=False)  # fmt: skip
+
+
+def model_config(scale: str, variant: str) -> ModelConfig:
+    """The variant's model, its knob chosen so active parameters match the dense MLP's."""
+    from wm_bench.model import count_params
+    from wm_bench.presets import match_params
+
+    s = spec(scale)
+    dense = _model(s, "mlp", 4 * s.d_model)
+    if variant == "mlp":
+        return dense
+    target = count_params(dense)["active"]
+    lo, hi = (8, 64 * s.d_model) if variant != "peer" else (4, 8 * s.d_model)
+    cfg, _ = match_params(lambda x: _model(s, variant, x), target, lo=lo, hi=hi, key="active")
+    return cfg
+
+
+def make_run(scale: str, variant: str, seed: int) -> RunConfig:
+    from wm_bench.data.lm import LMDataConfig
+
+    s = spec(scale)
+    data = LMDataConfig(corpus=s.corpus, vocab_size=s.vocab_size, seq_len=s.seq_len,
+                        eval_lengths=(s.seq_len,), eval_max_tokens=s.eval_max_tokens)  # fmt: skip
+    return RunConfig(
+        experiment=EXPERIMENT, variant=variant, model=model_config(scale, variant), data=data,
+        optim=OptimConfig(lr=s.lr, weight_decay=0.01, min_lr_ratio=0.1, grad_clip=1.0),
+        train=TrainConfig(max_steps=s.max_steps, batch_size=s.batch_size),
+        seed=seed, scale=scale, tags={"variant": variant},
+    )  # fmt: skip
+
+
+def runs(scale: str) -> list[RunConfig]:
+    """Every run at `scale`: seed 0 of every variant first, then the extra seeds."""
+    s = spec(scale)
+    vs = variants(scale)
+    max_seeds = max([len(s.seeds.get(v, (0,))) for v in vs])
+    out = []
+    for i in range(max_seeds):
+        for v in vs:
+            seeds = s.seeds.get(v, (0,))
+            if i < len(seeds):
+                out.append(make_run(scale, v, seeds[i]))
+    return out
+
+
+def cell_key(cfg: RunConfig) -> tuple:
+    """Runs of one cell differ only in their seed."""
+    from wm_bench.config import config_hash
+
+    return (cfg.scale, cfg.variant, config_hash(dataclasses.replace(cfg, seed=0)))

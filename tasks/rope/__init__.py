@@ -1,0 +1,173 @@
+"""RoPE inside SSD (SPEC §4 "rope", Table 1, claim C1): perplexity with and without it.
+
+What runs. Five language models trained on the same tokens, evaluated by sliding-window test
+perplexity at 1×, 2× and 4× the training length (`wm_bench.eval.perplexity`):
+- attn: QCAttn (RoPE) + MLP in every layer — the attention-only reference;
+- ssd_rope / ssd_norope: the Cheems SSD in every layer, with / without RoPE on its B, C;
+- hybrid_rope / hybrid_norope: per 8 layers 7 SSD (± RoPE) then 1 QCAttn (RoPE always), the
+  hybrid of claim C1 (fewer than 8 layers: the attention block last).
+The attention-only and SSD-only models are parameter-matched to the hybrid through their MLP
+width (`match_params`, within 5 %); RoPE adds no parameters, so each ± pair differs only in it.
+Claim C1: (ppl_norope − ppl_rope) / ppl_norope > 4 % for the hybrid (seeds averaged), stated at
+each evaluation length; the training length is the headline.
+
+Recipe (SPEC §7, scaled down): AdamW wd 0.01, warm-up 10 %, cosine to 10 % of the peak, grad
+clip 1.0, untied embeddings, byte-level BPE trained on the corpus' training split.
+
+Scales (edit the RopeScale constants below):
+- smoke: plumbing, CPU: d 64, 4 layers, BPE 512, T = 64, 30 steps, 1 seed, corpus `debian`.
+- cpu (issue 11): d 128, 8 layers (≈ 3–4M parameters with vocabulary 4096), T = 128, batch 16,
+  1200 steps (≈ 2.5M training tokens per run), 3 seeds for every compared pair: 15 runs, sized
+  for ≈ 40 minutes on 2 cores (≈ 2.5 min per run at ≈ 17k tokens/s). Test perplexity over the
+  first 65 536 test tokens at T, 2T, 4T.
+- small (one H100, ≈ 20 min): d 512, 8 layers (≈ 40M parameters with vocabulary 16384),
+  T = 512, batch 64, 2000 steps (65M tokens per run), 2 seeds.
+- paper: SPEC §7 (not run here).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from wm_bench.config import BlockConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
+
+EXPERIMENT = "rope"
+METRIC_PREFIX = "test/ppl@"
+VARIANTS: tuple[str, ...] = ("attn", "ssd_rope", "ssd_norope", "hybrid_rope", "hybrid_norope")
+LABELS = {
+    "attn": "QCAttn only",
+    "ssd_rope": "SSD only, RoPE",
+    "ssd_norope": "SSD only, no RoPE",
+    "hybrid_rope": "Hybrid 7 SSD : 1 QCAttn, RoPE in SSD",
+    "hybrid_norope": "Hybrid 7 SSD : 1 QCAttn, no RoPE in SSD",
+}
+METRIC = "valid/loss"  # what the sweep driver ranks a cell's runs by (one LR: only seeds)
+HIGHER_IS_BETTER = False
+PAIRS = {"hybrid": ("hybrid_rope", "hybrid_norope"), "ssd": ("ssd_rope", "ssd_norope")}
+CLAIM_C1 = {"pair": "hybrid", "min_gain": 0.04}  # (ppl_norope − ppl_rope) / ppl_norope
+
+
+@dataclass(frozen=True)
+class RopeScale:
+    """One scale: model size, data, schedule, seeds."""
+
+    d_model: int
+    n_layers: int
+    n_heads: int
+    vocab_size: int
+    seq_len: int
+    batch_size: int
+    max_steps: int
+    lr: float
+    seeds: tuple[int, ...]
+    corpus: str = "debian"
+    eval_max_tokens: int = 65536
+    eval_multiples: tuple[int, ...] = (1, 2, 4)
+    variants: tuple[str, ...] = VARIANTS
+
+
+SCALES: dict[str, RopeScale] = {
+    "smoke": RopeScale(64, 4, 2, 512, 64, 8, 30, 3e-3, (0,), eval_max_tokens=4096),
+    "cpu": RopeScale(128, 8, 2, 4096, 128, 16, 1200, 2e-3, (0, 1, 2)),
+    "small": RopeScale(512, 8, 8, 16384, 512, 64, 2000, 1e-3, (0, 1)),
+    "paper": RopeScale(1024, 16, 8, 32768, 2048, 256, 20000, 4e-4, (0,)),
+}
+
+
+def spec(scale: str) -> RopeScale:
+    """The RopeScale of `scale`; ValueError naming the valid scales."""
+    if scale not in SCALES:
+        raise ValueError(f"rope: unknown scale {scale!r}; valid: {list(SCALES)}")
+    return SCALES[scale]
+
+
+def _model(s: RopeScale, variant: str, d_ff: int | None = None) -> ModelConfig:
+    from wm_bench.presets import ffn_cfg, mixer_cfg
+
+    d = s.d_model
+    mlp = ffn_cfg("mlp", d_ff=d_ff if d_ff is not None else 4 * d)
+    ssd_pos = "none" if variant.endswith("norope") else "rope"
+    blocks = {
+        "A": BlockConfig(mixer=mixer_cfg("qcattn", n_heads=s.n_heads), ffn=mlp),
+        "S": BlockConfig(mixer=mixer_cfg("ssd", n_heads=s.n_heads, position=ssd_pos), ffn=mlp),
+    }
+    if variant == "attn":
+        pattern = "A"
+    elif variant.startswith("ssd"):
+        pattern = "S"
+    elif variant.startswith("hybrid"):
+        pattern = "SSSSSSSA" if s.n_layers >= 8 else "S" * (s.n_layers - 1) + "A"
+    else:
+        raise ValueError(f"rope: unknown variant {variant!r}; valid: {list(VARIANTS)}")
+    used = {k: v for k, v in blocks.items() if k in pattern}
+    return ModelConfig(
+        vocab_size=s.vocab_size, d_model=d, n_layers=s.n_layers, pattern=pattern, blocks=used,
+        tie_embeddings=False,
+    )  # fmt: skip
+
+
+def model_config(scale: str, variant: str) -> ModelConfig:
+    """The variant's model at `scale`; attn / ssd matched to the hybrid's total parameters."""
+    s = spec(scale)
+    if variant.startswith("hybrid"):
+        return _model(s, variant)
+    from wm_bench.model import count_params
+    from wm_bench.presets import match_params
+
+    target = count_params(_model(s, "hybrid_rope"))["total"]
+    cfg, _ = match_params(
+        lambda f: _model(s, variant, d_ff=f), target, lo=s.d_model // 2, hi=16 * s.d_model
+    )
+    return cfg
+
+
+def make_run(scale: str, variant: str, seed: int) -> RunConfig:
+    """One run: the variant's model on the scale's corpus, evaluated at 1×/2×/4× T."""
+    from wm_bench.data.lm import LMDataConfig
+
+    s = spec(scale)
+    data = LMDataConfig(
+        corpus=s.corpus,
+        vocab_size=s.vocab_size,
+        seq_len=s.seq_len,
+        eval_lengths=tuple(m * s.seq_len for m in s.eval_multiples),
+        eval_max_tokens=s.eval_max_tokens,
+    )
+    return RunConfig(
+        experiment=EXPERIMENT,
+        variant=variant,
+        model=model_config(scale, variant),
+        data=data,
+        optim=OptimConfig(lr=s.lr, weight_decay=0.01, min_lr_ratio=0.1, grad_clip=1.0),
+        train=TrainConfig(max_steps=s.max_steps, batch_size=s.batch_size),
+        seed=seed,
+        scale=scale,
+        tags={"variant": variant, "seq_len": s.seq_len},
+    )
+
+
+def runs(scale: str) -> list[RunConfig]:
+    """Every run at `scale`, ordered by (seed, variant) so that a cut-short grid has whole seeds."""
+    s = spec(scale)
+    return [make_run(scale, v, seed) for seed in s.seeds for v in s.variants]
+
+
+def cell_key(cfg: RunConfig) -> tuple:
+    """Runs of one cell differ only in their seed."""
+    from wm_bench.config import config_hash
+
+    return (cfg.scale, cfg.variant, config_hash(dataclasses.replace(cfg, seed=0)))
+
+
+def eval_lengths(scale: str) -> list[int]:
+    """The evaluation context lengths of `scale`."""
+    s = spec(scale)
+    return [m * s.seq_len for m in s.eval_multiples]
+
+
+def ppl_metric(length: int) -> str:
+    return f"{METRIC_PREFIX}{length}"
+
+
+__all__ = ["EXPERIMENT", "LABELS", "PAIRS", "SCALES", "VARIANTS", "make_run", "runs"]
