@@ -8,7 +8,7 @@ OP ?= ssd
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup smoke test test-interpret test-gpu lint format reproduce-figure-mqar reproduce-figure-speed report pdf clean
+.PHONY: help setup smoke test test-interpret test-gpu lint format reproduce-figure-mqar reproduce-figure-speed reproduce-table1 reproduce-table2 report pdf clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -52,6 +52,12 @@ reproduce-figure-mqar: $(STAMP) ## MQAR accuracy grid + report (SCALE=smoke|cpu|
 
 reproduce-figure-speed: $(STAMP) ## expert-retrieval speed grid + report (SCALE=smoke|cpu|small|paper|auto)
 	$(VENV)/bin/wm-bench reproduce expert_speed --scale $(SCALE)
+
+reproduce-table1: $(STAMP) ## RoPE-in-SSD perplexity table + report (SCALE=smoke|cpu|small|paper|auto)
+	$(VENV)/bin/wm-bench reproduce rope --scale $(SCALE)
+
+reproduce-table2: $(STAMP) ## FFN comparison table + report (SCALE=smoke|cpu|small|paper|auto)
+	$(VENV)/bin/wm-bench reproduce ffn --scale $(SCALE)
 
 report: $(STAMP) ## regenerate reports/*.md and figures from results/
 	$(VENV)/bin/wm-bench report

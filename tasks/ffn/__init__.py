@@ -15,7 +15,8 @@ key "active") by one knob per method:
 So total parameters differ (that is the point: retrieval methods add capacity at equal compute).
 
 Scales (edit the FfnScale constants below):
-- smoke: CPU plumbing: d 64, 4 layers, BPE 512, T 64, 30 steps, 1 seed, N ∈ {256}.
+- smoke: CPU plumbing: d 64, 4 layers, BPE 512, T 64, 30 steps, 1 seed, N ∈ {256}, corpus
+  `debian:austen`.
 - cpu (issue 11): d 128, 4 layers, vocabulary 4096, T 128, batch 16, 1000 steps (≈ 2M tokens),
   3 seeds for MLP and CDMoE-1024 (the compared pair), 1 seed for the others.
 - small (one H100): d 512, 8 layers, vocabulary 16384, T 512, batch 64, 2000 steps, 1 seed,
@@ -59,7 +60,7 @@ class FfnScale:
 
 SCALES: dict[str, FfnScale] = {
     "smoke": FfnScale(64, 4, 2, 512, 64, 8, 30, 3e-3, (256,), {}, peer_experts=256,
-                      eval_max_tokens=4096),
+                      corpus="debian:austen", eval_max_tokens=4096),
     "cpu": FfnScale(128, 4, 2, 4096, 128, 16, 1000, 2e-3, (256, 1024),
                     {"mlp": (0, 1, 2), "cdmoe_1024": (0, 1, 2)}),
     "small": FfnScale(512, 8, 8, 16384, 512, 64, 2000, 1e-3, (1024, 4096, 16384), {},
@@ -138,7 +139,8 @@ def make_run(scale: str, variant: str, seed: int) -> RunConfig:
 
     s = spec(scale)
     data = LMDataConfig(corpus=s.corpus, vocab_size=s.vocab_size, seq_len=s.seq_len,
-                        eval_lengths=(s.seq_len,), eval_max_tokens=s.eval_max_tokens)  # fmt: skip
+                        eval_lengths=(s.seq_len,), eval_max_tokens=s.eval_max_tokens,
+                        valid_tokens=s.eval_max_tokens)  # fmt: skip
     return RunConfig(
         experiment=EXPERIMENT, variant=variant, model=model_config(scale, variant), data=data,
         optim=OptimConfig(lr=s.lr, weight_decay=0.01, min_lr_ratio=0.1, grad_clip=1.0),

@@ -26,8 +26,14 @@ def table(records: list[dict[str, Any]]) -> list[str]:
     ppl_keys = sorted({k for r in records for k in (r.get("metrics") or {})
                        if k.startswith("test/ppl@")})  # fmt: skip
     key = ppl_keys[0] if ppl_keys else None
-    order = sorted(by_v, key=lambda v: (v.startswith("cdmoe_"), int(v.split("_")[1])
-                                        if v.startswith("cdmoe_") else 0, v))  # fmt: skip
+    base = list(task.BASE_METHODS)
+
+    def rank(v: str) -> tuple[int, int]:
+        if v.startswith("cdmoe_"):
+            return (len(base), int(v.split("_")[1]))
+        return (base.index(v) if v in base else len(base) + 1, 0)
+
+    order = sorted(by_v, key=rank)
     rows = []
     for v in order:
         recs = by_v[v]
