@@ -416,7 +416,7 @@ def run_bench(args: argparse.Namespace, cuda: bool, out: Path) -> dict[str, Any]
             ref = None
             if args.check_max_tokens >= B * T:
                 ref = reference_outputs(inp, variant, window, args.tie_break)
-            tiles = gpu_tiles("fwd", max(16, D))
+            tiles = gpu_tiles("fwd" if window is None else "fwd_slots", max(16, D))
             tiles_run = executed_tiles(
                 inp["key_bias"], window if variant != "causal" else None, args.tie_break,
                 tiles["BLOCK_M"], tiles["BLOCK_N"],

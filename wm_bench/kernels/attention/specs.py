@@ -33,7 +33,7 @@ KERNELS = {
     _attn_fwd: "fwd",
     _attn_bwd_dkv: "dkv",
     _attn_bwd_dq: "dq",
-    _attn_fwd_slots: "fwd",
+    _attn_fwd_slots: "fwd_slots",
     _attn_bwd_dq_slots: "dq",
     _attn_bwd_dkv_slots: "dkv",
     _attn_bwd_dkv_diag: "dkv",

@@ -79,7 +79,7 @@ class _AttentionFn(torch.autograd.Function):
         o = torch.empty(Bsz, T, H, DV, device=q.device, dtype=q.dtype)
         lse = torch.empty(Bsz * H, T, device=q.device, dtype=torch.float32)
         bdk, bdv = _head_block(DK), _head_block(DV)
-        cfg = tiles("fwd", max(bdk, bdv), _interpret())
+        cfg = tiles("fwd_slots" if last is not None else "fwd", max(bdk, bdv), _interpret())
         grid = (triton.cdiv(T, cfg["BLOCK_M"]), Bsz * H)
         chains = None
         if last is not None:  # top-w: gather the kept keys compactly (triton_slots)

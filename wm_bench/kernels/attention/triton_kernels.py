@@ -36,6 +36,34 @@ def _keep_mask(rows_kc, cols, S, CAUSAL: tl.constexpr):
 
 
 @triton.jit
+def _softmax_step(q, k, v, key_bias, keep, m_i, l_i, acc, scale_log2, DOT_PREC: tl.constexpr):
+    """One key tile of the online softmax (base 2): returns the updated (m_i, l_i, acc).
+
+    key_bias: [BLOCK_N] per-key bias already times log2(e) (zeros without a bias); keep: the
+    [BLOCK_M, BLOCK_N] visibility mask. Rows with nothing visible yet keep m = −inf safely.
+    """
+    s = tl.dot(q, tl.trans(k), input_precision=DOT_PREC) * scale_log2 + key_bias[None, :]
+    s = tl.where(keep, s, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(s, axis=1))
+    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+    alpha = tl.exp2(m_i - m_safe)
+    p = tl.exp2(s - m_safe[:, None])
+    l_i = l_i * alpha + tl.sum(p, axis=1)
+    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PREC)
+    return m_new, l_i, acc
+
+
+@triton.jit
+def _score_grads(q, k, v, do, lse, delta, key_bias, keep, scale_log2, DOT_PREC: tl.constexpr):
+    """Backward of one (query tile, key tile): probabilities p recomputed from lse, and
+    ds = ∂L/∂(q·k·scale + bias) = p ⊙ (dO·vᵀ − delta). Returns (p, ds), both fp32."""
+    s = tl.dot(q, tl.trans(k), input_precision=DOT_PREC) * scale_log2 + key_bias[None, :]
+    p = tl.where(keep, tl.exp2(s - lse[:, None]), 0.0)
+    dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
+    return p, p * (dp - delta[:, None])
+
+
+@triton.jit
 def _attn_fwd(
     Q, K, V, BIAS, O, LSE,
     T, S, H, GROUP, OFF, scale_log2,
@@ -75,23 +103,15 @@ def _attn_fwd(
             k_base + cols[:, None] * stride_ks + offs_dk[None, :],
             mask=col_ok[:, None] & (offs_dk < DK)[None, :], other=0.0,
         )  # fmt: skip
-        s = tl.dot(q, tl.trans(k), input_precision=DOT_PREC) * scale_log2
+        kb = tl.zeros([BLOCK_N], dtype=tl.float32)
         if HAS_BIAS:
-            bias = tl.load(BIAS + bh * S + cols, mask=col_ok, other=0.0)
-            s += bias[None, :] * 1.4426950408889634
+            kb = tl.load(BIAS + bh * S + cols, mask=col_ok, other=0.0) * 1.4426950408889634
         keep = _keep_mask(rows_kc, cols, S, CAUSAL)
-        s = tl.where(keep, s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, axis=1))
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-        alpha = tl.exp2(m_i - m_safe)
-        p = tl.exp2(s - m_safe[:, None])
-        l_i = l_i * alpha + tl.sum(p, axis=1)
         v = tl.load(
             v_base + cols[:, None] * stride_vs + offs_dv[None, :],
             mask=col_ok[:, None] & (offs_dv < DV)[None, :], other=0.0,
         )  # fmt: skip
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PREC)
-        m_i = m_new
+        m_i, l_i, acc = _softmax_step(q, k, v, kb, keep, m_i, l_i, acc, scale_log2, DOT_PREC)
     l_safe = tl.where(l_i == 0.0, 1.0, l_i)
     o = acc / l_safe[:, None]
     o_ptrs = O + b * stride_ob + h * stride_oh + rows[:, None] * stride_ot + offs_dv[None, :]
@@ -135,8 +155,9 @@ def _attn_bwd_dkv(
         h = hk * GROUP + g
         bh = b * H + h
         hi = T
+        kb = tl.zeros([BLOCK_N], dtype=tl.float32)
         if HAS_BIAS:
-            bias = tl.load(BIAS + bh * S + cols, mask=col_ok, other=0.0) * 1.4426950408889634
+            kb = tl.load(BIAS + bh * S + cols, mask=col_ok, other=0.0) * 1.4426950408889634
         db_acc = tl.zeros([BLOCK_N], dtype=tl.float32)
         q_base = Q + b * stride_qb + h * stride_qh
         do_base = DO + b * stride_dob + h * stride_doh
@@ -153,14 +174,9 @@ def _attn_bwd_dkv(
             )  # fmt: skip
             lse = tl.load(LSE + bh * T + rows, mask=row_ok, other=0.0)
             delta = tl.load(DELTA + bh * T + rows, mask=row_ok, other=0.0)
-            s = tl.dot(q, tl.trans(k), input_precision=DOT_PREC) * scale_log2
-            if HAS_BIAS:
-                s += bias[None, :]
             keep = _keep_mask(rows + OFF, cols, S, CAUSAL) & row_ok[:, None]
-            p = tl.where(keep, tl.exp2(s - lse[:, None]), 0.0)  # [BLOCK_M, BLOCK_N]
+            p, ds = _score_grads(q, k, v, do, lse, delta, kb, keep, scale_log2, DOT_PREC)
             dv_acc += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=DOT_PREC)
-            dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
-            ds = p * (dp - delta[:, None])  # ∂L/∂(q·k·scale + bias)
             dk_acc += tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=DOT_PREC)
             if HAS_BIAS:
                 db_acc += tl.sum(ds, axis=0)
@@ -219,14 +235,11 @@ def _attn_bwd_dq(
             v_base + cols[:, None] * stride_vs + offs_dv[None, :],
             mask=col_ok[:, None] & (offs_dv < DV)[None, :], other=0.0,
         )  # fmt: skip
-        s = tl.dot(q, tl.trans(k), input_precision=DOT_PREC) * scale_log2
+        kb = tl.zeros([BLOCK_N], dtype=tl.float32)
         if HAS_BIAS:
-            bias = tl.load(BIAS + bh * S + cols, mask=col_ok, other=0.0)
-            s += bias[None, :] * 1.4426950408889634
+            kb = tl.load(BIAS + bh * S + cols, mask=col_ok, other=0.0) * 1.4426950408889634
         keep = _keep_mask(rows_kc, cols, S, CAUSAL) & row_ok[:, None]
-        p = tl.where(keep, tl.exp2(s - lse[:, None]), 0.0)
-        dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
-        ds = p * (dp - delta[:, None])
+        _, ds = _score_grads(q, k, v, do, lse, delta, kb, keep, scale_log2, DOT_PREC)
         dq_acc += tl.dot(ds.to(k.dtype), k, input_precision=DOT_PREC)
     tl.store(DQ + q_off, (dq_acc * scale).to(DQ.dtype.element_ty), mask=qmask)
 
@@ -240,6 +253,8 @@ def gpu_tiles(kind: str, head_dim: int) -> dict[str, int]:
     table = {
         # kind: {max padded head width: tiles}
         "fwd": {64: (128, 64, 4, 3), 128: (128, 64, 8, 3), 256: (64, 32, 4, 2)},
+        # The slot forward holds a gathered K and V tile at once: 8 warps at d ≤ 64 (no spills).
+        "fwd_slots": {64: (128, 64, 8, 3), 128: (128, 64, 8, 3), 256: (64, 32, 4, 2)},
         "dkv": {64: (64, 64, 8, 1), 128: (32, 64, 8, 1), 256: (32, 32, 8, 1)},
         "dq": {64: (64, 64, 4, 2), 128: (64, 32, 4, 2), 256: (32, 32, 4, 1)},
     }[kind]

@@ -30,6 +30,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from wm_bench.kernels.attention.triton_kernels import _score_grads, _softmax_step
+
 
 def window_chains(last: Tensor, window: int) -> tuple[Tensor, Tensor, int]:
     """Slot chains from `last` (see module doc).
@@ -128,22 +130,13 @@ def _attn_fwd_slots(
                 k_base + cur[:, None] * stride_ks + offs_dk[None, :],
                 mask=alive[:, None] & (offs_dk < DK)[None, :], other=0.0,
             )  # fmt: skip
-            s = tl.dot(q, tl.trans(k), input_precision=DOT_PREC) * scale_log2
-            bias = tl.load(BIAS + bh * S + cur, mask=alive, other=0.0)
-            s += bias[None, :] * 1.4426950408889634
+            kb = tl.load(BIAS + bh * S + cur, mask=alive, other=0.0) * 1.4426950408889634
             keep = alive[None, :] & (rows_kc[:, None] <= last[None, :]) & row_ok[:, None]
-            s = tl.where(keep, s, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(s, axis=1))
-            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-            alpha = tl.exp2(m_i - m_safe)
-            p = tl.exp2(s - m_safe[:, None])
-            l_i = l_i * alpha + tl.sum(p, axis=1)
             v = tl.load(
                 v_base + cur[:, None] * stride_vs + offs_dv[None, :],
                 mask=alive[:, None] & (offs_dv < DV)[None, :], other=0.0,
             )  # fmt: skip
-            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PREC)
-            m_i = m_new
+            m_i, l_i, acc = _softmax_step(q, k, v, kb, keep, m_i, l_i, acc, scale_log2, DOT_PREC)
     # 2. Keys born inside the block: contiguous.
     for n0 in range(0, BLOCK_M, BLOCK_N):
         cols = r0 + n0 + tl.arange(0, BLOCK_N)
@@ -153,23 +146,14 @@ def _attn_fwd_slots(
             k_base + cols[:, None] * stride_ks + offs_dk[None, :],
             mask=col_ok[:, None] & (offs_dk < DK)[None, :], other=0.0,
         )  # fmt: skip
-        s = tl.dot(q, tl.trans(k), input_precision=DOT_PREC) * scale_log2
-        bias = tl.load(BIAS + bh * S + cols, mask=col_ok, other=0.0)
-        s += bias[None, :] * 1.4426950408889634
+        kb = tl.load(BIAS + bh * S + cols, mask=col_ok, other=0.0) * 1.4426950408889634
         keep = col_ok[None, :] & (cols[None, :] <= rows_kc[:, None])
         keep = keep & (rows_kc[:, None] <= last[None, :]) & row_ok[:, None]
-        s = tl.where(keep, s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, axis=1))
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-        alpha = tl.exp2(m_i - m_safe)
-        p = tl.exp2(s - m_safe[:, None])
-        l_i = l_i * alpha + tl.sum(p, axis=1)
         v = tl.load(
             v_base + cols[:, None] * stride_vs + offs_dv[None, :],
             mask=col_ok[:, None] & (offs_dv < DV)[None, :], other=0.0,
         )  # fmt: skip
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PREC)
-        m_i = m_new
+        m_i, l_i, acc = _softmax_step(q, k, v, kb, keep, m_i, l_i, acc, scale_log2, DOT_PREC)
     l_safe = tl.where(l_i == 0.0, 1.0, l_i)
     o = acc / l_safe[:, None]
     o_ptrs = O + b * stride_ob + h * stride_oh + rows[:, None] * stride_ot + offs_dv[None, :]
@@ -223,13 +207,9 @@ def _attn_bwd_dq_slots(
                 v_base + cur[:, None] * stride_vs + offs_dv[None, :],
                 mask=alive[:, None] & (offs_dv < DV)[None, :], other=0.0,
             )  # fmt: skip
-            s = tl.dot(q, tl.trans(k), input_precision=DOT_PREC) * scale_log2
-            bias = tl.load(BIAS + bh * S + cur, mask=alive, other=0.0)
-            s += bias[None, :] * 1.4426950408889634
+            kb = tl.load(BIAS + bh * S + cur, mask=alive, other=0.0) * 1.4426950408889634
             keep = alive[None, :] & (rows_kc[:, None] <= last[None, :]) & row_ok[:, None]
-            p = tl.where(keep, tl.exp2(s - lse[:, None]), 0.0)
-            dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
-            ds = p * (dp - delta[:, None])
+            _, ds = _score_grads(q, k, v, do, lse, delta, kb, keep, scale_log2, DOT_PREC)
             dq_acc += tl.dot(ds.to(k.dtype), k, input_precision=DOT_PREC)
     for n0 in range(0, BLOCK_M, BLOCK_N):
         cols = r0 + n0 + tl.arange(0, BLOCK_N)
@@ -243,14 +223,10 @@ def _attn_bwd_dq_slots(
             v_base + cols[:, None] * stride_vs + offs_dv[None, :],
             mask=col_ok[:, None] & (offs_dv < DV)[None, :], other=0.0,
         )  # fmt: skip
-        s = tl.dot(q, tl.trans(k), input_precision=DOT_PREC) * scale_log2
-        bias = tl.load(BIAS + bh * S + cols, mask=col_ok, other=0.0)
-        s += bias[None, :] * 1.4426950408889634
+        kb = tl.load(BIAS + bh * S + cols, mask=col_ok, other=0.0) * 1.4426950408889634
         keep = col_ok[None, :] & (cols[None, :] <= rows_kc[:, None])
         keep = keep & (rows_kc[:, None] <= last[None, :]) & row_ok[:, None]
-        p = tl.where(keep, tl.exp2(s - lse[:, None]), 0.0)
-        dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
-        ds = p * (dp - delta[:, None])
+        _, ds = _score_grads(q, k, v, do, lse, delta, kb, keep, scale_log2, DOT_PREC)
         dq_acc += tl.dot(ds.to(k.dtype), k, input_precision=DOT_PREC)
     tl.store(DQ + q_off, (dq_acc * scale).to(DQ.dtype.element_ty), mask=qmask)
 
@@ -336,13 +312,10 @@ def _attn_bwd_dkv_slots(
                 v_base + cur[:, None] * stride_vs + offs_dv[None, :],
                 mask=alive[:, None] & (offs_dv < DV)[None, :], other=0.0,
             )  # fmt: skip
-            bias = tl.load(BIAS + bh * S + cur, mask=alive, other=0.0) * 1.4426950408889634
-            s = tl.dot(q, tl.trans(k), input_precision=DOT_PREC) * scale_log2 + bias[None, :]
+            kb = tl.load(BIAS + bh * S + cur, mask=alive, other=0.0) * 1.4426950408889634
             keep = alive[None, :] & ((rows + OFF)[:, None] <= last[None, :]) & row_ok[:, None]
-            p = tl.where(keep, tl.exp2(s - lse[:, None]), 0.0)
+            p, ds = _score_grads(q, k, v, do, lse, delta, kb, keep, scale_log2, DOT_PREC)
             dv_acc += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=DOT_PREC)
-            dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
-            ds = p * (dp - delta[:, None])
             dk_acc += tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=DOT_PREC)
             db_acc += tl.sum(ds, axis=0)
     has = ptr < hi
@@ -398,13 +371,10 @@ def _attn_bwd_dkv_diag(
     )  # fmt: skip
     lse = tl.load(LSE + bh * T + rows, mask=row_ok, other=0.0)
     delta = tl.load(DELTA + bh * T + rows, mask=row_ok, other=0.0)
-    s = tl.dot(q, tl.trans(k), input_precision=DOT_PREC) * scale_log2 + bias[None, :]
     keep = col_ok[None, :] & (cols[None, :] <= rows_kc[:, None])
     keep = keep & (rows_kc[:, None] <= last[None, :]) & row_ok[:, None]
-    p = tl.where(keep, tl.exp2(s - lse[:, None]), 0.0)
+    p, ds = _score_grads(q, k, v, do, lse, delta, bias, keep, scale_log2, DOT_PREC)
     dv = tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=DOT_PREC)
-    dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
-    ds = p * (dp - delta[:, None])
     dk = tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=DOT_PREC)
     db = tl.sum(ds, axis=0)
     dk_ptr = DKQ + bh * S * BLOCK_DK + cols[:, None] * BLOCK_DK + offs_dk[None, :]
