@@ -192,3 +192,33 @@ def provenance_section(groups: dict[str, list[dict[str, Any]]]) -> list[str]:
     for scale, recs in groups.items():
         out += [f"{scale_title(scale)}:", "", *provenance_lines(recs), ""]
     return out[:-1]
+
+
+def build_with_figures(
+    records: Sequence[dict[str, Any]],
+    reports_dir: Any,
+    experiment: str,
+    plot: Any,
+    render: Any,
+) -> list[Any]:
+    """Write reports/<experiment>.md and one <experiment>-<scale>.png per scale that has a figure.
+
+    Args:
+        plot: (scale, records of that scale, path) → the written path, or None for no figure.
+        render: (records, {scale: figure file name}) → Markdown text.
+    Returns:
+        The written paths, Markdown first.
+    """
+    from pathlib import Path
+
+    reports_dir = Path(reports_dir)
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    figures, written = {}, []
+    for scale, recs in by_scale(records).items():
+        path = plot(scale, recs, reports_dir / f"{experiment}-{scale}.png")
+        if path is not None:
+            figures[scale] = path.name
+            written.append(path)
+    md = reports_dir / f"{experiment}.md"
+    md.write_text(render(list(records), figures))
+    return [md, *written]

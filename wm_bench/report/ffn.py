@@ -80,19 +80,12 @@ def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None)
     return "\n".join(out) + "\n"
 
 
+def _plot(scale: str, recs: list[dict[str, Any]], path: Path) -> Path | None:
+    labels = {v: _task().label(v) for v in sorted({r["variant"] for r in recs})}
+    title = f"FFN comparison: training loss, {scale} scale"
+    return plot_curves(scale, recs, path, labels=labels, title=title)
+
+
 def build(records: list[dict[str, Any]], reports_dir: Path) -> list[Path]:
     """Write reports/ffn.md and one reports/ffn-<scale>.png (loss curves) per scale."""
-    reports_dir = Path(reports_dir)
-    reports_dir.mkdir(parents=True, exist_ok=True)
-    figures, written = {}, []
-    for scale, recs in c.by_scale(records).items():
-        names = sorted({r["variant"] for r in recs})
-        p = plot_curves(scale, recs, reports_dir / f"{EXPERIMENT}-{scale}.png",
-                        labels={v: _task().label(v) for v in names},
-                        title=f"FFN comparison: training loss, {scale} scale")  # fmt: skip
-        if p is not None:
-            figures[scale] = p.name
-            written.append(p)
-    md = reports_dir / f"{EXPERIMENT}.md"
-    md.write_text(render(records, figures))
-    return [md, *written]
+    return c.build_with_figures(records, reports_dir, EXPERIMENT, _plot, render)

@@ -178,14 +178,4 @@ def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None)
 
 def build(records: list[dict[str, Any]], reports_dir: Path) -> list[Path]:
     """Write reports/rope.md and one reports/rope-<scale>.png (loss curves) per scale."""
-    reports_dir = Path(reports_dir)
-    reports_dir.mkdir(parents=True, exist_ok=True)
-    figures, written = {}, []
-    for scale, recs in c.by_scale(records).items():
-        p = plot_curves(scale, recs, reports_dir / f"{EXPERIMENT}-{scale}.png")
-        if p is not None:
-            figures[scale] = p.name
-            written.append(p)
-    md = reports_dir / f"{EXPERIMENT}.md"
-    md.write_text(render(records, figures))
-    return [md, *written]
+    return c.build_with_figures(records, reports_dir, EXPERIMENT, plot_curves, render)

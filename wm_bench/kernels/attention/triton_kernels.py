@@ -36,6 +36,14 @@ def _keep_mask(rows_kc, cols, S, CAUSAL: tl.constexpr):
 
 
 @triton.jit
+def _load_rows(base, idx, stride, ok, offs, width):
+    """Rows idx of a row-major [*, width] tile (row stride `stride`), columns offs; rows with
+    ok = False and columns ≥ width read 0. Returns [len(idx), len(offs)]."""
+    mask = ok[:, None] & (offs < width)[None, :]
+    return tl.load(base + idx[:, None] * stride + offs[None, :], mask=mask, other=0.0)
+
+
+@triton.jit
 def _softmax_step(q, k, v, key_bias, keep, m_i, l_i, acc, scale_log2, DOT_PREC: tl.constexpr):
     """One key tile of the online softmax (base 2): returns the updated (m_i, l_i, acc).
 
@@ -99,18 +107,12 @@ def _attn_fwd(
     for n0 in range(0, hi, BLOCK_N):
         cols = n0 + tl.arange(0, BLOCK_N)
         col_ok = cols < S
-        k = tl.load(
-            k_base + cols[:, None] * stride_ks + offs_dk[None, :],
-            mask=col_ok[:, None] & (offs_dk < DK)[None, :], other=0.0,
-        )  # fmt: skip
+        k = _load_rows(k_base, cols, stride_ks, col_ok, offs_dk, DK)
         kb = tl.zeros([BLOCK_N], dtype=tl.float32)
         if HAS_BIAS:
             kb = tl.load(BIAS + bh * S + cols, mask=col_ok, other=0.0) * 1.4426950408889634
         keep = _keep_mask(rows_kc, cols, S, CAUSAL)
-        v = tl.load(
-            v_base + cols[:, None] * stride_vs + offs_dv[None, :],
-            mask=col_ok[:, None] & (offs_dv < DV)[None, :], other=0.0,
-        )  # fmt: skip
+        v = _load_rows(v_base, cols, stride_vs, col_ok, offs_dv, DV)
         m_i, l_i, acc = _softmax_step(q, k, v, kb, keep, m_i, l_i, acc, scale_log2, DOT_PREC)
     l_safe = tl.where(l_i == 0.0, 1.0, l_i)
     o = acc / l_safe[:, None]
@@ -164,14 +166,8 @@ def _attn_bwd_dkv(
         for m0 in range(lo, hi, BLOCK_M):
             rows = m0 + tl.arange(0, BLOCK_M)
             row_ok = rows < T
-            q = tl.load(
-                q_base + rows[:, None] * stride_qt + offs_dk[None, :],
-                mask=row_ok[:, None] & (offs_dk < DK)[None, :], other=0.0,
-            )  # fmt: skip
-            do = tl.load(
-                do_base + rows[:, None] * stride_dot + offs_dv[None, :],
-                mask=row_ok[:, None] & (offs_dv < DV)[None, :], other=0.0,
-            )  # fmt: skip
+            q = _load_rows(q_base, rows, stride_qt, row_ok, offs_dk, DK)
+            do = _load_rows(do_base, rows, stride_dot, row_ok, offs_dv, DV)
             lse = tl.load(LSE + bh * T + rows, mask=row_ok, other=0.0)
             delta = tl.load(DELTA + bh * T + rows, mask=row_ok, other=0.0)
             keep = _keep_mask(rows + OFF, cols, S, CAUSAL) & row_ok[:, None]
@@ -212,10 +208,7 @@ def _attn_bwd_dq(
     qmask = row_ok[:, None] & (offs_dk < DK)[None, :]
     q_off = b * stride_qb + h * stride_qh + rows[:, None] * stride_qt + offs_dk[None, :]
     q = tl.load(Q + q_off, mask=qmask, other=0.0)
-    do = tl.load(
-        DO + b * stride_dob + h * stride_doh + rows[:, None] * stride_dot + offs_dv[None, :],
-        mask=row_ok[:, None] & (offs_dv < DV)[None, :], other=0.0,
-    )  # fmt: skip
+    do = _load_rows(DO + b * stride_dob + h * stride_doh, rows, stride_dot, row_ok, offs_dv, DV)
     lse = tl.load(LSE + bh * T + rows, mask=row_ok, other=0.0)
     delta = tl.load(DELTA + bh * T + rows, mask=row_ok, other=0.0)
     k_base = K + b * stride_kb + hk * stride_kh
@@ -227,14 +220,8 @@ def _attn_bwd_dq(
     for n0 in range(0, hi, BLOCK_N):
         cols = n0 + tl.arange(0, BLOCK_N)
         col_ok = cols < S
-        k = tl.load(
-            k_base + cols[:, None] * stride_ks + offs_dk[None, :],
-            mask=col_ok[:, None] & (offs_dk < DK)[None, :], other=0.0,
-        )  # fmt: skip
-        v = tl.load(
-            v_base + cols[:, None] * stride_vs + offs_dv[None, :],
-            mask=col_ok[:, None] & (offs_dv < DV)[None, :], other=0.0,
-        )  # fmt: skip
+        k = _load_rows(k_base, cols, stride_ks, col_ok, offs_dk, DK)
+        v = _load_rows(v_base, cols, stride_vs, col_ok, offs_dv, DV)
         kb = tl.zeros([BLOCK_N], dtype=tl.float32)
         if HAS_BIAS:
             kb = tl.load(BIAS + bh * S + cols, mask=col_ok, other=0.0) * 1.4426950408889634

@@ -30,7 +30,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from wm_bench.kernels.attention.triton_kernels import _score_grads, _softmax_step
+from wm_bench.kernels.attention.triton_kernels import _load_rows, _score_grads, _softmax_step
 
 
 def window_chains(last: Tensor, window: int) -> tuple[Tensor, Tensor, int]:
@@ -113,10 +113,7 @@ def _attn_fwd_slots(
     r0 = pid_m * BLOCK_M + OFF
     offs_dk = tl.arange(0, BLOCK_DK)
     offs_dv = tl.arange(0, BLOCK_DV)
-    q = tl.load(
-        Q + b * stride_qb + h * stride_qh + rows[:, None] * stride_qt + offs_dk[None, :],
-        mask=row_ok[:, None] & (offs_dk < DK)[None, :], other=0.0,
-    )  # fmt: skip
+    q = _load_rows(Q + b * stride_qb + h * stride_qh, rows, stride_qt, row_ok, offs_dk, DK)
     k_base = K + b * stride_kb + hk * stride_kh
     v_base = V + b * stride_vb + hk * stride_vh
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
@@ -126,33 +123,21 @@ def _attn_fwd_slots(
     for g0 in range(0, W, BLOCK_N):
         cur, alive, last = _slot_keys(CHAIN, SEG, LAST, bh, S, W, r0, g0, n_steps, BLOCK_N)
         if tl.max(alive.to(tl.int32), axis=0) > 0:
-            k = tl.load(
-                k_base + cur[:, None] * stride_ks + offs_dk[None, :],
-                mask=alive[:, None] & (offs_dk < DK)[None, :], other=0.0,
-            )  # fmt: skip
+            k = _load_rows(k_base, cur, stride_ks, alive, offs_dk, DK)
             kb = tl.load(BIAS + bh * S + cur, mask=alive, other=0.0) * 1.4426950408889634
             keep = alive[None, :] & (rows_kc[:, None] <= last[None, :]) & row_ok[:, None]
-            v = tl.load(
-                v_base + cur[:, None] * stride_vs + offs_dv[None, :],
-                mask=alive[:, None] & (offs_dv < DV)[None, :], other=0.0,
-            )  # fmt: skip
+            v = _load_rows(v_base, cur, stride_vs, alive, offs_dv, DV)
             m_i, l_i, acc = _softmax_step(q, k, v, kb, keep, m_i, l_i, acc, scale_log2, DOT_PREC)
     # 2. Keys born inside the block: contiguous.
     for n0 in range(0, BLOCK_M, BLOCK_N):
         cols = r0 + n0 + tl.arange(0, BLOCK_N)
         col_ok = cols < S
         last = tl.load(LAST + bh * S + cols, mask=col_ok, other=-1)
-        k = tl.load(
-            k_base + cols[:, None] * stride_ks + offs_dk[None, :],
-            mask=col_ok[:, None] & (offs_dk < DK)[None, :], other=0.0,
-        )  # fmt: skip
+        k = _load_rows(k_base, cols, stride_ks, col_ok, offs_dk, DK)
         kb = tl.load(BIAS + bh * S + cols, mask=col_ok, other=0.0) * 1.4426950408889634
         keep = col_ok[None, :] & (cols[None, :] <= rows_kc[:, None])
         keep = keep & (rows_kc[:, None] <= last[None, :]) & row_ok[:, None]
-        v = tl.load(
-            v_base + cols[:, None] * stride_vs + offs_dv[None, :],
-            mask=col_ok[:, None] & (offs_dv < DV)[None, :], other=0.0,
-        )  # fmt: skip
+        v = _load_rows(v_base, cols, stride_vs, col_ok, offs_dv, DV)
         m_i, l_i, acc = _softmax_step(q, k, v, kb, keep, m_i, l_i, acc, scale_log2, DOT_PREC)
     l_safe = tl.where(l_i == 0.0, 1.0, l_i)
     o = acc / l_safe[:, None]
@@ -187,10 +172,7 @@ def _attn_bwd_dq_slots(
     qmask = row_ok[:, None] & (offs_dk < DK)[None, :]
     q_off = b * stride_qb + h * stride_qh + rows[:, None] * stride_qt + offs_dk[None, :]
     q = tl.load(Q + q_off, mask=qmask, other=0.0)
-    do = tl.load(
-        DO + b * stride_dob + h * stride_doh + rows[:, None] * stride_dot + offs_dv[None, :],
-        mask=row_ok[:, None] & (offs_dv < DV)[None, :], other=0.0,
-    )  # fmt: skip
+    do = _load_rows(DO + b * stride_dob + h * stride_doh, rows, stride_dot, row_ok, offs_dv, DV)
     lse = tl.load(LSE + bh * T + rows, mask=row_ok, other=0.0)
     delta = tl.load(DELTA + bh * T + rows, mask=row_ok, other=0.0)
     k_base = K + b * stride_kb + hk * stride_kh
@@ -199,14 +181,8 @@ def _attn_bwd_dq_slots(
     for g0 in range(0, W, BLOCK_N):
         cur, alive, last = _slot_keys(CHAIN, SEG, LAST, bh, S, W, r0, g0, n_steps, BLOCK_N)
         if tl.max(alive.to(tl.int32), axis=0) > 0:
-            k = tl.load(
-                k_base + cur[:, None] * stride_ks + offs_dk[None, :],
-                mask=alive[:, None] & (offs_dk < DK)[None, :], other=0.0,
-            )  # fmt: skip
-            v = tl.load(
-                v_base + cur[:, None] * stride_vs + offs_dv[None, :],
-                mask=alive[:, None] & (offs_dv < DV)[None, :], other=0.0,
-            )  # fmt: skip
+            k = _load_rows(k_base, cur, stride_ks, alive, offs_dk, DK)
+            v = _load_rows(v_base, cur, stride_vs, alive, offs_dv, DV)
             kb = tl.load(BIAS + bh * S + cur, mask=alive, other=0.0) * 1.4426950408889634
             keep = alive[None, :] & (rows_kc[:, None] <= last[None, :]) & row_ok[:, None]
             _, ds = _score_grads(q, k, v, do, lse, delta, kb, keep, scale_log2, DOT_PREC)
@@ -215,14 +191,8 @@ def _attn_bwd_dq_slots(
         cols = r0 + n0 + tl.arange(0, BLOCK_N)
         col_ok = cols < S
         last = tl.load(LAST + bh * S + cols, mask=col_ok, other=-1)
-        k = tl.load(
-            k_base + cols[:, None] * stride_ks + offs_dk[None, :],
-            mask=col_ok[:, None] & (offs_dk < DK)[None, :], other=0.0,
-        )  # fmt: skip
-        v = tl.load(
-            v_base + cols[:, None] * stride_vs + offs_dv[None, :],
-            mask=col_ok[:, None] & (offs_dv < DV)[None, :], other=0.0,
-        )  # fmt: skip
+        k = _load_rows(k_base, cols, stride_ks, col_ok, offs_dk, DK)
+        v = _load_rows(v_base, cols, stride_vs, col_ok, offs_dv, DV)
         kb = tl.load(BIAS + bh * S + cols, mask=col_ok, other=0.0) * 1.4426950408889634
         keep = col_ok[None, :] & (cols[None, :] <= rows_kc[:, None])
         keep = keep & (rows_kc[:, None] <= last[None, :]) & row_ok[:, None]
@@ -294,24 +264,12 @@ def _attn_bwd_dkv_slots(
         if tl.max(alive.to(tl.int32), axis=0) > 0:
             rows = mb * BLOCK_M + tl.arange(0, BLOCK_M)
             row_ok = rows < T
-            q = tl.load(
-                q_base + rows[:, None] * stride_qt + offs_dk[None, :],
-                mask=row_ok[:, None] & (offs_dk < DK)[None, :], other=0.0,
-            )  # fmt: skip
-            do = tl.load(
-                do_base + rows[:, None] * stride_dot + offs_dv[None, :],
-                mask=row_ok[:, None] & (offs_dv < DV)[None, :], other=0.0,
-            )  # fmt: skip
+            q = _load_rows(q_base, rows, stride_qt, row_ok, offs_dk, DK)
+            do = _load_rows(do_base, rows, stride_dot, row_ok, offs_dv, DV)
             lse = tl.load(LSE + bh * T + rows, mask=row_ok, other=0.0)
             delta = tl.load(DELTA + bh * T + rows, mask=row_ok, other=0.0)
-            k = tl.load(
-                k_base + cur[:, None] * stride_ks + offs_dk[None, :],
-                mask=alive[:, None] & (offs_dk < DK)[None, :], other=0.0,
-            )  # fmt: skip
-            v = tl.load(
-                v_base + cur[:, None] * stride_vs + offs_dv[None, :],
-                mask=alive[:, None] & (offs_dv < DV)[None, :], other=0.0,
-            )  # fmt: skip
+            k = _load_rows(k_base, cur, stride_ks, alive, offs_dk, DK)
+            v = _load_rows(v_base, cur, stride_vs, alive, offs_dv, DV)
             kb = tl.load(BIAS + bh * S + cur, mask=alive, other=0.0) * 1.4426950408889634
             keep = alive[None, :] & ((rows + OFF)[:, None] <= last[None, :]) & row_ok[:, None]
             p, ds = _score_grads(q, k, v, do, lse, delta, kb, keep, scale_log2, DOT_PREC)
@@ -348,27 +306,15 @@ def _attn_bwd_dkv_diag(
     col_ok = cols < S
     offs_dk = tl.arange(0, BLOCK_DK)
     offs_dv = tl.arange(0, BLOCK_DV)
-    k = tl.load(
-        K + b * stride_kb + hk * stride_kh + cols[:, None] * stride_ks + offs_dk[None, :],
-        mask=col_ok[:, None] & (offs_dk < DK)[None, :], other=0.0,
-    )  # fmt: skip
-    v = tl.load(
-        V + b * stride_vb + hk * stride_vh + cols[:, None] * stride_vs + offs_dv[None, :],
-        mask=col_ok[:, None] & (offs_dv < DV)[None, :], other=0.0,
-    )  # fmt: skip
+    k = _load_rows(K + b * stride_kb + hk * stride_kh, cols, stride_ks, col_ok, offs_dk, DK)
+    v = _load_rows(V + b * stride_vb + hk * stride_vh, cols, stride_vs, col_ok, offs_dv, DV)
     last = tl.load(LAST + bh * S + cols, mask=col_ok, other=-1)
     bias = tl.load(BIAS + bh * S + cols, mask=col_ok, other=0.0) * 1.4426950408889634
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     row_ok = rows < T
     rows_kc = rows + OFF
-    q = tl.load(
-        Q + b * stride_qb + h * stride_qh + rows[:, None] * stride_qt + offs_dk[None, :],
-        mask=row_ok[:, None] & (offs_dk < DK)[None, :], other=0.0,
-    )  # fmt: skip
-    do = tl.load(
-        DO + b * stride_dob + h * stride_doh + rows[:, None] * stride_dot + offs_dv[None, :],
-        mask=row_ok[:, None] & (offs_dv < DV)[None, :], other=0.0,
-    )  # fmt: skip
+    q = _load_rows(Q + b * stride_qb + h * stride_qh, rows, stride_qt, row_ok, offs_dk, DK)
+    do = _load_rows(DO + b * stride_dob + h * stride_doh, rows, stride_dot, row_ok, offs_dv, DV)
     lse = tl.load(LSE + bh * T + rows, mask=row_ok, other=0.0)
     delta = tl.load(DELTA + bh * T + rows, mask=row_ok, other=0.0)
     keep = col_ok[None, :] & (cols[None, :] <= rows_kc[:, None])
