@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 # tasks/<name>/ modules: runs(scale) (training experiments) or reproduce(scale, ...) (measuring)
-EXPERIMENTS = ("mqar", "expert_speed", "rope", "ffn")
+EXPERIMENTS = ("mqar", "expert_speed", "rope", "ffn", "arch")
 SCALE_CHOICES = ("smoke", "cpu", "small", "paper", "auto")
 GPU_ACTIONS = ("compile", "bundle", "suite")
 DATA_ACTIONS = ("prepare",)
@@ -37,6 +37,19 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--force", action="store_true", help="rerun configs that already have a result")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--eval-data",
+        default=None,
+        metavar="DIR",
+        help="downstream task files (JSON lines) for runs with downstream tasks (default: "
+        "$WM_BENCH_EVAL_DATA, else ../shared/data/eval beside the checkout)",
+    )
+    p.add_argument(
+        "--save-model",
+        action="store_true",
+        help="save each trained model to <out-dir>/models/<experiment>/<scale>/<run id>/ "
+        "(loadable by `wm-bench eval` and lm-eval's wm_bench model)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,6 +159,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
+    p = sub.add_parser(
+        "eval",
+        help="downstream tasks (lm-eval) on a saved model directory",
+        description="Run downstream tasks through lm-evaluation-harness on a model saved by "
+        "training with --save-model. Offline by default: the suite's task YAMLs over local "
+        "JSON-lines files; tasks without a file are listed as 'not run: no data'.",
+    )
+    p.add_argument("model_dir", help="a directory holding config.json, model.pt, tokenizer.json")
+    p.add_argument(
+        "--tasks",
+        default="paper",
+        help="comma-separated task keys, 'paper' (the paper's eight) or 'all' (default: paper)",
+    )
+    p.add_argument("--shots", type=int, nargs="+", default=[0], help="few-shot counts (e.g. 0 5)")
+    p.add_argument("--limit", type=int, default=None, help="first N examples of each task")
+    p.add_argument("--source", default="local", choices=["local", "hub"])
+    p.add_argument(
+        "--eval-data",
+        default=None,
+        metavar="DIR",
+        help="task files (default: $WM_BENCH_EVAL_DATA, else ../shared/data/eval)",
+    )
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-length", type=int, default=None, help="longest prompt (tokens)")
+    p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: CUDA if any)")
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--output", default=None, help="also write the record as JSON here")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    sub.add_parser(
+        "lm-eval",
+        help="lm-eval's own command line, with model 'wm_bench' and the wm_* tasks registered",
+        description="Every argument goes to lm-eval (try `wm-bench lm-eval --help`). Before it "
+        "runs, the adapter is registered as --model wm_bench (model_args pretrained=DIR) and the "
+        "offline wm_<task> YAMLs whose data exists are put on --include_path.",
+        add_help=False,
+    )
+
     sub.add_parser("list", help="list presets, sizes, mixers, FFNs, data sources and experiments")
     return parser
 
@@ -163,6 +214,12 @@ def resolve_scale(scale: str) -> str:
 def _runtime(cfg: Any, args: argparse.Namespace) -> Any:
     from wm_bench.config import replace
 
+    changes: dict[str, Any] = {}
+    if cfg.downstream is not None and args.eval_data is not None:
+        from wm_bench.eval.downstream import resolve_eval_data
+
+        resolve_eval_data(args.eval_data)  # a clear error now, not after training
+        changes["downstream"] = replace(cfg.downstream, eval_data=str(args.eval_data))
     return replace(
         cfg,
         train=replace(
@@ -171,7 +228,9 @@ def _runtime(cfg: Any, args: argparse.Namespace) -> Any:
             num_threads=args.threads,
             progress=not args.quiet,
             compile=args.compile,
+            save_model=args.save_model,
         ),
+        **changes,
     )
 
 
@@ -331,6 +390,73 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _task_keys(text: str) -> list[str]:
+    from wm_bench.eval.downstream import PAPER_TASKS, TASKS, check_tasks
+
+    if text == "paper":
+        return list(PAPER_TASKS)
+    if text == "all":
+        return list(TASKS)
+    return list(check_tasks(k.strip() for k in text.split(",") if k.strip()))
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from wm_bench.eval.downstream import TASKS, evaluate
+    from wm_bench.eval.harness import WmBenchLM
+    from wm_bench.results import write_json_atomic
+
+    keys = _task_keys(args.tasks)
+    if args.output and Path(args.output).is_dir():
+        raise ValueError(f"--output {args.output!r} is a directory; give a file name (.json)")
+    lm = WmBenchLM(
+        pretrained=args.model_dir, batch_size=args.batch_size, max_length=args.max_length,
+        device=args.device,
+    )  # fmt: skip
+    rec = evaluate(
+        lm, keys, shots=args.shots, limit=args.limit, eval_data=args.eval_data,
+        source=args.source, seed=args.seed, progress=not args.quiet,
+    )  # fmt: skip
+    rec["model_dir"] = str(args.model_dir)
+    print(f"{'task':<16} " + " ".join(f"{k}-shot".rjust(8) for k in rec["shots"]))
+    for k in keys:
+        if k in rec["not_run"]:
+            print(f"{k:<16} {rec['not_run'][k]}")
+            continue
+        vals = [rec["metrics"].get(f"{k}@{n}shot/{TASKS[k].metric}") for n in rec["shots"]]
+        cells = " ".join(("—" if v is None else f"{v:.3f}").rjust(8) for v in vals)
+        print(f"{k:<16} {cells}  ({TASKS[k].metric}, n={rec['n_samples'].get(k)})")
+    if args.output:
+        write_json_atomic(Path(args.output), rec)
+        print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_lm_eval(argv: list[str]) -> int:
+    """lm-eval's CLI with our model and offline tasks registered (see the subcommand's help)."""
+    import tempfile
+
+    from lm_eval.__main__ import cli_evaluate
+
+    import wm_bench.eval.harness  # noqa: F401  (registers --model wm_bench)
+    from wm_bench.eval.downstream import render_tasks, resolve_eval_data
+
+    with tempfile.TemporaryDirectory(prefix="wm_bench_tasks_") as tmp:
+        data = resolve_eval_data(None)
+        extra = []
+        if data is not None and "--include_path" not in argv and argv and argv[0] != "--help":
+            render_tasks(data, tmp)
+            extra = ["--include_path", tmp]
+        old = sys.argv
+        sys.argv = ["lm-eval", *argv, *extra]
+        try:
+            cli_evaluate()
+        except SystemExit as e:
+            return int(e.code or 0)
+        finally:
+            sys.argv = old
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from wm_bench.data import DATASETS
     from wm_bench.layers.ffn import FFNS
@@ -399,14 +525,18 @@ COMMANDS = {
     "gpu": cmd_gpu,
     "data": cmd_data,
     "list": cmd_list,
+    "eval": cmd_eval,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "lm-eval":  # everything after it belongs to lm-eval's own parser
+        return cmd_lm_eval(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except ValueError as e:  # bad input: one clear line, no traceback
+    except (ValueError, FileNotFoundError) as e:  # bad input: one clear line, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -140,6 +140,7 @@ class TrainConfig:
     progress: bool = runtime_field(True)
     checkpoint: bool = runtime_field(False)
     compile: bool = runtime_field(False)  # torch.compile the model for training/validation steps
+    save_model: bool = runtime_field(False)  # write <out>/models/<exp>/<scale>/<run id>/ at the end
 
     def __post_init__(self) -> None:
         if self.max_steps < 1:
@@ -153,6 +154,33 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig.impl={self.impl!r}; valid: ['auto', 'reference', 'triton']"
             )
+
+
+@dataclass(frozen=True)
+class DownstreamConfig:
+    """Downstream tasks run through lm-eval after training (`wm_bench.eval.downstream`).
+
+    Results land in the run's metrics as "downstream/<task>@<k>shot/<metric>".
+    """
+
+    tasks: tuple[str, ...] = ("arc_easy", "arc_challenge", "piqa", "openbookqa", "winogrande")
+    shots: tuple[int, ...] = (0,)
+    limit: int | None = None  # first `limit` examples of each task (None: all)
+    source: str = "local"  # "local" (offline YAMLs + JSONL files) or "hub" (lm-eval's names)
+    batch_size: int = 16
+    max_length: int | None = None  # longest prompt given to the model (None: the training T)
+    eval_data: str | None = runtime_field(None)  # None → $WM_BENCH_EVAL_DATA or ../shared/data/eval
+
+    def __post_init__(self) -> None:
+        from wm_bench.eval.downstream import SOURCES, check_tasks
+
+        check_tasks(self.tasks)
+        if self.source not in SOURCES:
+            raise ValueError(f"DownstreamConfig.source={self.source!r}; valid: {list(SOURCES)}")
+        if not self.shots or any(int(k) < 0 for k in self.shots):
+            raise ValueError(f"DownstreamConfig.shots={self.shots!r}: need one or more counts ≥ 0")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"DownstreamConfig.limit={self.limit}: must be ≥ 1 or None (all)")
 
 
 @dataclass(frozen=True)
@@ -170,6 +198,8 @@ class RunConfig:
     tags: dict[str, Any] = field(
         default_factory=dict
     )  # free-form labels for reports (e.g. grid cell)
+    # Left out of the hash while None, so adding it kept every earlier run's identity.
+    downstream: DownstreamConfig | None = field(default=None, metadata={"hash_if_set": True})
 
     def __post_init__(self) -> None:
         if self.scale not in SCALES:
@@ -197,6 +227,7 @@ def _hash_view(cfg: Any) -> Any:
             f.name: _hash_view(getattr(cfg, f.name))
             for f in dataclasses.fields(cfg)
             if not f.metadata.get("runtime")
+            and not (f.metadata.get("hash_if_set") and getattr(cfg, f.name) is None)
         }
     if isinstance(cfg, dict):
         return {str(k): _hash_view(v) for k, v in cfg.items()}

@@ -32,7 +32,9 @@ SIZES: dict[str, Size] = {
 }
 
 
-def _size(size: str) -> Size:
+def _size(size: str | Size) -> Size:
+    if isinstance(size, Size):  # an explicit shape (experiments size their own models)
+        return size
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; valid: {list(SIZES)}")
     return SIZES[size]
@@ -62,15 +64,18 @@ def _mlp(d: int) -> Any:
 
 def _cdmoe(d: int, n_layers: int) -> Any:
     # 1024 single-neuron experts at small widths, 4096 from 160m up; k = √N / 4 per head.
+    # Retrieval width min(256, d): at d < 256 a 256-wide query projection would outweigh the
+    # whole layer (4 heads × 256 × d), so small models keep it at d.
     n = 1024 if d < 768 else 4096
-    return ffn_cfg("cdmoe", num_experts=n, top_k=max(1, int(n**0.5) // 4), shared_d_ff=4 * d)
+    return ffn_cfg("cdmoe", num_experts=n, top_k=max(1, int(n**0.5) // 4), shared_d_ff=4 * d,
+                   d_retrieval=min(256, d))  # fmt: skip
 
 
 def _vocab(s: Size, vocab_size: int | None) -> int:
     return vocab_size if vocab_size is not None else s.vocab
 
 
-def llama(size: str, *, vocab_size: int | None = None, ffn: str = "mlp") -> ModelConfig:
+def llama(size: str | Size, *, vocab_size: int | None = None, ffn: str = "mlp") -> ModelConfig:
     """Llama3-style: attention (RoPE) + SwiGLU every layer, untied embeddings."""
     s = _size(size)
     block = BlockConfig(
@@ -86,7 +91,7 @@ def llama(size: str, *, vocab_size: int | None = None, ffn: str = "mlp") -> Mode
     )
 
 
-def mamba2(size: str, *, vocab_size: int | None = None, ffn: str = "none") -> ModelConfig:
+def mamba2(size: str | Size, *, vocab_size: int | None = None, ffn: str = "none") -> ModelConfig:
     """Mamba2: all Mamba-2 blocks, no attention; no MLP by default, twice the layers (as Mamba2)."""
     s = _size(size)
     block = BlockConfig(mixer=mixer_cfg("mamba2"), ffn=None if ffn == "none" else _mlp(s.d_model))
@@ -100,7 +105,7 @@ def mamba2(size: str, *, vocab_size: int | None = None, ffn: str = "none") -> Mo
     )
 
 
-def jamba(size: str, *, vocab_size: int | None = None, ffn: str = "moe") -> ModelConfig:
+def jamba(size: str | Size, *, vocab_size: int | None = None, ffn: str = "moe") -> ModelConfig:
     """Jamba-style: 1 attention : 7 Mamba (attention 5th of each 8), MoE every other layer."""
     s = _size(size)
     d = s.d_model
@@ -121,7 +126,7 @@ def jamba(size: str, *, vocab_size: int | None = None, ffn: str = "moe") -> Mode
     )
 
 
-def cheems(size: str, *, vocab_size: int | None = None, ffn: str = "mlp") -> ModelConfig:
+def cheems(size: str | Size, *, vocab_size: int | None = None, ffn: str = "mlp") -> ModelConfig:
     """Cheems: per 8 layers 7 SSD(+RoPE) then 1 DMA; FFN = MLP or CDMoE; untied embeddings."""
     s = _size(size)
     d = s.d_model
@@ -142,7 +147,7 @@ def cheems(size: str, *, vocab_size: int | None = None, ffn: str = "mlp") -> Mod
     )
 
 
-def doge(size: str, *, vocab_size: int | None = None, ffn: str = "cdmoe") -> ModelConfig:
+def doge(size: str | Size, *, vocab_size: int | None = None, ffn: str = "cdmoe") -> ModelConfig:
     """Doge: DMA (QK-norm, exp bias) + CDMoE (or MLP) every layer, untied embeddings."""
     s = _size(size)
     d = s.d_model
@@ -166,7 +171,7 @@ PRESETS: dict[str, Callable[..., ModelConfig]] = {
 }
 
 
-def preset(name: str, size: str = "tiny", **kwargs: Any) -> ModelConfig:
+def preset(name: str, size: str | Size = "tiny", **kwargs: Any) -> ModelConfig:
     """ModelConfig for preset `name` at `size` (clear errors for unknown names)."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; valid: {sorted(PRESETS)}")

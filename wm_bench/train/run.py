@@ -18,7 +18,10 @@ from wm_bench.config import RunConfig, config_hash, to_dict
 from wm_bench.data import build_datamodule
 from wm_bench.train.module import LMModule
 
-HIGHER_IS_BETTER = {"loss": False, "ppl": False, "accuracy": True}
+HIGHER_IS_BETTER = {
+    "loss": False, "ppl": False, "accuracy": True,
+    "acc": True, "acc_norm": True, "exact_match": True,  # downstream (lm-eval) metrics
+}  # fmt: skip
 
 
 def higher_is_better(metric: str) -> bool:
@@ -47,6 +50,30 @@ def _length_perplexities(cfg: RunConfig, dm: Any, module: LMModule) -> dict[str,
         out[f"test/ppl@{length}"] = r["ppl"]
         out[f"test/loss@{length}"] = r["nll"]
     return out
+
+
+def _downstream(
+    cfg: RunConfig, dm: Any, module: LMModule, progress: bool
+) -> tuple[dict[str, float], dict]:
+    """Downstream tasks through lm-eval when the config asks: (metrics, record for "extra")."""
+    if cfg.downstream is None:
+        return {}, {}
+    if not hasattr(dm, "prepared"):
+        raise ValueError(f"downstream tasks need a tokenized LM dataset, not {cfg.data.name!r}")
+    from wm_bench.eval.downstream import evaluate
+    from wm_bench.eval.harness import WmBenchLM
+
+    d = cfg.downstream
+    lm = WmBenchLM(
+        model=module.model, tokenizer=dm.prepared.tokenizer, batch_size=d.batch_size,
+        max_length=d.max_length or cfg.data.seq_len, device=str(module.device),
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    rec = evaluate(lm, d.tasks, shots=d.shots, limit=d.limit, eval_data=d.eval_data,
+                   source=d.source, seed=cfg.seed, progress=progress)  # fmt: skip
+    rec["wall_s"] = round(time.perf_counter() - t0, 3)
+    module.model.train()
+    return {f"downstream/{k}": v for k, v in rec.pop("metrics").items()}, rec
 
 
 class Throughput(L.Callback):
@@ -205,8 +232,18 @@ def _train_and_eval(
     metrics = dict(module.final_metrics)
     metrics.update(_length_perplexities(cfg, dm, module))
     wall = time.perf_counter() - t0
+    down_metrics, down_rec = _downstream(cfg, dm, module, cfg.train.progress and not quiet)
+    metrics.update(down_metrics)
+    extra: dict[str, Any] = {"train_loss_curve": module.curve}
+    if down_rec:
+        extra["downstream"] = down_rec
+    if cfg.train.save_model:
+        from wm_bench.eval.checkpoint import save_pretrained
+
+        path = out_dir / "models" / cfg.experiment / cfg.scale / rid
+        extra["model_dir"] = str(save_pretrained(path, module.model, cfg, dm.prepared.tokenizer))
     return {
-        "extra": {"train_loss_curve": module.curve},
+        "extra": extra,
         "metrics": metrics,
         "higher_is_better": {k: higher_is_better(k) for k in metrics},
         "impls": module.model.resolved_impls(),

@@ -1,0 +1,195 @@
+"""Architecture comparison (SPEC §4 "arch", Table 3, claim C4): Llama3-style vs Mamba2 vs
+Jamba-style vs Cheems (MLP and CDMoE) vs Doge, parameter-matched, same data and tokens;
+validation perplexity and the downstream tasks through lm-eval.
+
+What runs. Six language models (presets in `wm_bench.presets`, shaped by the scale):
+- llama: QCAttn (RoPE) + SwiGLU MLP every layer — the reference all others are matched to;
+- mamba2: Mamba-2 blocks only, no MLP, twice the layers (as Mamba2 is built);
+- jamba: per 8 layers 7 Mamba-2 + 1 attention, MoE (16 experts, top-2) every other layer;
+- cheems_mlp / cheems_cdmoe: per 8 layers 7 SSD with RoPE + 1 DMA, with an MLP or CDMoE;
+- doge: DMA + CDMoE every layer.
+Matching: every model's *active* parameters per token (embeddings included) equal llama's within
+5 % (`match_params`). Why active rather than total: the MoE and CDMoE models are built to hold
+more parameters than a token uses; matching total parameters would shrink their compute and
+penalise the very property they exist for. Total parameters are reported beside active ones.
+The knob is the FFN width (MLP / MoE expert d_ff, CDMoE shared_d_ff); for mamba2, which has no
+FFN, it is the SSM state size d_state.
+
+Evaluation, per run: test perplexity at the training length (sliding window, the first
+`eval_max_tokens` test tokens), then the paper's eight downstream tasks at 0 and 5 shots through
+`wm_bench.eval.downstream` (offline YAMLs over the eval-data directory; MMLU and HellaSwag are
+"not run: no data" unless their files are added). The paper used lighteval prompts, 5-shot; our
+prompts are the Eval Gauntlet's, so only the within-table comparison is meaningful.
+
+Scales (edit the ArchScale constants below):
+- smoke: CPU plumbing, ≤ 3 minutes: d 64, 4 layers, BPE 512 on `debian:austen`, T 64, 30 steps,
+  1 seed; 4 examples per task, 0 and 5 shots.
+- cpu (the cpu-scale rule: every experiment is born with real CPU numbers): d 64, 8 layers,
+  vocabulary 2048, T 128, batch 16, 400 steps (0.8M tokens per run), 2 seeds (mean ± std);
+  the first 100 examples of each task at 0 and 5 shots with prompts up to 512 tokens. At this
+  size the downstream scores sit at chance: they test the pipeline, perplexity carries the
+  comparison.
+- small (one H100): d 512, 8 layers, vocabulary 16384, T 512, batch 64, 2000 steps (65M tokens),
+  1 seed, full task sets.
+- paper: SPEC §7, ≈ 320M (d 1024, 16 layers), context 2048 (not run here).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from wm_bench.config import DownstreamConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
+
+EXPERIMENT = "arch"
+VARIANTS: tuple[str, ...] = ("llama", "mamba2", "jamba", "cheems_mlp", "cheems_cdmoe", "doge")
+LABELS = {
+    "llama": "Llama3-style (attention + MLP)",
+    "mamba2": "Mamba2",
+    "jamba": "Jamba-style (7 Mamba : 1 attention, MoE)",
+    "cheems_mlp": "Cheems (7 SSD+RoPE : 1 DMA, MLP)",
+    "cheems_cdmoe": "Cheems (7 SSD+RoPE : 1 DMA, CDMoE)",
+    "doge": "Doge (DMA + CDMoE)",
+}
+REFERENCE = "llama"
+METRIC = "valid/loss"  # what the sweep driver ranks a cell's runs by (one LR: only seeds)
+HIGHER_IS_BETTER = False
+_PRESET = {
+    "llama": ("llama", {}), "mamba2": ("mamba2", {}), "jamba": ("jamba", {}),
+    "cheems_mlp": ("cheems", {"ffn": "mlp"}), "cheems_cdmoe": ("cheems", {"ffn": "cdmoe"}),
+    "doge": ("doge", {"ffn": "cdmoe"}),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ArchScale:
+    """One scale: model shape, data, schedule, seeds and the downstream protocol."""
+
+    d_model: int
+    n_layers: int
+    n_heads: int
+    vocab_size: int
+    seq_len: int
+    batch_size: int
+    max_steps: int
+    lr: float
+    seeds: tuple[int, ...]
+    corpus: str = "debian"
+    eval_max_tokens: int = 65536
+    tasks: tuple[str, ...] = (
+        "mmlu", "triviaqa", "arc_easy", "arc_challenge", "piqa", "hellaswag", "openbookqa",
+        "winogrande",
+    )  # fmt: skip
+    shots: tuple[int, ...] = (0, 5)
+    limit: int | None = None
+    max_length: int | None = None  # longest downstream prompt (None: seq_len)
+
+
+SCALES: dict[str, ArchScale] = {
+    "smoke": ArchScale(64, 4, 2, 512, 64, 8, 30, 3e-3, (0,), corpus="debian:austen",
+                       eval_max_tokens=4096, limit=4, max_length=256),
+    "cpu": ArchScale(64, 8, 2, 2048, 128, 16, 400, 3e-3, (0, 1), eval_max_tokens=32768,
+                     limit=100, max_length=512),
+    "small": ArchScale(512, 8, 8, 16384, 512, 64, 2000, 1e-3, (0,), max_length=2048),
+    "paper": ArchScale(1024, 16, 8, 32768, 2048, 256, 20000, 4e-4, (0,)),
+}  # fmt: skip
+
+
+def spec(scale: str) -> ArchScale:
+    """The ArchScale of `scale`; ValueError naming the valid scales."""
+    if scale not in SCALES:
+        raise ValueError(f"arch: unknown scale {scale!r}; valid: {list(SCALES)}")
+    return SCALES[scale]
+
+
+def _preset(s: ArchScale, variant: str) -> ModelConfig:
+    from wm_bench.presets import Size, preset
+
+    if variant not in _PRESET:
+        raise ValueError(f"arch: unknown variant {variant!r}; valid: {list(VARIANTS)}")
+    name, kw = _PRESET[variant]
+    size = Size(d_model=s.d_model, n_layers=s.n_layers, n_heads=s.n_heads, vocab=s.vocab_size)
+    return preset(name, size, vocab_size=s.vocab_size, **kw)
+
+
+def with_knob(cfg: ModelConfig, x: int) -> ModelConfig:
+    """`cfg` with its matching knob set to x: every FFN's width, or (no FFN) Mamba-2's d_state."""
+    blocks = {}
+    for key, b in cfg.blocks.items():
+        f = b.ffn
+        if f is None:
+            if b.mixer.name != "mamba2":
+                raise ValueError(f"arch: block {key!r} has no FFN and no d_state knob")
+            blocks[key] = dataclasses.replace(b, mixer=dataclasses.replace(b.mixer, d_state=x))
+        elif f.name == "cdmoe":
+            blocks[key] = dataclasses.replace(b, ffn=dataclasses.replace(f, shared_d_ff=x))
+        elif f.name in ("mlp", "moe"):
+            blocks[key] = dataclasses.replace(b, ffn=dataclasses.replace(f, d_ff=x))
+        else:
+            raise ValueError(f"arch: no width knob for FFN {f.name!r}")
+    return dataclasses.replace(cfg, blocks=blocks)
+
+
+def model_config(scale: str, variant: str) -> ModelConfig:
+    """The variant at `scale`, its knob chosen so active parameters match llama's within 5 %."""
+    from wm_bench.model import count_params
+    from wm_bench.presets import match_params
+
+    s = spec(scale)
+    base = _preset(s, variant)
+    if variant == REFERENCE:
+        return base
+    target = count_params(_preset(s, REFERENCE))["active"]
+    lo, hi = (4, 1024) if variant == "mamba2" else (4, 16 * s.d_model)
+    cfg, _ = match_params(lambda x: with_knob(base, x), target, lo=lo, hi=hi, key="active")
+    return cfg
+
+
+def make_run(scale: str, variant: str, seed: int) -> RunConfig:
+    """One run: the variant on the scale's corpus; test perplexity at T; downstream tasks."""
+    from wm_bench.data.lm import LMDataConfig
+
+    s = spec(scale)
+    data = LMDataConfig(corpus=s.corpus, vocab_size=s.vocab_size, seq_len=s.seq_len,
+                        eval_lengths=(s.seq_len,), eval_max_tokens=s.eval_max_tokens,
+                        valid_tokens=s.eval_max_tokens)  # fmt: skip
+    down = DownstreamConfig(tasks=s.tasks, shots=s.shots, limit=s.limit, max_length=s.max_length,
+                            batch_size=max(1, s.batch_size))  # fmt: skip
+    return RunConfig(
+        experiment=EXPERIMENT, variant=variant, model=model_config(scale, variant), data=data,
+        optim=OptimConfig(lr=s.lr, weight_decay=0.01, min_lr_ratio=0.1, grad_clip=1.0),
+        train=TrainConfig(max_steps=s.max_steps, batch_size=s.batch_size),
+        seed=seed, scale=scale, tags={"variant": variant, "seq_len": s.seq_len}, downstream=down,
+    )  # fmt: skip
+
+
+def runs(scale: str) -> list[RunConfig]:
+    """Every run at `scale`, ordered by (seed, variant) so that a cut-short grid has whole seeds."""
+    s = spec(scale)
+    return [make_run(scale, v, seed) for seed in s.seeds for v in VARIANTS]
+
+
+def cell_key(cfg: RunConfig) -> tuple:
+    """Runs of one cell differ only in their seed."""
+    from wm_bench.config import config_hash
+
+    return (cfg.scale, cfg.variant, config_hash(dataclasses.replace(cfg, seed=0)))
+
+
+def ppl_metric(scale: str) -> str:
+    return f"test/ppl@{spec(scale).seq_len}"
+
+
+def describe(scale: str) -> list[dict[str, Any]]:
+    """Per variant: label, total and active parameters (meta-device counts), for reports/--help."""
+    from wm_bench.model import count_params
+
+    out = []
+    for v in VARIANTS:
+        p = count_params(model_config(scale, v))
+        out.append({"variant": v, "label": LABELS[v], **p})
+    return out
+
+
+__all__ = ["EXPERIMENT", "LABELS", "SCALES", "VARIANTS", "make_run", "runs"]

@@ -1,0 +1,95 @@
+"""A trained model on disk, in a form the evaluation tools can load without the training stack.
+
+Layout of a model directory (written by `save_pretrained`, read by `load_pretrained`):
+
+    config.json     {"format": 1, "run": <RunConfig as a dict>, "tokenizer": <name>,
+                     "max_length": <training context>, "saved_at": ...}
+    model.pt        the LanguageModel's state dict (fp32 tensors, `torch.save`)
+    tokenizer.json  the `tokenizers` tokenizer the model was trained with
+
+This is what `wm-bench lm-eval --model wm_bench --model_args pretrained=<dir>` and
+`WmBenchLM(pretrained=<dir>)` take. Writes go to a temporary sibling first and are renamed into
+place, so an interrupted save never leaves a half-written directory behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = 1
+FILES = ("config.json", "model.pt", "tokenizer.json")
+
+
+def save_pretrained(path: str | Path, model: Any, run_cfg: Any, tokenizer: Any) -> Path:
+    """Write `model` (a LanguageModel), its RunConfig and its tokenizer to directory `path`.
+
+    Args:
+        path: target directory (replaced if it exists).
+        model: the trained LanguageModel.
+        run_cfg: its RunConfig (the model config is read back from it).
+        tokenizer: a `wm_bench.data.tokenizer.Tokenizer`.
+    Returns:
+        The directory written.
+    """
+    from wm_bench.config import to_dict
+    from wm_bench.results import now_iso
+
+    path = Path(path)
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    state = {k: v.detach().to("cpu", torch.float32) for k, v in model.state_dict().items()}
+    torch.save(state, tmp / "model.pt")
+    (tmp / "tokenizer.json").write_text(tokenizer.backend.to_str())
+    meta = {
+        "format": FORMAT,
+        "run": to_dict(run_cfg),
+        "tokenizer": tokenizer.name,
+        "eos_id": tokenizer.eos_id,
+        "max_length": int(getattr(run_cfg.data, "seq_len", 0) or 0) or None,
+        "saved_at": now_iso(),
+    }
+    (tmp / "config.json").write_text(json.dumps(meta, indent=1))
+    if path.exists():
+        shutil.rmtree(path)
+    tmp.rename(path)
+    return path
+
+
+def load_pretrained(
+    path: str | Path, *, device: str | torch.device = "cpu", impl: str = "auto"
+) -> tuple[Any, Any, dict[str, Any]]:
+    """(model in eval mode, tokenizer, config.json dict) of a directory `save_pretrained` wrote.
+
+    Raises FileNotFoundError naming the missing file and what a model directory holds.
+    """
+    from tokenizers import Tokenizer as Backend
+
+    from wm_bench.config import RunConfig, from_dict
+    from wm_bench.data.tokenizer import Tokenizer
+    from wm_bench.model import build_model
+
+    path = Path(path)
+    missing = [f for f in FILES if not (path / f).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{path} is not a wm_bench model directory (missing {', '.join(missing)}); training "
+            "with --save-model writes one (or wm_bench.eval.checkpoint.save_pretrained)"
+        )
+    meta = json.loads((path / "config.json").read_text())
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path}/config.json: format {meta.get('format')!r}, expected {FORMAT}")
+    cfg = from_dict(RunConfig, meta["run"])
+    model = build_model(cfg.model, impl=impl)
+    state = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    model.to(device).eval()
+    backend = Backend.from_str((path / "tokenizer.json").read_text())
+    tok = Tokenizer(backend, name=meta["tokenizer"], eos_id=meta["eos_id"], path=None)
+    return model, tok, meta

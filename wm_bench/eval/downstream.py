@@ -1,0 +1,244 @@
+"""Downstream tasks through lm-evaluation-harness: which tasks, where their data is, how to run.
+
+The paper's eight (SPEC §7): MMLU, TriviaQA, ARC-Easy, ARC-Challenge, PIQA, HellaSwag,
+OpenBookQA, Winogrande; plus LAMBADA, COPA and BoolQ, which `../shared/data/eval/` also holds.
+Each task has one headline metric: acc (ARC-E, PIQA, Winogrande, MMLU, COPA, BoolQ, LAMBADA),
+acc_norm (ARC-C, HellaSwag, OBQA), exact_match (TriviaQA).
+
+Two sources:
+- "local" (the default; offline): the suite's own task YAMLs in `wm_bench/eval/tasks/`, named
+  `wm_<task>`, read JSON-lines files from an eval-data directory (the schema of
+  `../shared/data/eval/README.md`). A task whose file is absent is reported as
+  "not run: no data" — never silently dropped. Prompts are the Eval Gauntlet's ("Question: …
+  Answer:"), not lm-eval's own, so scores compare within the suite only.
+- "hub": lm-eval's standard task names (`arc_easy`, `mmlu`, …); lm-eval downloads their data
+  from the Hugging Face hub, so this needs the network.
+
+The eval-data directory: `--eval-data DIR`, else `$WM_BENCH_EVAL_DATA`, else `../shared/data/eval`
+beside the checkout when it exists.
+
+The paper used lighteval's prompts and 5-shot (0-shot before Dec 18, 2024); the suite runs
+lm-eval at 0 and 5 shots, so its numbers are not the paper's protocol.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+ENV_VAR = "WM_BENCH_EVAL_DATA"
+SOURCES = ("local", "hub")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One downstream task: its headline metric, local data file and lm-eval name."""
+
+    key: str
+    label: str
+    metric: str
+    file: str
+    hub: str
+
+
+TASKS: dict[str, TaskSpec] = {t.key: t for t in (
+    TaskSpec("mmlu", "MMLU", "acc", "mmlu.jsonl", "mmlu"),
+    TaskSpec("triviaqa", "TriviaQA", "exact_match", "triviaqa_sm_sub.jsonl", "triviaqa"),
+    TaskSpec("arc_easy", "ARC-E", "acc", "arc_easy.jsonl", "arc_easy"),
+    TaskSpec("arc_challenge", "ARC-C", "acc_norm", "arc_challenge.jsonl", "arc_challenge"),
+    TaskSpec("piqa", "PIQA", "acc", "piqa.jsonl", "piqa"),
+    TaskSpec("hellaswag", "HellaSwag", "acc_norm", "hellaswag.jsonl", "hellaswag"),
+    TaskSpec("openbookqa", "OBQA", "acc_norm", "openbook_qa.jsonl", "openbookqa"),
+    TaskSpec("winogrande", "Winogrande", "acc", "winogrande.jsonl", "winogrande"),
+    TaskSpec("lambada_openai", "LAMBADA", "acc", "lambada_openai.jsonl", "lambada_openai"),
+    TaskSpec("copa", "COPA", "acc", "copa.jsonl", "copa"),
+    TaskSpec("boolq", "BoolQ", "acc", "boolq.jsonl", "boolq"),
+)}  # fmt: skip
+PAPER_TASKS: tuple[str, ...] = (
+    "mmlu", "triviaqa", "arc_easy", "arc_challenge", "piqa", "hellaswag", "openbookqa",
+    "winogrande",
+)  # fmt: skip
+NO_DATA = "not run: no data"
+
+
+def check_tasks(keys: Any) -> tuple[str, ...]:
+    """Validate task keys; ValueError naming the bad ones and the valid keys."""
+    keys = tuple(keys)
+    bad = [k for k in keys if k not in TASKS]
+    if bad:
+        raise ValueError(f"unknown downstream task(s) {bad}; valid: {list(TASKS)}")
+    return keys
+
+
+def default_eval_data() -> Path | None:
+    """$WM_BENCH_EVAL_DATA, else ../shared/data/eval next to the checkout, else None."""
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parents[3] / "shared" / "data" / "eval"
+    return here if here.is_dir() else None
+
+
+def resolve_eval_data(path: str | Path | None) -> Path | None:
+    """The eval-data directory to use; a given path that is not a directory is an error."""
+    if path is None:
+        return default_eval_data()
+    p = Path(path)
+    if not p.is_dir():
+        raise FileNotFoundError(
+            f"--eval-data {str(path)!r} is not a directory; it should hold the task files "
+            f"({', '.join(TASKS[k].file for k in PAPER_TASKS)}, …)"
+        )
+    return p
+
+
+def task_yaml(key: str, eval_data: Path) -> str:
+    """The text of task `key`'s YAML with its data directory filled in."""
+    text = resources.files("wm_bench.eval").joinpath("tasks", f"{key}.yaml").read_text()
+    return text.replace("${EVAL_DATA}", str(Path(eval_data).resolve()))
+
+
+def render_tasks(eval_data: Path, out_dir: str | Path, keys: Any = None) -> list[str]:
+    """Write the YAML of every task in `keys` (default: all) whose data file exists to out_dir.
+
+    Returns the lm-eval task names written ("wm_<key>"); pass out_dir to lm-eval's
+    `--include_path` (or `TaskManager(include_path=…)`).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names = []
+    for k in check_tasks(keys if keys is not None else TASKS):
+        if (Path(eval_data) / TASKS[k].file).is_file():
+            (out / f"wm_{k}.yaml").write_text(task_yaml(k, eval_data))
+            names.append(f"wm_{k}")
+    return names
+
+
+def plan(keys: Any, eval_data: Path | None, source: str) -> tuple[list[str], dict[str, str]]:
+    """(tasks to run, {task: reason} for those that cannot): missing local files → no data."""
+    if source not in SOURCES:
+        raise ValueError(f"downstream source {source!r}; valid: {list(SOURCES)}")
+    keys = check_tasks(keys)
+    if source == "hub":
+        return list(keys), {}
+    run, skipped = [], {}
+    for k in keys:
+        if eval_data is not None and (eval_data / TASKS[k].file).is_file():
+            run.append(k)
+        else:
+            where = eval_data if eval_data is not None else f"no eval-data directory (${ENV_VAR})"
+            skipped[k] = f"{NO_DATA} ({TASKS[k].file} not in {where})"
+    return run, skipped
+
+
+@contextlib.contextmanager
+def _quiet(on: bool) -> Iterator[None]:
+    """Silence the progress bars (ours read TQDM_DISABLE) and lm-eval's log below ERROR."""
+    if not on:
+        yield
+        return
+    import lm_eval.api.task as lm_task  # builds requests under a bar with no `disable` switch
+
+    old_env = os.environ.get("TQDM_DISABLE")
+    logger = logging.getLogger("lm_eval")
+    old_level, old_bar = logger.level, lm_task.tqdm
+    os.environ["TQDM_DISABLE"] = "1"
+    logger.setLevel(logging.ERROR)
+    lm_task.tqdm = functools.partial(old_bar, disable=True)
+    try:
+        yield
+    finally:
+        lm_task.tqdm = old_bar
+        logger.setLevel(old_level)
+        if old_env is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = old_env
+
+
+def headline(task_results: dict[str, Any], metric: str) -> tuple[float, float | None]:
+    """(value, stderr) of `metric` from one task's lm-eval results, whatever filter name it has."""
+    for name, value in task_results.items():
+        if name.split(",")[0] == metric and not name.startswith(f"{metric}_stderr"):
+            filt = name.split(",", 1)[1] if "," in name else None
+            err = task_results.get(f"{metric}_stderr,{filt}" if filt else f"{metric}_stderr")
+            return float(value), (float(err) if isinstance(err, (int, float)) else None)
+    raise KeyError(f"metric {metric!r} not in lm-eval results {sorted(task_results)}")
+
+
+def evaluate(
+    lm: Any,
+    keys: Any,
+    *,
+    shots: Any = (0,),
+    limit: int | None = None,
+    eval_data: str | Path | None = None,
+    source: str = "local",
+    seed: int = 1234,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run downstream tasks on an lm-eval model; a JSON-able record of what ran and what did not.
+
+    Args:
+        lm: an lm-eval LM (e.g. `WmBenchLM`).
+        keys: task keys (see TASKS).
+        shots: few-shot counts, each run separately (e.g. (0, 5)).
+        limit: at most this many examples per task (the first ones; None: all).
+        eval_data: local data directory (see the module docstring for the default).
+        source: "local" or "hub".
+        seed: seeds lm-eval's few-shot sampling and its RNGs.
+        progress: False silences lm-eval's progress bars and its informational log lines.
+    Returns:
+        {"metrics": {"<task>@<k>shot/<metric>": value}, "stderr": {same keys: stderr},
+         "not_run": {task: reason}, "versions": {task: lm-eval task version},
+         "n_samples": {task: examples scored}, "shots": [...], "limit": limit, "source": source,
+         "eval_data": str | None, "lm_eval_version": str}
+    """
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    data = resolve_eval_data(eval_data) if source == "local" else None
+    run, not_run = plan(keys, data, source)
+    rec: dict[str, Any] = {
+        "metrics": {}, "stderr": {}, "not_run": dict(not_run), "versions": {}, "n_samples": {},
+        "shots": [int(s) for s in shots], "limit": limit, "source": source,
+        "eval_data": str(data) if data else None, "lm_eval_version": lm_eval.__version__,
+    }  # fmt: skip
+    if not run:
+        return rec
+    with tempfile.TemporaryDirectory(prefix="wm_bench_tasks_") as tmp, _quiet(not progress):
+        if source == "local":
+            render_tasks(data, tmp, run)
+            manager = TaskManager(include_path=tmp, include_defaults=False)
+            names = {k: f"wm_{k}" for k in run}
+        else:
+            manager = TaskManager()
+            names = {k: TASKS[k].hub for k in run}
+        for k_shot in rec["shots"]:
+            out = lm_eval.simple_evaluate(
+                model=lm, tasks=list(names.values()), num_fewshot=k_shot, limit=limit,
+                task_manager=manager, bootstrap_iters=0, log_samples=False,
+                random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
+                fewshot_random_seed=seed,
+            )  # fmt: skip
+            for k, name in names.items():
+                res = out["results"].get(name)
+                if res is None:
+                    rec["not_run"][k] = f"not run: lm-eval returned no result for {name}"
+                    continue
+                value, err = headline(res, TASKS[k].metric)
+                key = f"{k}@{k_shot}shot/{TASKS[k].metric}"
+                rec["metrics"][key] = value
+                rec["stderr"][key] = err
+                rec["versions"][k] = out.get("versions", {}).get(name)
+                n = out.get("n-samples", {}).get(name, {})
+                rec["n_samples"][k] = n.get("effective", n.get("original"))
+    return rec
