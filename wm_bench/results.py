@@ -32,7 +32,10 @@ REQUIRED_KEYS = (
     "started_at",
     "finished_at",
 )
-_TRACKED_PACKAGES = ("wm_bench", "torch", "triton", "lightning", "optuna", "numpy", "pandas")
+_TRACKED_PACKAGES = (
+    "wm_bench", "torch", "triton", "lightning", "optuna", "numpy", "pandas", "tokenizers",
+    "lm_eval",
+)  # fmt: skip
 
 
 def repo_root() -> Path:

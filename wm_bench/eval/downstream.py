@@ -241,4 +241,7 @@ def evaluate(
                 rec["versions"][k] = out.get("versions", {}).get(name)
                 n = out.get("n-samples", {}).get(name, {})
                 rec["n_samples"][k] = n.get("effective", n.get("original"))
+    cut = getattr(lm, "truncated_continuations", 0)
+    if cut:
+        rec["truncated_continuations"] = cut
     return rec

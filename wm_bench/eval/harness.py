@@ -15,10 +15,11 @@ suite's offline task YAMLs first, then hands every argument to lm-eval::
 
 Requests (lm-eval's three kinds):
 - loglikelihood(context, continuation): the context is truncated on the left so that context +
-  continuation fits `max_length` + 1 tokens; requests are sorted by length and run in right-padded
-  batches. Right padding is exact for every mixer of the suite because all are causal: position t
-  never sees positions > t. Returns (sum of the continuation's log-probabilities, whether every
-  continuation token is the arg-max).
+  continuation fits `max_length` + 1 tokens (a continuation longer than `max_length` alone is
+  scored on its last `max_length` tokens and counted in `truncated_continuations`); requests
+  are sorted by length and run in right-padded batches. Right padding is exact for every mixer
+  of the suite because all are causal: position t never sees positions > t. Returns (sum of the
+  continuation's log-probabilities, whether every continuation token is the arg-max).
 - loglikelihood_rolling(text): the whole text's log-likelihood in disjoint windows of
   `max_length` tokens (lm-eval's rolling windows, the first conditioned on the EOS token).
 - generate_until(context, {until, max_gen_toks}): greedy decoding, one request at a time, stopping
@@ -107,6 +108,7 @@ class WmBenchLM(TemplateLM):
             self.batch_size = min(self.batch_size, cap)
         self._max_length = _int_arg("max_length", max_length, saved_len or DEFAULT_MAX_LENGTH)
         self.max_gen_toks = _int_arg("max_gen_toks", max_gen_toks, DEFAULT_GEN_TOKS)
+        self.truncated_continuations = 0  # continuations longer than max_length (scored in part)
 
     # ---------------------------------------------------------------- what lm-eval asks about
     @property
@@ -164,11 +166,9 @@ class WmBenchLM(TemplateLM):
         for ctx, cont in pairs:
             if not cont:
                 raise ValueError("WmBenchLM: empty continuation (nothing to score)")
-            if len(cont) > self.max_length:
-                raise ValueError(
-                    f"WmBenchLM: continuation of {len(cont)} tokens exceeds max_length="
-                    f"{self.max_length}; raise max_length"
-                )
+            if len(cont) > self.max_length:  # score what fits: its last max_length tokens
+                self.truncated_continuations += 1
+                cont = cont[-self.max_length :]
             full = (ctx + cont)[-(self.max_length + 1) :]
             rows.append((full[:-1], cont))
         order = sorted(range(len(rows)), key=lambda i: -len(rows[i][0]))

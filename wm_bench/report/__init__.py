@@ -14,6 +14,7 @@ BUILDERS: dict[str, str] = {
     "expert_speed": "wm_bench.report.expert_speed",
     "rope": "wm_bench.report.rope",
     "ffn": "wm_bench.report.ffn",
+    "arch": "wm_bench.report.arch",
 }
 
 
