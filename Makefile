@@ -8,7 +8,7 @@ OP ?= ssd
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup smoke test test-interpret test-gpu lint format reproduce-figure-mqar reproduce-figure-speed reproduce-table1 reproduce-table2 report pdf clean
+.PHONY: help setup smoke test test-interpret test-gpu lint format reproduce-figure-mqar reproduce-figure-speed reproduce-table1 reproduce-table2 reproduce-table3 report pdf clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## create .venv and install the package with its dev tools (CPU torch)
 
-smoke: $(STAMP) ## the main job for now: a smoke training run of the cheems preset on CPU
+smoke: $(STAMP) ## one quick training run of the cheems preset on CPU (about a minute)
 	$(VENV)/bin/wm-bench train --preset cheems --size tiny --steps 60 --batch-size 8 --seq-len 64 --force
 
 test: $(STAMP) ## the CPU test suite (what CI runs)
@@ -58,6 +58,9 @@ reproduce-table1: $(STAMP) ## RoPE-in-SSD perplexity table + report (SCALE=smoke
 
 reproduce-table2: $(STAMP) ## FFN comparison table + report (SCALE=smoke|cpu|small|paper|auto)
 	$(VENV)/bin/wm-bench reproduce ffn --scale $(SCALE)
+
+reproduce-table3: $(STAMP) ## the main job: architecture comparison (Table 3) + downstream tasks + report (SCALE=auto: small with CUDA, smoke without)
+	$(VENV)/bin/wm-bench reproduce arch --scale $(SCALE)
 
 report: $(STAMP) ## regenerate reports/*.md and figures from results/
 	$(VENV)/bin/wm-bench report

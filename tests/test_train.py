@@ -34,6 +34,9 @@ def test_tiny_training_run_lowers_the_loss(tmp_path):
     # Markov data with 4 successors per token: the optimum is log 4 ≈ 1.39; init is log 64 ≈ 4.16.
     assert after["metrics"]["valid/loss"] < before["metrics"]["valid/loss"] - 1.0
     assert after["timing"]["tokens_per_s"] > 0
+    t = after["timing"]  # FLOPs by wm_bench.flops; no peak for a CPU, so no MFU
+    assert t["train_flops_per_token"] > 0 and t["mfu"] is None
+    assert t["model_tflops"] == pytest.approx(t["tokens_per_s"] * t["train_flops_per_token"] / 1e12)
     assert after["params"]["total"] > 0 and after["impls"]
     assert after["provenance"]["device"]["type"] == "cpu"
 

@@ -447,3 +447,28 @@ def test_hf_train_only_dataset_is_bucketed_by_document_hash(
     got = {s: list(c.texts(s)) for s in SPLITS}
     assert sorted(t for s in SPLITS for t in got[s]) == sorted(texts)
     assert 15 <= len(got["valid"]) <= 50 and 15 <= len(got["test"]) <= 50
+
+
+def test_hf_path_end_to_end_with_the_real_datasets_package(tmp_path: Path) -> None:
+    """`hf:<dataset>` through the real `datasets` library on a local dataset folder (the hub is
+    not reachable here): splits, the text column, then tokenizer and shards as for any corpus."""
+    pytest.importorskip("datasets")
+    from wm_bench.data.lm import LMDataConfig, prepare_config
+
+    folder = tmp_path / "myset"
+    folder.mkdir()
+    words = ["alpha", "beta", "gamma", "delta", "river", "house", "garden", "letter"]
+    for split, n in (("train", 40), ("validation", 6), ("test", 6)):
+        with open(folder / f"{split}.jsonl", "w") as fh:
+            for i in range(n):
+                text = " ".join(words[(i + j) % len(words)] for j in range(60)) + f" {split} {i}."
+                fh.write(json.dumps({"text": text}) + "\n")
+                fh.write(json.dumps({"text": "  "}) + "\n")  # empty rows are skipped
+    c = load_corpus(f"hf:{folder}")
+    assert c.info["splits"] == {"train": "train", "valid": "validation", "test": "test"}
+    cfg = LMDataConfig(corpus=f"hf:{folder}", vocab_size=300, seq_len=16,
+                       cache_dir=str(tmp_path / "cache"))  # fmt: skip
+    p = prepare_config(cfg, progress=False)
+    test_text = p.tokenizer.decode(p.shards.tokens("test")[:400])
+    assert "test 0." in test_text and "train" not in test_text
+    assert len(p.shards.tokens("train")) > 3 * len(p.shards.tokens("valid"))

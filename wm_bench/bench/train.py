@@ -27,6 +27,7 @@ from wm_bench.bench.common import (
     torch_threads,
 )
 from wm_bench.config import ModelConfig, to_dict
+from wm_bench.flops import flops_per_token, mfu
 from wm_bench.presets import SIZES, preset
 from wm_bench.results import now_iso, provenance, repo_root, write_json_atomic
 
@@ -346,6 +347,8 @@ def bench_train(
 
     tokens = batch_size * seq_len
     tps = {name: tokens / statistics.median(t) for name, t in times.items()}
+    is_cuda = torch.device(device).type == "cuda"
+    gpu_name = torch.cuda.get_device_name(torch.device(device)) if is_cuda else None
     rows = []
     for c in contenders:
         row: dict[str, Any] = {"name": c.name, "kind": c.kind, "status": c.status}
@@ -353,6 +356,10 @@ def bench_train(
             row.update(summarize(times[c.name]))
             row["step_s"] = times[c.name]
             row["tokens_per_s"] = tps[c.name]
+            if c.kind == "ours":  # FLOPs per token by wm_bench.flops' stated formula
+                f = flops_per_token(c.model, seq_len)["train_flops_per_token"]
+                row["train_flops_per_token"] = f
+                row.update(mfu(tps[c.name], f, gpu_name))
         row["warmup_s"] = c.warmup_s
         row["params"] = c.params
         row["config"] = c.config
@@ -381,6 +388,7 @@ def bench_train(
             "warmup": warmup,
             "threads": n_threads if torch.device(device).type == "cpu" else None,
             "dtype": "float32",
+            "mfu_peak": "dense bf16 tensor-core peak (wm_bench.flops); fp32 steps sit far below it",
             "optimizer": OPTIM,
             "loss": "cross_entropy(logits, next token) + aux_loss",
             "loop": "plain PyTorch, round-robin over models, order rotated each round",
@@ -413,6 +421,7 @@ TABLE_COLUMNS = (
     ("tokens_per_s", "tokens/s", ",.0f"),
     ("step_ms", "step (ms, median)", ",.0f"),
     ("spread_pct", "spread (%)", ".0f"),
+    ("tflops", "model TFLOP/s", ".3f"),
     ("vs_llama", "× our llama", ".2f"),
     ("status", "status"),
 )
@@ -431,6 +440,7 @@ def table_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
                 "tokens_per_s": tps,
                 "step_ms": r["median_s"] * 1e3 if "median_s" in r else None,
                 "spread_pct": r["spread"] * 100 if "spread" in r else None,
+                "tflops": r.get("model_tflops"),
                 "vs_llama": tps / base if tps and base else None,
                 "status": r["status"],
             }

@@ -84,6 +84,7 @@ class Throughput(L.Callback):
         self.tokens = 0
         self.seconds = 0.0
         self.steps = 0
+        self.seq_len = 0
         self._t0 = 0.0
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
@@ -94,6 +95,7 @@ class Throughput(L.Callback):
         if self.steps > self.skip_first:
             self.seconds += time.perf_counter() - self._t0
             self.tokens += batch[0].numel()
+            self.seq_len = int(batch[0].shape[-1])
 
     @property
     def tokens_per_s(self) -> float | None:
@@ -254,8 +256,21 @@ def _train_and_eval(
             "tokens_per_s": tput.tokens_per_s,
             "peak_memory_bytes": _peak_memory_bytes(accelerator),
             "precision": precision,
+            **_utilisation(module, tput, accelerator),
         },
     }
+
+
+def _utilisation(module: LMModule, tput: Throughput, accelerator: str) -> dict[str, Any]:
+    """Training FLOPs per token (`wm_bench.flops`), achieved TFLOP/s and MFU (None off-GPU)."""
+    from wm_bench.flops import flops_per_token, mfu
+
+    if not tput.seq_len:
+        return {}
+    f = flops_per_token(module.model, tput.seq_len)
+    name = torch.cuda.get_device_name() if accelerator == "cuda" else None
+    return {"train_flops_per_token": f["train_flops_per_token"],
+            **mfu(tput.tokens_per_s, f["train_flops_per_token"], name)}  # fmt: skip
 
 
 class _quiet_lightning:
