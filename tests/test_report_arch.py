@@ -56,6 +56,7 @@ def test_arch_report_marks_the_best_lists_missing_tasks_and_states_c4(tmp_path: 
     assert "C4 **holds**" in c4 and "C4 **does not hold**" in c4
     assert "Left out (all four equal): arc_challenge@0shot, arc_challenge@5shot" in c4
 
+
 def test_arch_report_without_results_says_how_to_make_them(tmp_path: Path) -> None:
     md = build_report("arch", tmp_path / "none", tmp_path / "rep")[0].read_text()
     assert "make reproduce-table3" in md

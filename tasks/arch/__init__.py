@@ -40,7 +40,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from wm_bench.config import DownstreamConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
+from tasks._lm import cell_key as cell_key  # the sweep driver asks every task for it
+from tasks._lm import lm_run
+from wm_bench.config import DownstreamConfig, ModelConfig, RunConfig
 
 EXPERIMENT = "arch"
 VARIANTS: tuple[str, ...] = ("llama", "mamba2", "jamba", "cheems_mlp", "cheems_cdmoe", "doge")
@@ -148,19 +150,12 @@ def model_config(scale: str, variant: str) -> ModelConfig:
 
 def make_run(scale: str, variant: str, seed: int) -> RunConfig:
     """One run: the variant on the scale's corpus; test perplexity at T; downstream tasks."""
-    from wm_bench.data.lm import LMDataConfig
-
     s = spec(scale)
-    data = LMDataConfig(corpus=s.corpus, vocab_size=s.vocab_size, seq_len=s.seq_len,
-                        eval_lengths=(s.seq_len,), eval_max_tokens=s.eval_max_tokens,
-                        valid_tokens=s.eval_max_tokens)  # fmt: skip
     down = DownstreamConfig(tasks=s.tasks, shots=s.shots, limit=s.limit, max_length=s.max_length,
                             batch_size=max(1, s.batch_size))  # fmt: skip
-    return RunConfig(
-        experiment=EXPERIMENT, variant=variant, model=model_config(scale, variant), data=data,
-        optim=OptimConfig(lr=s.lr, weight_decay=0.01, min_lr_ratio=0.1, grad_clip=1.0),
-        train=TrainConfig(max_steps=s.max_steps, batch_size=s.batch_size),
-        seed=seed, scale=scale, tags={"variant": variant, "seq_len": s.seq_len}, downstream=down,
+    return lm_run(
+        EXPERIMENT, variant, model_config(scale, variant), s, scale=scale, seed=seed,
+        tags={"variant": variant, "seq_len": s.seq_len}, downstream=down,
     )  # fmt: skip
 
 
@@ -168,13 +163,6 @@ def runs(scale: str) -> list[RunConfig]:
     """Every run at `scale`, ordered by (seed, variant) so that a cut-short grid has whole seeds."""
     s = spec(scale)
     return [make_run(scale, v, seed) for seed in s.seeds for v in VARIANTS]
-
-
-def cell_key(cfg: RunConfig) -> tuple:
-    """Runs of one cell differ only in their seed."""
-    from wm_bench.config import config_hash
-
-    return (cfg.scale, cfg.variant, config_hash(dataclasses.replace(cfg, seed=0)))
 
 
 def ppl_metric(scale: str) -> str:

@@ -30,11 +30,12 @@ Scales (edit the FfnScale constants below):
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from wm_bench.config import BlockConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
+from tasks._lm import cell_key as cell_key  # the sweep driver asks every task for it
+from tasks._lm import lm_run
+from wm_bench.config import BlockConfig, ModelConfig, RunConfig
 
 EXPERIMENT = "ffn"
 METRIC = "valid/loss"
@@ -140,18 +141,9 @@ def model_config(scale: str, variant: str) -> ModelConfig:
 
 
 def make_run(scale: str, variant: str, seed: int) -> RunConfig:
-    from wm_bench.data.lm import LMDataConfig
-
-    s = spec(scale)
-    data = LMDataConfig(corpus=s.corpus, vocab_size=s.vocab_size, seq_len=s.seq_len,
-                        eval_lengths=(s.seq_len,), eval_max_tokens=s.eval_max_tokens,
-                        valid_tokens=s.eval_max_tokens)  # fmt: skip
-    return RunConfig(
-        experiment=EXPERIMENT, variant=variant, model=model_config(scale, variant), data=data,
-        optim=OptimConfig(lr=s.lr, weight_decay=0.01, min_lr_ratio=0.1, grad_clip=1.0),
-        train=TrainConfig(max_steps=s.max_steps, batch_size=s.batch_size),
-        seed=seed, scale=scale, tags={"variant": variant},
-    )  # fmt: skip
+    """One run: the variant's model on the scale's corpus, test perplexity at T."""
+    return lm_run(EXPERIMENT, variant, model_config(scale, variant), spec(scale), scale=scale,
+                  seed=seed)  # fmt: skip
 
 
 def runs(scale: str) -> list[RunConfig]:
@@ -166,10 +158,3 @@ def runs(scale: str) -> list[RunConfig]:
             if i < len(seeds):
                 out.append(make_run(scale, v, seeds[i]))
     return out
-
-
-def cell_key(cfg: RunConfig) -> tuple:
-    """Runs of one cell differ only in their seed."""
-    from wm_bench.config import config_hash
-
-    return (cfg.scale, cfg.variant, config_hash(dataclasses.replace(cfg, seed=0)))

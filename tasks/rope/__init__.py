@@ -33,10 +33,11 @@ Scales (edit the RopeScale constants below):
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
-from wm_bench.config import BlockConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
+from tasks._lm import cell_key as cell_key  # the sweep driver asks every task for it
+from tasks._lm import lm_run
+from wm_bench.config import BlockConfig, ModelConfig, RunConfig
 
 EXPERIMENT = "rope"
 METRIC_PREFIX = "test/ppl@"
@@ -132,41 +133,18 @@ def model_config(scale: str, variant: str) -> ModelConfig:
 
 def make_run(scale: str, variant: str, seed: int) -> RunConfig:
     """One run: the variant's model on the scale's corpus, evaluated at 1×/2×/4× T."""
-    from wm_bench.data.lm import LMDataConfig
-
     s = spec(scale)
-    data = LMDataConfig(
-        corpus=s.corpus,
-        vocab_size=s.vocab_size,
-        seq_len=s.seq_len,
-        eval_lengths=tuple(m * s.seq_len for m in s.eval_multiples),
-        eval_max_tokens=s.eval_max_tokens,
-        valid_tokens=s.eval_max_tokens,  # validation on the same number of tokens
-    )
-    return RunConfig(
-        experiment=EXPERIMENT,
-        variant=variant,
-        model=model_config(scale, variant),
-        data=data,
-        optim=OptimConfig(lr=s.lr, weight_decay=0.01, min_lr_ratio=0.1, grad_clip=1.0),
-        train=TrainConfig(max_steps=s.max_steps, batch_size=s.batch_size),
-        seed=seed,
-        scale=scale,
+    return lm_run(
+        EXPERIMENT, variant, model_config(scale, variant), s, scale=scale, seed=seed,
+        eval_lengths=[m * s.seq_len for m in s.eval_multiples],
         tags={"variant": variant, "seq_len": s.seq_len},
-    )
+    )  # fmt: skip
 
 
 def runs(scale: str) -> list[RunConfig]:
     """Every run at `scale`, ordered by (seed, variant) so that a cut-short grid has whole seeds."""
     s = spec(scale)
     return [make_run(scale, v, seed) for seed in s.seeds for v in s.variants]
-
-
-def cell_key(cfg: RunConfig) -> tuple:
-    """Runs of one cell differ only in their seed."""
-    from wm_bench.config import config_hash
-
-    return (cfg.scale, cfg.variant, config_hash(dataclasses.replace(cfg, seed=0)))
 
 
 def eval_lengths(scale: str) -> list[int]:
