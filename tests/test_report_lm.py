@@ -53,3 +53,16 @@ def test_ffn_report_lists_parameters_and_perplexity(tmp_path: Path) -> None:
     md = build_report("ffn", res, tmp_path / "rep")[0].read_text()
     assert "CDMoE (N = 1024)" in md and "3,100,000" in md and "28.50 (1)" in md
     assert md.index("MLP (dense)") < md.index("CDMoE (N = 1024)")
+
+
+def test_ffn_report_compares_each_ffn_with_the_mlp_within_seed_noise(tmp_path: Path) -> None:
+    res = tmp_path / "results"
+    for seed, ppl in enumerate((30.0, 31.0, 32.0)):  # MLP: mean 31, std 1
+        _write(res, "ffn", "mlp", seed, {128: ppl})
+    _write(res, "ffn", "cdmoe_1024", 0, {128: 31.5})  # gap 0.5 < 2·SE (SE = √(1 + 1/3))
+    _write(res, "ffn", "peer", 0, {128: 40.0})  # far worse
+    md = build_report("ffn", res, tmp_path / "rep")[0].read_text()
+    part = md.split("### Against the dense MLP")[1]
+    assert "- PEER: 40.00 vs 31.00 (+29.0%): worse." in part
+    assert "- CDMoE (N = 1024): 31.50 vs 31.00 (+1.6%): within noise." in part
+    assert part.index("PEER") < part.index("CDMoE")

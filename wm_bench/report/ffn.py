@@ -18,6 +18,18 @@ def _task() -> Any:
     return task
 
 
+def _ordered(variants: Any) -> list[str]:
+    """Variants in report order: the base methods, then CDMoE by expert count."""
+    base = list(_task().BASE_METHODS)
+
+    def rank(v: str) -> tuple[int, int]:
+        if v.startswith("cdmoe_"):
+            return (len(base), int(v.split("_")[1]))
+        return (base.index(v) if v in base else len(base) + 1, 0)
+
+    return sorted(variants, key=rank)
+
+
 def table(records: list[dict[str, Any]]) -> list[str]:
     task = _task()
     by_v: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -26,14 +38,7 @@ def table(records: list[dict[str, Any]]) -> list[str]:
     ppl_keys = sorted({k for r in records for k in (r.get("metrics") or {})
                        if k.startswith("test/ppl@")})  # fmt: skip
     key = ppl_keys[0] if ppl_keys else None
-    base = list(task.BASE_METHODS)
-
-    def rank(v: str) -> tuple[int, int]:
-        if v.startswith("cdmoe_"):
-            return (len(base), int(v.split("_")[1]))
-        return (base.index(v) if v in base else len(base) + 1, 0)
-
-    order = sorted(by_v, key=rank)
+    order = _ordered(by_v)
     rows = []
     for v in order:
         recs = by_v[v]
@@ -52,6 +57,43 @@ def table(records: list[dict[str, Any]]) -> list[str]:
     head = ["FFN", "total params", "active params", f"test ppl @ {key.split('@')[1]}"
             if key else "test ppl", "train tokens/s"]  # fmt: skip
     return c.md_table(head, rows, "lrrrr")
+
+
+def versus_mlp(records: list[dict[str, Any]]) -> list[str]:
+    """Each FFN's test perplexity against the dense MLP's at equal active parameters.
+
+    Noise: the standard error of the difference of means, from each side's seed std; a side
+    with one seed borrows the other side's std (the only spread measured). "better" / "worse"
+    need a gap beyond 2 standard errors, otherwise "within noise"."""
+    by_v: dict[str, list[float]] = defaultdict(list)
+    key = next(iter(sorted({k for r in records for k in (r.get("metrics") or {})
+                            if k.startswith("test/ppl@")})), None)  # fmt: skip
+    if key is None:
+        return []
+    for r in records:
+        if r.get("status") == "ok" and c.finite(r["metrics"].get(key)):
+            by_v[r["variant"]].append(float(r["metrics"][key]))
+    if "mlp" not in by_v:
+        return []
+    m_mean, m_std, m_n = c.mean_std(by_v["mlp"])
+    lines = []
+    for v in _ordered(by_v):
+        if v == "mlp":
+            continue
+        mean, std, n = c.mean_std(by_v[v])
+        sa, sb = std if std is not None else m_std, m_std if m_std is not None else std
+        if sa is None or sb is None:
+            word = "no seed spread measured"
+        else:
+            se = (sa**2 / n + sb**2 / m_n) ** 0.5
+            gap = mean - m_mean
+            word = "better" if gap < -2 * se else "worse" if gap > 2 * se else "within noise"
+        lines.append(f"- {_task().label(v)}: {mean:.2f} vs {m_mean:.2f} "
+                     f"({(mean - m_mean) / m_mean:+.1%}): {word}.")  # fmt: skip
+    head = ["", "### Against the dense MLP (test perplexity, equal active parameters)", ""]
+    note = ["", "Better / worse: beyond 2 standard errors of the difference (seed spread; a "
+            "single-seed variant borrows the MLP's)."]  # fmt: skip
+    return [*head, *lines, *note] if lines else []
 
 
 def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None) -> str:
@@ -73,6 +115,7 @@ def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None)
         out += ["", f"## {c.scale_title(scale)}", "", c.scale_banner(scale), ""]
         out += [f"{len(recs)} run(s), {n_ok} ok (mean ± std over seeds where there are several).",
                 "", *table(recs)]  # fmt: skip
+        out += versus_mlp(recs)
         if scale in figures:
             out += ["", f"![Training loss, {scale} scale]({figures[scale]})"]
         out += c.failed_runs_section(recs) + c.timing_section(recs)
