@@ -9,16 +9,34 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from wm_bench.config import ModelConfig, OptimConfig, RunConfig, TrainConfig
+
+
+@dataclass(frozen=True)
+class LMScale:
+    """The fields every LM experiment's scale has: model shape, tokenizer size, schedule.
+
+    Subclasses add their own (seeds, corpus, eval_max_tokens, ...); `lm_run` reads these plus
+    `corpus` and `eval_max_tokens`."""
+
+    d_model: int
+    n_layers: int
+    n_heads: int
+    vocab_size: int
+    seq_len: int
+    batch_size: int
+    max_steps: int
+    lr: float
 
 
 def lm_run(
     experiment: str,
     variant: str,
     model: ModelConfig,
-    s: Any,
+    s: LMScale,
     *,
     scale: str,
     seed: int,

@@ -40,8 +40,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from tasks._lm import LMScale, lm_run
 from tasks._lm import cell_key as cell_key  # the sweep driver asks every task for it
-from tasks._lm import lm_run
 from wm_bench.config import DownstreamConfig, ModelConfig, RunConfig
 
 EXPERIMENT = "arch"
@@ -65,17 +65,9 @@ _PRESET = {
 
 
 @dataclass(frozen=True)
-class ArchScale:
+class ArchScale(LMScale):
     """One scale: model shape, data, schedule, seeds and the downstream protocol."""
 
-    d_model: int
-    n_layers: int
-    n_heads: int
-    vocab_size: int
-    seq_len: int
-    batch_size: int
-    max_steps: int
-    lr: float
     seeds: tuple[int, ...]
     corpus: str = "debian"
     eval_max_tokens: int = 65536

@@ -33,8 +33,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tasks._lm import LMScale, lm_run
 from tasks._lm import cell_key as cell_key  # the sweep driver asks every task for it
-from tasks._lm import lm_run
 from wm_bench.config import BlockConfig, ModelConfig, RunConfig
 
 EXPERIMENT = "ffn"
@@ -46,17 +46,9 @@ LABELS = {"mlp": "MLP (dense)", "moe": "MoE (grouped, top-2 of 16)",
 
 
 @dataclass(frozen=True)
-class FfnScale:
+class FfnScale(LMScale):
     """One scale: backbone size, data, schedule, seeds, CDMoE expert counts."""
 
-    d_model: int
-    n_layers: int
-    n_heads: int
-    vocab_size: int
-    seq_len: int
-    batch_size: int
-    max_steps: int
-    lr: float
     experts: tuple[int, ...]
     seeds: dict[str, tuple[int, ...]]  # variant → seeds (missing: (0,))
     peer_experts: int = 1024

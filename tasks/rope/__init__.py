@@ -35,8 +35,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tasks._lm import LMScale, lm_run
 from tasks._lm import cell_key as cell_key  # the sweep driver asks every task for it
-from tasks._lm import lm_run
 from wm_bench.config import BlockConfig, ModelConfig, RunConfig
 
 EXPERIMENT = "rope"
@@ -56,17 +56,9 @@ CLAIM_C1 = {"pair": "hybrid", "min_gain": 0.04}  # (ppl_norope − ppl_rope) / p
 
 
 @dataclass(frozen=True)
-class RopeScale:
+class RopeScale(LMScale):
     """One scale: model size, data, schedule, seeds."""
 
-    d_model: int
-    n_layers: int
-    n_heads: int
-    vocab_size: int
-    seq_len: int
-    batch_size: int
-    max_steps: int
-    lr: float
     seeds: tuple[int, ...]
     corpus: str = "debian"
     eval_max_tokens: int = 65536

@@ -259,9 +259,7 @@ def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None)
             out += [f"- {t}: {why}" for t, why in not_run.items()]
         out += ["", "### Claim C4 (Cheems competitive with Llama3, Mamba2, Jamba)", ""]
         out += claim_c4(recs, ppl_key)
-        if scale in figures:
-            out += ["", f"![Training loss, {scale} scale]({figures[scale]})"]
-        out += c.failed_runs_section(recs) + c.timing_section(recs)
+        out += c.curve_and_runs_sections(scale, recs, figures)
     out += c.provenance_section(groups)
     return "\n".join(out) + "\n"
 

@@ -184,6 +184,15 @@ def failed_runs_section(records: Sequence[dict[str, Any]]) -> list[str]:
     return ["", "### Failed runs", "", *body]
 
 
+def curve_and_runs_sections(
+    scale: str, records: Sequence[dict[str, Any]], figures: dict[str, str]
+) -> list[str]:
+    """The end of a training experiment's scale section: its loss-curve figure (if any), the
+    failed runs and the total wall time."""
+    out = ["", f"![Training loss, {scale} scale]({figures[scale]})"] if scale in figures else []
+    return out + failed_runs_section(records) + timing_section(records)
+
+
 def provenance_section(groups: dict[str, list[dict[str, Any]]]) -> list[str]:
     """ "## Provenance" with one block per scale (nothing when there are no records)."""
     if not any(groups.values()):

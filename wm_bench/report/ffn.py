@@ -116,9 +116,7 @@ def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None)
         out += [f"{len(recs)} run(s), {n_ok} ok (mean ± std over seeds where there are several).",
                 "", *table(recs)]  # fmt: skip
         out += versus_mlp(recs)
-        if scale in figures:
-            out += ["", f"![Training loss, {scale} scale]({figures[scale]})"]
-        out += c.failed_runs_section(recs) + c.timing_section(recs)
+        out += c.curve_and_runs_sections(scale, recs, figures)
     out += c.provenance_section(groups)
     return "\n".join(out) + "\n"
 
