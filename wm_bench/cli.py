@@ -534,11 +534,17 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "lm-eval":  # everything after it belongs to lm-eval's own parser
         return cmd_lm_eval(argv[1:])
     args = build_parser().parse_args(argv)
+    from wm_bench.train.signals import RunInterrupted, install_handlers
+
+    install_handlers()  # SIGTERM/SIGINT: save at a step boundary, exit 128 + signal
     try:
         return COMMANDS[args.command](args)
     except (ValueError, FileNotFoundError) as e:  # bad input: one clear line, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except RunInterrupted as e:
+        print(f"interrupted: {e}", file=sys.stderr)
+        return e.exit_code
 
 
 if __name__ == "__main__":

@@ -138,7 +138,8 @@ class TrainConfig:
     num_threads: int | None = runtime_field(None)
     log_every: int = runtime_field(10)
     progress: bool = runtime_field(True)
-    checkpoint: bool = runtime_field(False)
+    checkpoint: bool = runtime_field(False)  # save <out>/checkpoints/.../last.ckpt and resume
+    checkpoint_every: int | None = runtime_field(None)  # steps between saves; None → max_steps/20
     compile: bool = runtime_field(False)  # torch.compile the model for training/validation steps
     save_model: bool = runtime_field(False)  # write <out>/models/<exp>/<scale>/<run id>/ at the end
 
