@@ -99,18 +99,24 @@ def test_cli_bad_preset_is_one_clear_line(capsys):
     assert "unknown preset 'gpt5'" in capsys.readouterr().err
 
 
-def test_checkpoint_is_written_and_a_forced_rerun_resumes_from_it(tmp_path):
+def test_a_finished_run_drops_its_checkpoint_and_force_never_resumes_an_old_one(tmp_path, capsys):
     import dataclasses
+
+    from wm_bench.train.run import checkpoint_path
 
     cfg = _cfg(steps=4)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, checkpoint=True))
     first = run(cfg, results_dir=tmp_path, out_dir=tmp_path / "o", quiet=True)
-    ckpts = list((tmp_path / "o" / "checkpoints").rglob("last.ckpt"))
-    assert first["status"] == "ok" and len(ckpts) == 1
+    ckpt = checkpoint_path(cfg, tmp_path / "o")
+    assert first["status"] == "ok" and not ckpt.exists()  # the result is the product
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    ckpt.write_bytes(b"an old checkpoint that must not be loaded")
     again = run(cfg, results_dir=tmp_path, out_dir=tmp_path / "o", quiet=True, force=True)
-    # Resumed at step 4 of 4: no new optimiser steps, same final metrics.
-    assert again["status"] == "ok" and again["timing"]["steps"] == 4
-    assert again["metrics"]["valid/loss"] == first["metrics"]["valid/loss"]
+    assert "moved the old checkpoint aside" in capsys.readouterr().out
+    # Trained from step 0 again: a whole curve, the same metrics, nothing resumed.
+    assert again["status"] == "ok" and again["resumed_from_step"] is None
+    assert again["extra"]["train_loss_curve"] == first["extra"]["train_loss_curve"]
+    assert again["metrics"] == first["metrics"]
 
 
 def test_compile_wraps_steps_without_a_second_copy_in_checkpoints():

@@ -270,7 +270,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _print_record(rec: dict[str, Any]) -> None:
     if rec.get("skipped"):
-        print(f"skipped: {rec['run_id']} already has an ok result (use --force to rerun)")
+        print(
+            f"skipped: {rec['run_id']} already has a finished result ({rec['status']}); "
+            "--force reruns it"
+        )
     print(f"{rec['status']}: {rec['experiment']}/{rec['scale']}/{rec['run_id']}")
     if rec.get("error"):
         print(rec["error"], file=sys.stderr)
@@ -339,10 +342,15 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             c, results_dir=args.results_dir, out_dir=args.out_dir, force=args.force, quiet=True
         ),
     )
+    counts = {s: sum(r["status"] == s for r in recs) for s in ("ok", "diverged", "failed")}
     failed = [r for r in recs if r["status"] != "ok"]
     print(
-        f"done: {len(recs)} runs in {(time.perf_counter() - t0) / 60:.1f} min, {len(failed)} failed"
+        f"done: {len(recs)} runs in {(time.perf_counter() - t0) / 60:.1f} min: "
+        + ", ".join(f"{n} {s}" for s, n in counts.items())
     )
+    for r in failed:
+        first = (r.get("error") or "").splitlines()[:1]
+        print(f"  {r['status']}: {r['run_id']}: {first[0] if first else ''}", file=sys.stderr)
     if not args.no_report:
         _report([args.experiment], args.results_dir, args.reports_dir, pdf=False)
     return 1 if failed else 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 import platform
 import re
@@ -15,7 +16,10 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 1
-STATUSES = ("ok", "failed")
+# ok: finished with finite metrics; diverged: stopped at a non-finite loss or gradient norm (a
+# final outcome, skipped like ok); failed: an error (rerun by the next reproduce).
+STATUSES = ("ok", "failed", "diverged")
+FINAL_STATUSES = ("ok", "diverged")
 REQUIRED_KEYS = (
     "schema_version",
     "run_id",
@@ -136,8 +140,13 @@ def make_result(
     started_at: str | None = None,
     error: str | None = None,
     extra: dict[str, Any] | None = None,
+    resumed_from_step: int | None = None,
 ) -> dict[str, Any]:
-    """Assemble one result record (DESIGN §4) and validate it."""
+    """Assemble one result record (DESIGN §4) and validate it.
+
+    `resumed_from_step`: the optimiser step of the checkpoint this run resumed from (None when
+    it ran from step 0 in one go).
+    """
     rec = {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id(variant, config_hash),
@@ -158,6 +167,7 @@ def make_result(
         "started_at": started_at or now_iso(),
         "finished_at": now_iso(),
         "extra": extra or {},
+        "resumed_from_step": resumed_from_step,
     }
     validate(rec)
     return rec
@@ -173,18 +183,51 @@ def validate(rec: dict[str, Any]) -> None:
     for name, value in rec["metrics"].items():
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise ValueError(f"metric {name!r}={value!r} is not a number")
+        if not math.isfinite(value):
+            raise ValueError(f"metric {name!r}={value!r} is not finite (a finished run has none)")
         if name not in rec["higher_is_better"]:
             raise ValueError(f"metric {name!r} has no higher_is_better entry")
 
 
+def strict_json(obj: Any, path: str = "") -> tuple[Any, list[str]]:
+    """(copy of obj with every NaN/±inf float replaced by None, the dotted paths replaced).
+
+    JSON has no NaN or Infinity; Python's json module writes them as bare tokens that strict
+    parsers reject. Callers record the returned paths (`write_json_atomic` adds them under
+    "nonfinite" in a top-level dict) so the replacement is visible.
+    """
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None, [path or "<root>"]
+    if isinstance(obj, dict):
+        out, bad = {}, []
+        for k, v in obj.items():
+            out[k], b = strict_json(v, f"{path}.{k}" if path else str(k))
+            bad += b
+        return out, bad
+    if isinstance(obj, (list, tuple)):
+        out_l, bad = [], []
+        for i, v in enumerate(obj):
+            x, b = strict_json(v, f"{path}[{i}]")
+            out_l.append(x)
+            bad += b
+        return out_l, bad
+    return obj, []
+
+
 def write_json_atomic(path: Path | str, obj: Any) -> Path:
-    """Write JSON via a temp file in the same folder + rename: readers never see half a file."""
+    """Write strict JSON via a temp file in the same folder + rename (never half a file).
+
+    Non-finite floats become null; their paths are listed under "nonfinite" when obj is a dict.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    obj, bad = strict_json(obj)
+    if bad and isinstance(obj, dict):
+        obj["nonfinite"] = sorted(set(obj.get("nonfinite") or []) | set(bad))
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=True)
+            json.dump(obj, fh, indent=2, sort_keys=True, allow_nan=False)
             fh.write("\n")
         os.replace(tmp, path)
     except BaseException:
@@ -225,12 +268,12 @@ def find_done(
     variant: str,
     results_dir: Path | str | None = None,
 ) -> dict | None:
-    """The 'ok' result for this config hash, if one exists (skip-if-done)."""
+    """The finished ("ok" or "diverged") result for this config hash, if any (skip-if-done)."""
     rdir = results_dir if results_dir is not None else default_results_dir()
     p = result_path(rdir, experiment, scale, run_id(variant, config_hash))
     if p.exists():
         rec = json.loads(p.read_text())
-        if rec.get("status") == "ok":
+        if rec.get("status") in FINAL_STATUSES:
             return rec
     return None
 

@@ -1,4 +1,4 @@
-"""Optuna driver: per-cell grid sweeps (learning rate × seed) in a journal file, with resume."""
+"""Optuna driver: per-cell grids (learning rate × seed), results/ as the record, a journal study."""
 
 from __future__ import annotations
 
@@ -48,11 +48,14 @@ def sweep_cells(
     run_fn: RunFn,
     log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
-    """Run every config through Optuna, one GridSampler study per cell over (lr, seed).
+    """Run every config, cell by cell, and record each finished run as a trial of its cell's study.
 
-    Every trial calls `run_fn(cfg)`, which writes a normal result JSON (and skips a config whose
-    "ok" result exists). The study lives in a journal file, so a rerun resumes: finished grid
-    points are not sampled again. Returns the result records in run order.
+    `run_fn(cfg)` writes a normal result JSON and skips a config whose finished result exists, so
+    the results folder is what says which grid points are done: a rerun after a kill continues
+    with the first point that has no result. Each cell's Optuna study (in the journal) gets one
+    trial per finished run, added after the run: COMPLETE with the metric for "ok", FAIL for
+    "failed" and "diverged" (the status is kept in the trial's user attributes). No trial is ever
+    left RUNNING by a killed process. Returns the result records in run order.
     """
     import optuna
 
@@ -70,55 +73,48 @@ def sweep_cells(
             "lr": sorted({c.optim.lr for c in cfgs}),
             "seed": sorted({c.seed for c in cfgs}),
         }
-        sampler = optuna.samplers.GridSampler(space, seed=0)
         first = cfgs[0]
         study = optuna.create_study(
             study_name=_study_name(first.experiment, first.scale, cell),
             storage=storage,
-            sampler=sampler,
             direction=direction,
             load_if_exists=True,
         )
-
-        def objective(trial: optuna.Trial, space=space, by_point=by_point) -> float:
-            nonlocal done
-            lr = trial.suggest_categorical("lr", space["lr"])
-            seed = trial.suggest_categorical("seed", space["seed"])
-            cfg = by_point.get((lr, seed))
-            if cfg is None:  # a grid point with no config (the grid is a product): nothing to run
-                raise optuna.TrialPruned()
+        recorded = {t.user_attrs.get("run_id") for t in study.get_trials(deepcopy=False)}
+        for cfg in cfgs:
             t0 = time.perf_counter()
             rec = run_fn(cfg)
             records.append(rec)
             done += 1
-            trial.set_user_attr("run_id", rec["run_id"])
             value = rec.get("metrics", {}).get(metric)
             elapsed = time.perf_counter() - t_start
             eta = elapsed / done * (total - done)
-            status = "skipped (done)" if rec.get("skipped") else rec["status"]
+            status = f"skipped ({rec['status']} before)" if rec.get("skipped") else rec["status"]
             shown = f"{metric}={value:.4f}" if isinstance(value, (int, float)) else "no metric"
             log(
-                f"[{done}/{total}] {cfg.variant} {_tags(cfg)} lr={lr:g} seed={seed}: {status}, "
-                f"{shown} ({time.perf_counter() - t0:.1f}s; ETA {eta / 60:.1f} min)"
+                f"[{done}/{total}] {cfg.variant} {_tags(cfg)} lr={cfg.optim.lr:g} "
+                f"seed={cfg.seed}: {status}, {shown} ({time.perf_counter() - t0:.1f}s; "
+                f"ETA {eta / 60:.1f} min)"
             )
-            if rec["status"] != "ok" or not isinstance(value, (int, float)) or math.isnan(value):
-                raise optuna.TrialPruned()  # recorded as failed in results/, not retried blindly
-            return float(value)
-
-        n_grid = len(space["lr"]) * len(space["seed"])
-        finished = sum(
-            t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-            for t in study.trials
-        )
-        if finished < n_grid:
-            study.optimize(objective, n_trials=n_grid - finished)
-        else:  # everything in this cell already ran: report it from the results files
-            for cfg in cfgs:
-                rec = run_fn(cfg)
-                records.append(rec)
-                done += 1
-                log(f"[{done}/{total}] {cfg.variant} {_tags(cfg)} lr={cfg.optim.lr:g}: done before")
+            if rec["run_id"] not in recorded:
+                study.add_trial(_trial(rec, cfg, space, value))
+                recorded.add(rec["run_id"])
     return records
+
+
+def _trial(rec: dict[str, Any], cfg: RunConfig, space: dict[str, list], value: Any):
+    """A finished Optuna trial for one result record (see `sweep_cells`)."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+
+    ok = rec["status"] == "ok" and isinstance(value, (int, float)) and math.isfinite(value)
+    return optuna.trial.create_trial(
+        params={"lr": cfg.optim.lr, "seed": cfg.seed},
+        distributions={k: CategoricalDistribution(v) for k, v in space.items()},
+        value=float(value) if ok else None,
+        state=optuna.trial.TrialState.COMPLETE if ok else optuna.trial.TrialState.FAIL,
+        user_attrs={"run_id": rec["run_id"], "status": rec["status"]},
+    )
 
 
 def _tags(cfg: RunConfig) -> str:

@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from wm_bench.config import runtime_field
 from wm_bench.data.corpus import Corpus, load_corpus, parse_spec
+from wm_bench.data.resumable import ResumableTrainData
 from wm_bench.data.shards import Shards, build_shards
 from wm_bench.data.tokenizer import Tokenizer, check_tokenizer_spec, load_tokenizer
 
@@ -180,7 +181,7 @@ class _Windows(Dataset):
         return x[0], y[0]
 
 
-class LMDataModule(L.LightningDataModule):
+class LMDataModule(ResumableTrainData, L.LightningDataModule):
     """Batches of (input_ids [B, T], labels [B, T]) int64 from token shards (module docstring).
 
     The pipeline runs (or is found in the cache) on first use of `vocab_size`, `prepared` or a
@@ -242,10 +243,3 @@ class LMDataModule(L.LightningDataModule):
         tokens = self.prepared.shards.tokens(split)
         cap = self.cfg.eval_max_tokens
         return np.asarray(tokens[:cap] if cap is not None else tokens, dtype=np.int64)
-
-    def state_dict(self) -> dict[str, Any]:
-        step = getattr(self.trainer, "global_step", 0) if self.trainer is not None else 0
-        return {"next_train_batch": int(step)}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._start_batch = int(state.get("next_train_batch", 0))

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from wm_bench.data.resumable import ResumableTrainData, ShuffledBatches
+
 IGNORE_INDEX = -100
 _CHUNK_ELEMENTS = 1 << 22  # rows × pool entries held at once while sampling (≈ 32 MB of int64)
 
@@ -204,8 +206,12 @@ class MqarDataConfig:
         return self.train_seed_offset + seed, self.test_seed_offset + seed
 
 
-class MqarDataModule(L.LightningDataModule):
-    """Batches of (input_ids [B, L], labels [B, L]) int64, labels aligned with the logits."""
+class MqarDataModule(ResumableTrainData, L.LightningDataModule):
+    """Batches of (input_ids [B, L], labels [B, L]) int64, labels aligned with the logits.
+
+    Training batches come shuffled, epoch after epoch, as a pure function of (seed, step)
+    (`wm_bench.data.resumable`), so a run resumed from a checkpoint continues the same stream.
+    """
 
     def __init__(self, cfg: MqarDataConfig, *, batch_size: int, seed: int) -> None:
         super().__init__()
@@ -231,14 +237,12 @@ class MqarDataModule(L.LightningDataModule):
         return self._cache[split]
 
     def train_dataloader(self) -> DataLoader:
-        g = torch.Generator().manual_seed(self.seed)
-        return DataLoader(
-            self._dataset("train"),
-            batch_size=self.batch_size,
-            shuffle=True,
-            generator=g,
-            drop_last=len(self._dataset("train")) >= self.batch_size,
-        )
+        x, y = self._dataset("train").tensors
+        stream = ShuffledBatches(
+            x, y, batch_size=self.batch_size, seed=self.seed,
+            drop_last=len(x) >= self.batch_size, start=self._start_batch,
+        )  # fmt: skip
+        return DataLoader(stream, batch_size=None)
 
     def val_dataloader(self) -> DataLoader:
         """The test set (SPEC §5 reports accuracy on it)."""

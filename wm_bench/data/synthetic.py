@@ -9,6 +9,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from wm_bench.data.resumable import ResumableTrainData, ShuffledBatches
+
 
 @dataclass(frozen=True)
 class SyntheticDataConfig:
@@ -49,8 +51,12 @@ def markov_stream(cfg: SyntheticDataConfig, n_seq: int, seed: int) -> torch.Tens
     return seq
 
 
-class SyntheticDataModule(L.LightningDataModule):
-    """Batches of (input_ids [B, T], labels [B, T]) with labels = next token."""
+class SyntheticDataModule(ResumableTrainData, L.LightningDataModule):
+    """Batches of (input_ids [B, T], labels [B, T]) with labels = next token.
+
+    Training batches come shuffled, epoch after epoch, as a pure function of (seed, step)
+    (`wm_bench.data.resumable`), so a run resumed from a checkpoint continues the same stream.
+    """
 
     def __init__(self, cfg: SyntheticDataConfig, *, batch_size: int, seed: int) -> None:
         super().__init__()
@@ -62,9 +68,12 @@ class SyntheticDataModule(L.LightningDataModule):
         return TensorDataset(seq[:, :-1].contiguous(), seq[:, 1:].contiguous())
 
     def train_dataloader(self) -> DataLoader:
-        g = torch.Generator().manual_seed(self.seed)
-        ds = self._dataset(self.cfg.n_train, 10_000 + self.seed)
-        return DataLoader(ds, batch_size=self.batch_size, shuffle=True, generator=g, drop_last=True)
+        x, y = self._dataset(self.cfg.n_train, 10_000 + self.seed).tensors
+        stream = ShuffledBatches(
+            x, y, batch_size=self.batch_size, seed=self.seed, drop_last=True,
+            start=self._start_batch,
+        )  # fmt: skip
+        return DataLoader(stream, batch_size=None)
 
     def val_dataloader(self) -> DataLoader:
         ds = self._dataset(self.cfg.n_valid, 1_000_000 + self.seed)  # disjoint seed range

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import random
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -39,6 +41,44 @@ def masked_lm_stats(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Ten
     return loss_sum, mask.sum(), hits.sum()
 
 
+def _numpy_state() -> dict[str, Any]:
+    """numpy's global RNG state as plain values (checkpoints load with weights_only=True)."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "gauss": float(gauss)}  # fmt: skip
+
+
+def _set_numpy_state(s: dict[str, Any]) -> None:
+    keys = s["keys"].numpy().astype(np.uint32)
+    np.random.set_state((s["name"], keys, s["pos"], s["has_gauss"], s["gauss"]))
+
+
+class Diverged(Exception):
+    """A non-finite training loss or gradient norm: the run stops at that step.
+
+    Attributes:
+        step: the optimiser step (0-based, `global_step` before the update) where it happened.
+        quantity: "loss" or "grad_norm".
+        value: the non-finite value (as text: nan, inf, -inf).
+        last_finite_loss: the last finite training loss seen before it (None if none).
+    """
+
+    def __init__(self, step: int, quantity: str, value: float, last_finite_loss: float | None):
+        self.step, self.quantity, self.value = int(step), quantity, str(float(value))
+        self.last_finite_loss = last_finite_loss
+        last = "none" if last_finite_loss is None else f"{last_finite_loss:.6g}"
+        super().__init__(
+            f"diverged at step {self.step}: training {quantity} is {self.value} "
+            f"(last finite loss {last})"
+        )
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "step": self.step, "quantity": self.quantity, "value": self.value,
+            "last_finite_loss": self.last_finite_loss,
+        }  # fmt: skip
+
+
 class LMModule(L.LightningModule):
     """Trains a LanguageModel on (input_ids, labels) batches; logs split/metric names."""
 
@@ -54,6 +94,10 @@ class LMModule(L.LightningModule):
         # About 100 (step, training loss) points per run, stored in the result's "extra".
         self.curve_every = max(1, cfg.train.max_steps // 100)
         self.curve: list[tuple[int, float]] = []
+        self.last_finite_loss: float | None = None
+        self.resumed_from_step: int | None = None  # set when training resumed from a checkpoint
+        # Gradient scaling (16-mixed) makes inf gradients on purpose and skips those steps.
+        self.check_grad_norm = cfg.train.precision != "16-mixed"
         self._val: list[Tensor] = []
 
     def _steps(self, input_ids: Tensor) -> Any:
@@ -69,12 +113,50 @@ class LMModule(L.LightningModule):
         out = self._steps(input_ids)
         loss_sum, n, _ = masked_lm_stats(out.logits, labels)
         loss = loss_sum / n.clamp_min(1)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise Diverged(self.global_step, "loss", value, self.last_finite_loss)
+        self.last_finite_loss = value
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
         if self.global_step % self.curve_every == 0:  # kept in the result for loss-curve figures
-            self.curve.append((int(self.global_step), float(loss.detach())))
+            self.curve.append((int(self.global_step), value))
         if out.aux_loss.requires_grad:
             self.log("train/aux_loss", out.aux_loss, on_step=True, on_epoch=False)
         return loss + out.aux_loss
+
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        """Stop on a non-finite gradient norm (before clipping would hide it in the update)."""
+        if not self.check_grad_norm:
+            return
+        grads = [p.grad.detach() for p in self.parameters() if p.grad is not None]
+        if not grads:
+            return
+        norm = float(torch.linalg.vector_norm(torch.stack([g.float().norm() for g in grads])))
+        if not math.isfinite(norm):
+            raise Diverged(self.global_step, "grad_norm", norm, self.last_finite_loss)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep what the result needs from the whole run, and the RNG states, in the checkpoint."""
+        checkpoint["wm_bench"] = {
+            "curve": [list(p) for p in self.curve],
+            "last_finite_loss": self.last_finite_loss,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "numpy": _numpy_state(),
+                "python": random.getstate(),
+            },
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("wm_bench") or {}
+        self.curve = [(int(s), float(v)) for s, v in state.get("curve", [])]
+        self.last_finite_loss = state.get("last_finite_loss")
+        self.resumed_from_step = int(checkpoint.get("global_step", 0))
+        rng = state.get("rng")
+        if rng:
+            torch.set_rng_state(rng["torch"])
+            _set_numpy_state(rng["numpy"])
+            random.setstate(rng["python"])
 
     def on_validation_epoch_start(self) -> None:
         self._val = []

@@ -1,8 +1,16 @@
-"""run(cfg): seed, train with Lightning, evaluate, write one result JSON (even on failure)."""
+"""run(cfg): seed, train with Lightning, evaluate, write one truthful result JSON.
+
+Statuses: "ok" (finished, every metric finite), "diverged" (a non-finite training loss or
+gradient norm stopped it; the step and the last finite loss are recorded), "failed" (an error).
+A SIGTERM / SIGINT writes no result: it saves a checkpoint at the step boundary (when
+checkpointing is on) and raises `RunInterrupted`; running the same config again resumes.
+"""
 
 from __future__ import annotations
 
 import logging
+import math
+import os
 import resource
 import time
 import traceback
@@ -16,7 +24,8 @@ import torch
 from wm_bench import results
 from wm_bench.config import RunConfig, config_hash, to_dict
 from wm_bench.data import build_datamodule
-from wm_bench.train.module import LMModule
+from wm_bench.train import signals
+from wm_bench.train.module import Diverged, LMModule
 
 HIGHER_IS_BETTER = {
     "loss": False, "ppl": False, "accuracy": True,
@@ -139,15 +148,22 @@ def run(
 ) -> dict[str, Any]:
     """Train and evaluate one RunConfig; write and return its result record.
 
-    A config whose hash already has an "ok" result is skipped (its record is returned, with
-    `"skipped": True` added in memory only) unless `force`. Any exception inside the run is
-    recorded as a "failed" result with the error; the record is returned, not raised.
+    A config whose hash already has a finished ("ok" or "diverged") result is skipped (its record
+    is returned, with `"skipped": True` added in memory only) unless `force`. With
+    `cfg.train.checkpoint`, training saves `last.ckpt` every `checkpoint_every` steps and resumes
+    from it; `force` moves an old checkpoint aside and starts fresh. A divergence gives a
+    "diverged" record and any other exception inside the run a "failed" one; both are returned,
+    not raised. Bad input found before training (`wm_bench.preflight`) raises ValueError and
+    writes nothing; a signal raises `signals.RunInterrupted` and writes nothing.
     """
     h = config_hash(cfg)
     if not force:
         done = results.find_done(h, cfg.experiment, cfg.scale, cfg.variant, results_dir)
         if done is not None:
             return {**done, "skipped": True}
+    _preflight(cfg, results_dir)
+    ckpt = checkpoint_path(cfg, out_dir)
+    _prepare_checkpoint(cfg, ckpt, force, quiet)
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     accelerator, precision = resolve_device(cfg)
@@ -162,21 +178,157 @@ def run(
         device=device_info(accelerator),
         started_at=started,
     )
+    state = _RunState()
     try:
         with _quiet_lightning():
-            out = _train_and_eval(cfg, h, accelerator, precision, Path(out_dir), quiet)
+            out = _train_and_eval(cfg, h, accelerator, precision, Path(out_dir), ckpt, quiet, state)
+    except signals.RunInterrupted:
+        raise  # nothing recorded: the run is neither ok nor failed, and resumes when rerun
+    except Diverged as e:
+        rec = results.make_result(
+            status="diverged", error=str(e), **common, resumed_from_step=state.resumed_from,
+            extra={"diverged": e.record(), "train_loss_curve": state.curve()},
+            timing={"steps": e.step, "precision": precision},
+        )  # fmt: skip
+        results.write_result(rec, results_dir)
+        _drop_checkpoint(ckpt)
+        return rec
     except Exception as e:  # recorded, not raised: a sweep goes on past one bad run
         tb = traceback.format_exc(limit=6)
-        rec = results.make_result(status="failed", error=f"{type(e).__name__}: {e}\n{tb}", **common)
+        rec = results.make_result(
+            status="failed", error=f"{type(e).__name__}: {e}\n{tb}", **common,
+            resumed_from_step=state.resumed_from,
+        )  # fmt: skip
         results.write_result(rec, results_dir)
         return rec
-    rec = results.make_result(status="ok", **common, **out)
+    rec = results.make_result(status="ok", **common, **out, resumed_from_step=state.resumed_from)
     results.write_result(rec, results_dir)
+    _drop_checkpoint(ckpt)  # the result is the product; a stale checkpoint would mislead a rerun
     return rec
 
 
+def _preflight(cfg: RunConfig, results_dir: str | Path | None) -> None:
+    """Reject bad input before anything runs or is written (`wm_bench.preflight`)."""
+    try:
+        from wm_bench.preflight import check_run
+    except ImportError:  # pragma: no cover - the module arrives with the input checks
+        return
+    check_run(cfg, results_dir)
+
+
+def checkpoint_path(cfg: RunConfig, out_dir: str | Path) -> Path:
+    """<out_dir>/checkpoints/<experiment>/<scale>/<run id>/last.ckpt"""
+    rid = results.run_id(cfg.variant, config_hash(cfg))
+    return Path(out_dir) / "checkpoints" / cfg.experiment / cfg.scale / rid / "last.ckpt"
+
+
+def checkpoint_every(cfg: RunConfig) -> int:
+    """Steps between checkpoints: the config's, else a twentieth of the run (at least 1)."""
+    every = cfg.train.checkpoint_every
+    return int(every) if every else max(1, cfg.train.max_steps // 20)
+
+
+def _prepare_checkpoint(cfg: RunConfig, ckpt: Path, force: bool, quiet: bool) -> None:
+    """--force: move an old checkpoint aside (and say so); otherwise check the one to resume."""
+    if not ckpt.exists():
+        return
+    if force or not cfg.train.checkpoint:
+        aside = ckpt.with_name("last.ckpt.old")
+        os.replace(ckpt, aside)
+        why = "--force" if force else "checkpointing is off for this run"
+        print(f"{why}: starting fresh; moved the old checkpoint aside to {aside}")
+        return
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True)
+        if not isinstance(state, dict) or "state_dict" not in state:
+            raise ValueError("no state_dict in it")
+    except Exception as e:
+        raise ValueError(
+            f"checkpoint {ckpt} cannot be read ({type(e).__name__}: {str(e)[:120]}); delete it "
+            "to start this run from step 0, or rerun with --force"
+        ) from None
+    if not quiet:
+        print(f"resuming from {ckpt} (step {state.get('global_step', '?')})")
+
+
+def _drop_checkpoint(ckpt: Path) -> None:
+    ckpt.unlink(missing_ok=True)
+    ckpt.with_name("last.ckpt.old").unlink(missing_ok=True)
+
+
+class _RunState:
+    """What a diverged or failed record needs from a run that did not finish."""
+
+    def __init__(self) -> None:
+        self.module: LMModule | None = None
+
+    @property
+    def resumed_from(self) -> int | None:
+        return self.module.resumed_from_step if self.module is not None else None
+
+    def curve(self) -> list[tuple[int, float]]:
+        return list(self.module.curve) if self.module is not None else []
+
+
+class StepCheckpoint(L.Callback):
+    """Atomic `last.ckpt` every N optimiser steps, and the step-boundary end of a signal.
+
+    A save writes `last.ckpt.tmp` and renames it, so a kill during the save leaves the previous
+    checkpoint whole. With `every=None` nothing is saved (checkpointing off), but a signal still
+    stops the run at the step boundary.
+    """
+
+    def __init__(self, path: Path, every: int | None, max_steps: int) -> None:
+        self.path, self.every, self.max_steps = path, every, max_steps
+
+    def save(self, trainer: L.Trainer) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name("last.ckpt.tmp")
+        trainer.save_checkpoint(tmp)
+        os.replace(tmp, self.path)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        signals.reinstall()  # Lightning put its own SIGTERM handler in place when fit started
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if signals.pending() is not None:
+            self._stop(trainer)
+        if self.every and trainer.global_step % self.every == 0:
+            self.save(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.every and trainer.global_step % self.every != 0:
+            self.save(trainer)  # the final step, so a kill before the result is written loses none
+        if signals.pending() is not None:
+            self._stop(trainer)
+
+    def _stop(self, trainer: L.Trainer) -> None:
+        signum = signals.pending()
+        step = trainer.global_step
+        if self.every:
+            self.save(trainer)
+            what = (
+                f"saved step {step}/{self.max_steps} to {self.path}; "
+                "rerun the same command to resume"
+            )
+        else:
+            what = (
+                f"at step {step}/{self.max_steps}; nothing saved (checkpointing is off: "
+                "--checkpoint-every N turns it on), a rerun starts from step 0"
+            )
+        name = signals.signal_name(signum)
+        raise signals.RunInterrupted(signum, f"{name}: {what}")
+
+
 def _train_and_eval(
-    cfg: RunConfig, h: str, accelerator: str, precision: str, out_dir: Path, quiet: bool
+    cfg: RunConfig,
+    h: str,
+    accelerator: str,
+    precision: str,
+    out_dir: Path,
+    ckpt: Path,
+    quiet: bool,
+    state: _RunState,
 ) -> dict[str, Any]:
     L.seed_everything(cfg.seed, verbose=False)
     dm = build_datamodule(cfg.data, batch_size=cfg.train.batch_size, seed=cfg.seed)
@@ -185,11 +337,12 @@ def _train_and_eval(
             f"data vocab_size={dm.vocab_size} exceeds model vocab_size={cfg.model.vocab_size}"
         )
     module = LMModule(cfg)
+    state.module = module
     rid = results.run_id(cfg.variant, h)
     log_dir = out_dir / "logs" / cfg.experiment / cfg.scale
-    ckpt_dir = out_dir / "checkpoints" / cfg.experiment / cfg.scale / rid
     tput = Throughput()
-    callbacks: list[L.Callback] = [tput]
+    every = checkpoint_every(cfg) if cfg.train.checkpoint else None
+    callbacks: list[L.Callback] = [tput, StepCheckpoint(ckpt, every, cfg.train.max_steps)]
     if cfg.train.early_stop_metric and cfg.train.early_stop_value is not None:
         mode = (
             "max"
@@ -205,8 +358,6 @@ def _train_and_eval(
                 check_on_train_epoch_end=False,
             )
         )
-    if cfg.train.checkpoint:
-        callbacks.append(L.pytorch.callbacks.ModelCheckpoint(dirpath=ckpt_dir, save_last=True))
     eval_every = cfg.train.eval_every
     trainer = L.Trainer(
         accelerator=accelerator,
@@ -220,22 +371,28 @@ def _train_and_eval(
         num_sanity_val_steps=0,
         logger=L.pytorch.loggers.CSVLogger(str(log_dir), name=rid),
         callbacks=callbacks,
-        enable_checkpointing=cfg.train.checkpoint,
+        enable_checkpointing=False,  # StepCheckpoint saves atomically on its own schedule
         enable_progress_bar=cfg.train.progress and not quiet,
         enable_model_summary=False,
         log_every_n_steps=cfg.train.log_every,
         deterministic=False,
     )
-    ckpt = ckpt_dir / "last.ckpt"
     t0 = time.perf_counter()
     resume = str(ckpt) if cfg.train.checkpoint and ckpt.exists() else None
-    trainer.fit(module, datamodule=dm, ckpt_path=resume)
+    with signals.deferred():
+        trainer.fit(module, datamodule=dm, ckpt_path=resume)
     trainer.validate(module, datamodule=dm, verbose=False)
     metrics = dict(module.final_metrics)
+    if not math.isfinite(metrics.get("valid/loss", 0.0)):
+        raise Diverged(int(trainer.global_step), "validation loss", metrics["valid/loss"],
+                       module.last_finite_loss)  # fmt: skip
     metrics.update(_length_perplexities(cfg, dm, module))
     wall = time.perf_counter() - t0
     down_metrics, down_rec = _downstream(cfg, dm, module, cfg.train.progress and not quiet)
     metrics.update(down_metrics)
+    nonfinite = sorted(k for k, v in metrics.items() if not math.isfinite(v))
+    if nonfinite:
+        raise ValueError(f"non-finite metrics after training: {nonfinite}")
     extra: dict[str, Any] = {"train_loss_curve": module.curve}
     if down_rec:
         extra["downstream"] = down_rec

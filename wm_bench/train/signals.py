@@ -10,10 +10,18 @@ while one is pending raises at once.
 from __future__ import annotations
 
 import signal
-from contextlib import contextmanager
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 HANDLED = (signal.SIGTERM, signal.SIGINT)
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 class RunInterrupted(BaseException):
@@ -25,8 +33,7 @@ class RunInterrupted(BaseException):
 
     def __init__(self, signum: int, message: str = "") -> None:
         self.signum = int(signum)
-        name = signal.Signals(self.signum).name
-        super().__init__(message or f"interrupted by {name}")
+        super().__init__(message or f"interrupted by {signal_name(self.signum)}")
 
     @property
     def exit_code(self) -> int:
@@ -70,15 +77,21 @@ def deferred() -> Iterator[None]:
     Lightning registers its own SIGTERM handler when `fit` starts; the caller re-installs ours
     after that (`reinstall()` from a callback's `on_train_start`).
     """
+    previous = None
+    if threading.current_thread() is threading.main_thread() and not handlers_installed():
+        previous = {s: signal.getsignal(s) for s in HANDLED}  # a library caller: ours for now
+        install_handlers()
     _state.deferring, _state.pending = True, None
     try:
         yield
     finally:
         _state.deferring, _state.pending = False, None
+        for s, h in (previous or {}).items():
+            signal.signal(s, h)
 
 
 def reinstall() -> None:
-    """Put our handler back for both signals if the CLI installed it (after Lightning's)."""
-    if _state.deferring:
+    """Put our handler back for both signals inside `deferred()` (after Lightning's)."""
+    if _state.deferring and threading.current_thread() is threading.main_thread():
         for s in HANDLED:
             signal.signal(s, _handler)

@@ -1,0 +1,113 @@
+"""Training batches as a pure function of (run seed, step), so a resumed run sees the same data.
+
+Lightning restarts a map-style DataLoader from the start of its epoch when a run resumes, which
+replays batches an interrupted run had already trained on. The DataModules here instead serve
+training data as an endless `IterableDataset` that starts at batch `global_step` of the
+checkpoint (`ResumableTrainData.state_dict` stores it).
+
+`ShuffledBatches` reproduces exactly the order that
+``DataLoader(ds, batch_size=B, shuffle=True, generator=Generator().manual_seed(seed),
+drop_last=...)`` gives when Lightning iterates it epoch after epoch: each epoch draws the
+loader's base seed from the generator, then one permutation, and the epoch's iterator is left
+once its last batch is taken (so the sampler's trailing empty permutation is never drawn).
+Results trained before this module existed therefore keep their data order (checked batch by
+batch against the old loader), and fast-forwarding to batch k costs only the index
+permutations, not the data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+
+class _Indices(torch.utils.data.Dataset):
+    """range(n) as a map-style dataset: drives a DataLoader's sampler without touching data."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+
+def _as_list(batch: list[int]) -> list[int]:
+    return batch
+
+
+class ShuffledBatches(IterableDataset):
+    """Endless (input_ids [B, T], labels [B, T]) batches of shuffled rows, from batch `start` on.
+
+    Args:
+        inputs, labels: [n, T] tensors (all rows of the training set).
+        batch_size: B.
+        seed: seeds the shuffling generator (as the map-style loader's `generator` did).
+        drop_last: drop each epoch's last partial batch.
+        start: index of the first batch to yield (0 = from the beginning).
+    """
+
+    def __init__(
+        self,
+        inputs: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        batch_size: int,
+        seed: int,
+        drop_last: bool,
+        start: int = 0,
+    ) -> None:
+        if len(inputs) != len(labels):
+            raise ValueError(f"inputs ({len(inputs)} rows) and labels ({len(labels)}) differ")
+        per_epoch = len(inputs) // batch_size if drop_last else -(-len(inputs) // batch_size)
+        if per_epoch < 1:
+            raise ValueError(
+                f"training set of {len(inputs)} rows gives no batch of batch_size={batch_size} "
+                "(drop_last): use a batch size ≤ the number of training rows"
+            )
+        self.inputs, self.labels = inputs, labels
+        self.batch_size, self.seed, self.drop_last, self.start = batch_size, seed, drop_last, start
+        self.per_epoch = per_epoch
+
+    def index_batches(self) -> Iterator[list[int]]:
+        """Row indices of batch 0, 1, 2, … (endless), as the map-style loader drew them."""
+        g = torch.Generator().manual_seed(self.seed)
+        loader = DataLoader(
+            _Indices(len(self.inputs)), batch_size=self.batch_size, shuffle=True, generator=g,
+            drop_last=self.drop_last, collate_fn=_as_list,
+        )  # fmt: skip
+        while True:  # one epoch: the loader draws its base seed, then a permutation
+            it = iter(loader)
+            for _ in range(self.per_epoch):  # not past the end, as Lightning never asked for it
+                yield next(it)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        batches = self.index_batches()
+        for _ in range(self.start):  # fast-forward: permutations only, no data
+            next(batches)
+        for idx in batches:
+            rows = torch.as_tensor(idx, dtype=torch.int64)
+            yield self.inputs[rows], self.labels[rows]
+
+
+class ResumableTrainData:
+    """Mixin for a LightningDataModule whose training stream restarts at `global_step`.
+
+    The DataModule's `state_dict` (saved in every Lightning checkpoint) records the next
+    training batch; `load_state_dict` (called before `train_dataloader` on resume) sets it.
+    """
+
+    _start_batch: int = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        trainer = getattr(self, "trainer", None)
+        step = getattr(trainer, "global_step", 0) if trainer is not None else 0
+        return {"next_train_batch": int(step)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._start_batch = int(state.get("next_train_batch", 0))
