@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -49,6 +51,16 @@ def registry_field(kind: str, **kwargs: Any) -> Any:
 def runtime_field(default: Any, **kwargs: Any) -> Any:
     """A field that changes how a run executes, not what it computes: excluded from the hash."""
     return field(default=default, metadata={"runtime": True}, **kwargs)
+
+
+def _finite(x: Any) -> bool:
+    """A real number (not bool) that is neither nan nor ±inf."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _int(x: Any) -> bool:
+    """An int that is not a bool."""
+    return isinstance(x, int) and not isinstance(x, bool)
 
 
 # --------------------------------------------------------------------------------------------
@@ -116,10 +128,26 @@ class OptimConfig:
     grad_clip: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.lr <= 0:
-            raise ValueError(f"OptimConfig.lr={self.lr} must be > 0")
-        if not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ValueError(f"OptimConfig.min_lr_ratio={self.min_lr_ratio} must be in [0, 1]")
+        if not (_finite(self.lr) and self.lr > 0):
+            raise ValueError(f"OptimConfig.lr={self.lr!r} must be a finite number > 0")
+        if not (_finite(self.min_lr_ratio) and 0.0 <= self.min_lr_ratio <= 1.0):
+            raise ValueError(f"OptimConfig.min_lr_ratio={self.min_lr_ratio!r} must be in [0, 1]")
+        if not (_finite(self.warmup_ratio) and 0.0 <= self.warmup_ratio <= 1.0):
+            raise ValueError(f"OptimConfig.warmup_ratio={self.warmup_ratio!r} must be in [0, 1]")
+        for fname in ("weight_decay", "grad_clip"):
+            v = getattr(self, fname)
+            if not (_finite(v) and v >= 0):
+                raise ValueError(f"OptimConfig.{fname}={v!r} must be a finite number ≥ 0")
+        if not (_finite(self.eps) and self.eps > 0):
+            raise ValueError(f"OptimConfig.eps={self.eps!r} must be a finite number > 0")
+        if len(self.betas) != 2 or not all(_finite(b) and 0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"OptimConfig.betas={self.betas!r}: need two numbers in [0, 1)")
+        if self.warmup_steps is not None and not (
+            _int(self.warmup_steps) and self.warmup_steps >= 0
+        ):
+            raise ValueError(
+                f"OptimConfig.warmup_steps={self.warmup_steps!r} must be an integer ≥ 0 or None"
+            )
 
 
 @dataclass(frozen=True)
@@ -144,13 +172,30 @@ class TrainConfig:
     save_model: bool = runtime_field(False)  # write <out>/models/<exp>/<scale>/<run id>/ at the end
 
     def __post_init__(self) -> None:
-        if self.max_steps < 1:
-            raise ValueError(f"TrainConfig.max_steps={self.max_steps} must be ≥ 1")
-        if self.batch_size < 1:
-            raise ValueError(f"TrainConfig.batch_size={self.batch_size} must be ≥ 1")
+        for fname in ("max_steps", "batch_size", "devices", "log_every"):
+            v = getattr(self, fname)
+            if not (_int(v) and v >= 1):
+                raise ValueError(f"TrainConfig.{fname}={v!r} must be an integer ≥ 1")
+        if not (_int(self.eval_every) and self.eval_every >= 0):
+            raise ValueError(
+                f"TrainConfig.eval_every={self.eval_every!r} must be an integer ≥ 0 (0: at the end)"
+            )
+        for fname in ("num_threads", "checkpoint_every"):
+            v = getattr(self, fname)
+            if v is not None and not (_int(v) and v >= 1):
+                raise ValueError(f"TrainConfig.{fname}={v!r} must be an integer ≥ 1 or None")
+        if self.early_stop_value is not None and not _finite(self.early_stop_value):
+            raise ValueError(
+                f"TrainConfig.early_stop_value={self.early_stop_value!r} must be a finite number"
+            )
         valid = ("auto", "32-true", "bf16-mixed", "16-mixed", "64-true")
         if self.precision not in valid:
             raise ValueError(f"TrainConfig.precision={self.precision!r}; valid: {list(valid)}")
+        accelerators = ("auto", "cpu", "cuda", "gpu")
+        if self.accelerator not in accelerators:
+            raise ValueError(
+                f"TrainConfig.accelerator={self.accelerator!r}; valid: {list(accelerators)}"
+            )
         if self.impl not in ("auto", "reference", "triton"):
             raise ValueError(
                 f"TrainConfig.impl={self.impl!r}; valid: ['auto', 'reference', 'triton']"
@@ -205,6 +250,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.scale not in SCALES:
             raise ValueError(f"RunConfig.scale={self.scale!r}; valid: {list(SCALES)}")
+        if not (_int(self.seed) and self.seed >= 0):
+            raise ValueError(f"RunConfig.seed={self.seed!r} must be an integer ≥ 0")
 
 
 # --------------------------------------------------------------------------------------------
@@ -268,6 +315,9 @@ def from_dict(cls: type, data: Any, *, path: str = "") -> Any:
         return cls(**kwargs)
     except TypeError as e:  # missing required fields
         raise ValueError(f"{where}: {e}") from None
+    except ValueError as e:  # the class' own validation: say where in the file it is
+        msg = str(e)
+        raise ValueError(msg if msg.startswith(where) else f"{where}: {msg}") from None
 
 
 def _from_registry(kind: str, value: Any, where: str) -> Any:
@@ -281,6 +331,41 @@ def _from_registry(kind: str, value: Any, where: str) -> Any:
     return from_dict(registry[value["name"]], value, path=where)
 
 
+_FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _type_error(where: str, value: Any, expected: str) -> ValueError:
+    return ValueError(f"{where}={value!r} ({type(value).__name__}); expected {expected}")
+
+
+def _check_scalar(tp: type, value: Any, where: str) -> Any:
+    """`value` if it is a `tp` (int, float, str or bool); ValueError naming path, value, type.
+
+    Ints pass for float fields unchanged (converting would change config hashes). A string
+    spelling a number passes for a float field as that number: YAML 1.1 reads `1e-3` (no dot) as
+    text. Non-finite floats (nan, inf) are never valid config values.
+    """
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise _type_error(where, value, "true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _type_error(where, value, "an integer")
+        return value
+    if tp is float:
+        if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+            value = float(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _type_error(where, value, "a number")
+        if not math.isfinite(value):
+            raise ValueError(f"{where}={value!r}: expected a finite number")
+        return value
+    if tp is str and not isinstance(value, str):
+        raise _type_error(where, value, "a string")
+    return value
+
+
 def _coerce(tp: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -291,12 +376,30 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             return None
         non_none = [a for a in args if a is not type(None)]
         return _coerce(non_none[0], value, where) if len(non_none) == 1 else value
-    if origin is dict and args and dataclasses.is_dataclass(args[1]):
-        return {k: from_dict(args[1], v, path=f"{where}.{k}") for k, v in value.items()}
-    if origin is tuple and isinstance(value, list):
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise _type_error(where, value, "a mapping")
+        if args and dataclasses.is_dataclass(args[1]):
+            return {k: from_dict(args[1], v, path=f"{where}.{k}") for k, v in value.items()}
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise _type_error(where, value, "a list")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+        if args and len(value) != len(args):
+            raise ValueError(f"{where}={list(value)!r}: expected a list of {len(args)} values")
+        if args:
+            return tuple(
+                _coerce(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value))
+            )
         return tuple(value)
-    if origin is Literal and value not in args:
-        raise ValueError(f"{where}={value!r}; valid: {list(args)}")
+    if origin is Literal:
+        if value not in args or type(value) is not type(args[args.index(value)]):
+            raise ValueError(f"{where}={value!r}; valid: {list(args)}")
+        return value
+    if tp in (bool, int, float, str):
+        return _check_scalar(tp, value, where)
     return value
 
 
@@ -305,10 +408,34 @@ def run_from_dict(data: dict) -> RunConfig:
 
 
 def load_run_yaml(path: str) -> RunConfig:
-    """Parse a YAML run file strictly into a RunConfig."""
-    with open(path) as fh:
-        data = yaml.safe_load(fh)
-    return run_from_dict(data)
+    """Parse a YAML run file strictly into a RunConfig.
+
+    Every error is one ValueError line naming the file: a missing file, a YAML syntax error
+    (with file:line:column), a document that is not a mapping, or a bad field (its dotted path).
+    """
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        raise ValueError(f"--config {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"--config {path}: cannot read it ({type(e).__name__}: {e})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ValueError(f"{where}: YAML syntax error: {problem}") from None
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"{path}: expected a YAML mapping of RunConfig fields (experiment, variant, model, "
+            f"data, ...), got {type(data).__name__}; `wm-bench train --dump-config` writes one"
+        )
+    try:
+        return run_from_dict(data)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
 
 
 def replace(cfg: Any, **changes: Any) -> Any:

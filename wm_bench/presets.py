@@ -75,8 +75,27 @@ def _vocab(s: Size, vocab_size: int | None) -> int:
     return vocab_size if vocab_size is not None else s.vocab
 
 
+# The FFN switch each preset builds exactly (the first is its default); any other is an error,
+# so a run labelled "<preset>-<ffn>" always holds that FFN.
+PRESET_FFNS: dict[str, tuple[str, ...]] = {
+    "llama": ("mlp", "cdmoe"),
+    "mamba2": ("none", "mlp"),
+    "jamba": ("moe", "mlp"),
+    "cheems": ("mlp", "cdmoe"),
+    "doge": ("cdmoe", "mlp"),
+}
+
+
+def _check_ffn(name: str, ffn: str) -> None:
+    if ffn not in PRESET_FFNS[name]:
+        raise ValueError(
+            f"preset {name!r} has no ffn {ffn!r}; valid for {name}: {list(PRESET_FFNS[name])}"
+        )
+
+
 def llama(size: str | Size, *, vocab_size: int | None = None, ffn: str = "mlp") -> ModelConfig:
     """Llama3-style: attention (RoPE) + SwiGLU every layer, untied embeddings."""
+    _check_ffn("llama", ffn)
     s = _size(size)
     block = BlockConfig(
         mixer=mixer_cfg("qcattn", n_heads=s.n_heads),
@@ -93,6 +112,7 @@ def llama(size: str | Size, *, vocab_size: int | None = None, ffn: str = "mlp") 
 
 def mamba2(size: str | Size, *, vocab_size: int | None = None, ffn: str = "none") -> ModelConfig:
     """Mamba2: all Mamba-2 blocks, no attention; no MLP by default, twice the layers (as Mamba2)."""
+    _check_ffn("mamba2", ffn)
     s = _size(size)
     block = BlockConfig(mixer=mixer_cfg("mamba2"), ffn=None if ffn == "none" else _mlp(s.d_model))
     n_layers = 2 * s.n_layers if ffn == "none" else s.n_layers
@@ -107,6 +127,7 @@ def mamba2(size: str | Size, *, vocab_size: int | None = None, ffn: str = "none"
 
 def jamba(size: str | Size, *, vocab_size: int | None = None, ffn: str = "moe") -> ModelConfig:
     """Jamba-style: 1 attention : 7 Mamba (attention 5th of each 8), MoE every other layer."""
+    _check_ffn("jamba", ffn)
     s = _size(size)
     d = s.d_model
     moe = ffn_cfg("moe", num_experts=16, top_k=2, d_ff=2 * d)
@@ -128,6 +149,7 @@ def jamba(size: str | Size, *, vocab_size: int | None = None, ffn: str = "moe") 
 
 def cheems(size: str | Size, *, vocab_size: int | None = None, ffn: str = "mlp") -> ModelConfig:
     """Cheems: per 8 layers 7 SSD(+RoPE) then 1 DMA; FFN = MLP or CDMoE; untied embeddings."""
+    _check_ffn("cheems", ffn)
     s = _size(size)
     d = s.d_model
     f = _mlp(d) if ffn == "mlp" else _cdmoe(d, s.n_layers)
@@ -149,6 +171,7 @@ def cheems(size: str | Size, *, vocab_size: int | None = None, ffn: str = "mlp")
 
 def doge(size: str | Size, *, vocab_size: int | None = None, ffn: str = "cdmoe") -> ModelConfig:
     """Doge: DMA (QK-norm, exp bias) + CDMoE (or MLP) every layer, untied embeddings."""
+    _check_ffn("doge", ffn)
     s = _size(size)
     d = s.d_model
     f = _cdmoe(d, s.n_layers) if ffn == "cdmoe" else _mlp(d)
