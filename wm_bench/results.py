@@ -253,12 +253,32 @@ def iter_results(
     for p in sorted(base.rglob("*.json")):
         if p.name.startswith("."):
             continue
-        try:
-            rec = json.loads(p.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{p}: not valid JSON ({e})") from None
-        if isinstance(rec, dict) and "schema_version" in rec and "run_id" in rec:
+        # results/<experiment>/<scale>/<run>.json is a run record; other JSON (results/bench/)
+        # is one only when it says so
+        rec = _read_record(p, required=len(p.relative_to(root).parts) == 3)
+        if rec is not None:
             yield rec
+
+
+def _read_record(p: Path, *, required: bool) -> dict | None:
+    """The run record in file `p` (None if it is other JSON and not `required`).
+
+    ValueError naming the file and the fix when it is not JSON or lacks required fields.
+    """
+    fix = "delete it, or rerun its config with --force"
+    try:
+        rec = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"result file {p} is corrupt: not valid JSON ({e}); {fix}") from None
+    is_record = isinstance(rec, dict) and "run_id" in rec
+    if not is_record and not required:
+        return None
+    if not isinstance(rec, dict):
+        raise ValueError(f"result file {p} holds a {type(rec).__name__}, not a record; {fix}")
+    missing = [k for k in REQUIRED_KEYS if k not in rec]
+    if missing:
+        raise ValueError(f"result file {p} lacks required field(s) {missing}; {fix}")
+    return rec
 
 
 def find_done(
@@ -272,8 +292,8 @@ def find_done(
     rdir = results_dir if results_dir is not None else default_results_dir()
     p = result_path(rdir, experiment, scale, run_id(variant, config_hash))
     if p.exists():
-        rec = json.loads(p.read_text())
-        if rec.get("status") in FINAL_STATUSES:
+        rec = _read_record(p, required=True)
+        if rec is not None and rec.get("status") in FINAL_STATUSES:
             return rec
     return None
 
