@@ -39,6 +39,12 @@ def test_only_with_an_unknown_tag_names_the_valid_tags(tmp_path, capsys):
     assert "colour" in err and "mixer" in err and "seq_len" in err
 
 
-def test_limit_zero_runs_nothing_and_says_so(tmp_path, capsys):
+def test_limit_zero_is_a_one_line_error(tmp_path, capsys):
     assert main(_args(tmp_path, "--limit", "0")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "--limit" in err and "'0'" in err and err.count("\n") == 1
+
+
+def test_only_matching_nothing_runs_nothing_and_says_so(tmp_path, capsys):
+    assert main(_args(tmp_path, "--only", "mixer=nosuch")) == 2
     assert "nothing to run" in capsys.readouterr().err

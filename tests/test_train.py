@@ -50,13 +50,27 @@ def test_second_run_of_same_config_is_skipped(tmp_path):
     assert len(list(iter_results(tmp_path))) == 1
 
 
-def test_a_failing_run_writes_a_failed_result(tmp_path):
-    cfg = _cfg(steps=2)
-    bad = RunConfig(**{**cfg.__dict__, "data": SyntheticDataConfig(vocab_size=128, seq_len=8)})
-    rec = run(bad, results_dir=tmp_path, out_dir=tmp_path / "o", quiet=True)
-    assert rec["status"] == "failed" and "vocab_size=128" in rec["error"]
+def test_a_failing_run_writes_a_failed_result(tmp_path, monkeypatch):
+    import sys
+
+    run_mod = sys.modules["wm_bench.train.run"]  # (the package's `run` is the function)
+
+    def boom(*a, **k):
+        raise RuntimeError("the data module broke mid-run")
+
+    monkeypatch.setattr(run_mod, "build_datamodule", boom)  # past the preflight checks
+    rec = run(_cfg(steps=2), results_dir=tmp_path, out_dir=tmp_path / "o", quiet=True)
+    assert rec["status"] == "failed" and "broke mid-run" in rec["error"]
     on_disk = list(iter_results(tmp_path))
     assert len(on_disk) == 1 and on_disk[0]["status"] == "failed"
+
+
+def test_input_that_cannot_run_is_rejected_before_training_and_writes_nothing(tmp_path):
+    cfg = _cfg(steps=2)
+    bad = RunConfig(**{**cfg.__dict__, "data": SyntheticDataConfig(vocab_size=128, seq_len=8)})
+    with pytest.raises(ValueError, match="data.vocab_size=128.*model.vocab_size=64"):
+        run(bad, results_dir=tmp_path, out_dir=tmp_path / "o", quiet=True)
+    assert list(iter_results(tmp_path)) == []
 
 
 def test_lr_schedule_warms_up_then_decays_to_min_ratio():

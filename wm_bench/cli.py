@@ -5,16 +5,63 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
+import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 # tasks/<name>/ modules: runs(scale) (training experiments) or reproduce(scale, ...) (measuring)
 EXPERIMENTS = ("mqar", "expert_speed", "rope", "ffn", "arch")
 SCALE_CHOICES = ("smoke", "cpu", "small", "paper", "auto")
 GPU_ACTIONS = ("compile", "bundle", "suite")
 DATA_ACTIONS = ("prepare",)
+# `train` without --config: these values stand in for flags not given (a YAML run file keeps its
+# own values; a flag given overrides it).
+TRAIN_DEFAULTS = {
+    "preset": "cheems", "size": "tiny", "steps": 50, "batch_size": 8, "seq_len": 64, "lr": 1e-3,
+    "seed": 0,
+}  # fmt: skip
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error ("error: ...", exit code 2) instead of a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _int_at_least(lo: int) -> Callable[[str], int]:
+    """An argparse type: an integer ≥ lo, else a message naming the value and the range."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not an integer; need an integer ≥ {lo}"
+            ) from None
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"{text!r} is out of range; need an integer ≥ {lo}")
+        return value
+
+    parse.__name__ = f"integer ≥ {lo}"
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0 (a learning rate)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number; need a finite number > 0, e.g. 1e-3"
+        ) from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not valid; need a finite number > 0")
+    return value
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -24,19 +71,32 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out-dir", default="outputs", help="logs, checkpoints, Optuna journals")
     p.add_argument(
         "--impl",
-        default="auto",
+        default=None,
         choices=["auto", "reference", "triton"],
-        help="kernel implementation (auto: triton on CUDA, reference on CPU)",
+        help="kernel implementation (auto: triton on CUDA, reference on CPU; default: the run "
+        "config's, which is auto)",
     )
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument(
+        "--threads",
+        type=_int_at_least(1),
+        default=None,
+        metavar="N",
+        help="torch CPU threads, ≥ 1 (default: the run config's, else torch's)",
+    )
     p.add_argument(
         "--compile",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="torch.compile the model for training steps (CPU: +11–33%% tokens/s after a 30–110 s "
-        "compile; pays off for runs of several minutes)",
+        "compile; pays off for runs of several minutes); default: the run config's, else off",
     )
     p.add_argument("--force", action="store_true", help="rerun configs that already have a result")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        default=None,
+        help="no progress bars (default: the run config's train.progress)",
+    )
     p.add_argument(
         "--eval-data",
         default=None,
@@ -46,14 +106,24 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--save-model",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="save each trained model to <out-dir>/models/<experiment>/<scale>/<run id>/ "
-        "(loadable by `wm-bench eval` and lm-eval's wm_bench model)",
+        "(loadable by `wm-bench eval` and lm-eval's wm_bench model); default: the run config's, "
+        "else off",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=_int_at_least(1),
+        default=None,
+        metavar="N",
+        help="save a checkpoint every N optimiser steps, independent of validation (default: the "
+        "run config's, else a twentieth of the run); a kill loses at most N steps",
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="wm-bench",
         description="Benchmarks and ablations for hybrid LM architectures (Wonderful Matrices, "
         "arXiv 2412.11834): RoPE in SSD, Dynamic Mask Attention, CDMoE, Cheems.",
@@ -72,15 +142,38 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train one model and write one result JSON. Either a preset "
         "(--preset/--size, on a synthetic Markov token stream) or a full run file (--config).",
     )
-    p.add_argument("--preset", default="cheems", help="llama | mamba2 | jamba | cheems | doge")
-    p.add_argument("--size", default="tiny", help="tiny | cpu | 20m | 60m | 160m | 320m | 1.3b")
-    p.add_argument("--ffn", default=None, help="preset FFN switch (mlp | cdmoe | moe | none)")
-    p.add_argument("--config", default=None, help="a YAML RunConfig (overrides --preset)")
-    p.add_argument("--steps", type=int, default=50, help="optimiser steps")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--seq-len", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--preset", default=None, help="llama | mamba2 | jamba | cheems | doge (default: cheems)"
+    )
+    p.add_argument(
+        "--size", default=None, help="tiny | cpu | 20m | 60m | 160m | 320m | 1.3b (default: tiny)"
+    )
+    p.add_argument(
+        "--ffn",
+        default=None,
+        help="the preset's FFN: llama mlp|cdmoe, mamba2 none|mlp, jamba moe|mlp, cheems "
+        "mlp|cdmoe, doge cdmoe|mlp (default: the first); the run is labelled with it",
+    )
+    p.add_argument(
+        "--config",
+        default=None,
+        help="a YAML RunConfig instead of --preset/--size/--ffn; the flags below override its "
+        "values only when given",
+    )
+    p.add_argument("--steps", type=_int_at_least(1), default=None, help="optimiser steps (50)")
+    p.add_argument("--batch-size", type=_int_at_least(1), default=None, help="batch size (8)")
+    p.add_argument(
+        "--seq-len", type=_int_at_least(2), default=None, help="training length in tokens (64)"
+    )
+    p.add_argument("--lr", type=_positive_float, default=None, help="peak learning rate (1e-3)")
+    p.add_argument("--seed", type=_int_at_least(0), default=None, help="run seed, ≥ 0 (0)")
+    p.add_argument(
+        "--checkpoint",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="save <out-dir>/checkpoints/.../last.ckpt and resume from it when rerun (default: "
+        "the run config's, else off; --checkpoint-every turns it on)",
+    )
     p.add_argument(
         "--dump-config", action="store_true", help="print the run config as YAML, do not train"
     )
@@ -107,9 +200,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="keep runs whose tag KEY equals VALUE (repeatable), e.g. --only mixer=dma",
     )
-    p.add_argument("--limit", type=int, default=None, help="run at most this many configs")
+    p.add_argument(
+        "--limit", type=_int_at_least(1), default=None, help="run at most this many configs (≥ 1)"
+    )
     p.add_argument("--no-report", action="store_true", help="do not regenerate the report")
     p.add_argument("--reports-dir", default=None, help="where the report goes (default: ./reports)")
+    p.add_argument(
+        "--checkpoint",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="checkpoint every run so a killed reproduce resumes mid-run (default: on; "
+        "--no-checkpoint turns it off)",
+    )
     _add_common(p)
 
     p = sub.add_parser("report", help="regenerate reports/ from results/ (and the PDF)")
@@ -150,7 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="debian[:austen,python-doc,gcide] | files:<glob> | wikitext2:<dir> | "
         "hf:<dataset>[:<config>][@<N>] (default: debian, offline-capable)",
     )
-    p.add_argument("--vocab", type=int, default=8192, help="BPE vocabulary size (default 8192)")
+    p.add_argument(
+        "--vocab", type=_int_at_least(257), default=8192, help="BPE vocabulary size, ≥ 257 (8192)"
+    )
     p.add_argument("--tokenizer", default="bpe", help="bpe (trained here) | hf:<name> (cached)")
     p.add_argument(
         "--cache-dir",
@@ -172,8 +276,16 @@ def build_parser() -> argparse.ArgumentParser:
         default="paper",
         help="comma-separated task keys, 'paper' (the paper's eight) or 'all' (default: paper)",
     )
-    p.add_argument("--shots", type=int, nargs="+", default=[0], help="few-shot counts (e.g. 0 5)")
-    p.add_argument("--limit", type=int, default=None, help="first N examples of each task")
+    p.add_argument(
+        "--shots",
+        type=_int_at_least(0),
+        nargs="+",
+        default=[0],
+        help="few-shot counts, each ≥ 0 (e.g. 0 5)",
+    )
+    p.add_argument(
+        "--limit", type=_int_at_least(1), default=None, help="first N examples of each task (≥ 1)"
+    )
     p.add_argument("--source", default="local", choices=["local", "hub"])
     p.add_argument(
         "--eval-data",
@@ -181,10 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="task files (default: $WM_BENCH_EVAL_DATA, else ../shared/data/eval)",
     )
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--max-length", type=int, default=None, help="longest prompt (tokens)")
+    p.add_argument("--batch-size", type=_int_at_least(1), default=16, help="≥ 1 (16)")
+    p.add_argument(
+        "--max-length", type=_int_at_least(1), default=None, help="longest prompt (tokens, ≥ 1)"
+    )
     p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: CUDA if any)")
-    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--seed", type=_int_at_least(0), default=1234, help="≥ 0 (1234)")
     p.add_argument("--output", default=None, help="also write the record as JSON here")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -211,59 +325,104 @@ def resolve_scale(scale: str) -> str:
     return chosen
 
 
-def _runtime(cfg: Any, args: argparse.Namespace) -> Any:
+def _runtime(cfg: Any, args: argparse.Namespace, *, checkpoint_default: bool | None = None) -> Any:
+    """`cfg` with the runtime flags that were given (a flag not given keeps the config's value).
+
+    `checkpoint_default`: checkpointing when neither --checkpoint nor --no-checkpoint is given
+    (reproduce: on; None: the config's). --checkpoint-every N implies checkpointing.
+    """
     from wm_bench.config import replace
 
     changes: dict[str, Any] = {}
-    if cfg.downstream is not None and args.eval_data is not None:
+    if args.eval_data is not None:
         from wm_bench.eval.downstream import resolve_eval_data
 
         resolve_eval_data(args.eval_data)  # a clear error now, not after training
-        changes["downstream"] = replace(cfg.downstream, eval_data=str(args.eval_data))
-    return replace(
-        cfg,
-        train=replace(
-            cfg.train,
-            impl=args.impl,
-            num_threads=args.threads,
-            progress=not args.quiet,
-            compile=args.compile,
-            save_model=args.save_model,
-        ),
-        **changes,
+        if cfg.downstream is not None:
+            changes["downstream"] = replace(cfg.downstream, eval_data=str(args.eval_data))
+    train: dict[str, Any] = {}
+    if args.impl is not None:
+        train["impl"] = args.impl
+    if args.threads is not None:
+        train["num_threads"] = args.threads
+    if args.quiet:
+        train["progress"] = False
+    if args.compile is not None:
+        train["compile"] = args.compile
+    if args.save_model is not None:
+        train["save_model"] = args.save_model
+    checkpoint = getattr(args, "checkpoint", None)
+    if checkpoint is False and args.checkpoint_every is not None:
+        raise ValueError(
+            f"--checkpoint-every {args.checkpoint_every} with --no-checkpoint: checkpoints are "
+            "off; drop one of them"
+        )
+    if checkpoint is None:
+        checkpoint = True if args.checkpoint_every is not None else checkpoint_default
+    if checkpoint is not None:
+        train["checkpoint"] = checkpoint
+    if args.checkpoint_every is not None:
+        train["checkpoint_every"] = args.checkpoint_every
+    return replace(cfg, train=replace(cfg.train, **train), **changes)
+
+
+def _train_config(args: argparse.Namespace) -> Any:
+    """The RunConfig of `train`: a YAML file (flags given override it) or a preset."""
+    from wm_bench.config import OptimConfig, RunConfig, TrainConfig, load_run_yaml, replace
+    from wm_bench.data.synthetic import SyntheticDataConfig
+    from wm_bench.presets import preset
+
+    if args.config:
+        given = [f"--{k}" for k in ("preset", "size", "ffn") if getattr(args, k) is not None]
+        if given:
+            raise ValueError(
+                f"{' '.join(given)} with --config {args.config}: the model comes from the YAML "
+                "file; drop them or drop --config"
+            )
+        cfg = load_run_yaml(args.config)
+        if args.seq_len is not None:
+            if not hasattr(cfg.data, "seq_len"):
+                raise ValueError(f"--seq-len: {cfg.data.name} data in {args.config} has no seq_len")
+            cfg = replace(cfg, data=replace(cfg.data, seq_len=args.seq_len))
+        if args.lr is not None:
+            cfg = replace(cfg, optim=replace(cfg.optim, lr=args.lr))
+        train = {"max_steps": args.steps, "batch_size": args.batch_size}
+        train = {k: v for k, v in train.items() if v is not None}
+        cfg = replace(cfg, train=replace(cfg.train, **train))
+        return cfg if args.seed is None else replace(cfg, seed=args.seed)
+    a = {k: getattr(args, k) if getattr(args, k) is not None else v
+         for k, v in TRAIN_DEFAULTS.items()}  # fmt: skip
+    kw = {"ffn": args.ffn} if args.ffn else {}
+    model = preset(a["preset"], a["size"], **kw)
+    return RunConfig(
+        experiment="train",
+        variant=f"{a['preset']}-{a['size']}" + (f"-{args.ffn}" if args.ffn else ""),
+        model=model,
+        data=SyntheticDataConfig(vocab_size=min(model.vocab_size, 512), seq_len=a["seq_len"]),
+        optim=OptimConfig(lr=a["lr"]),
+        train=TrainConfig(max_steps=a["steps"], batch_size=a["batch_size"]),
+        seed=a["seed"],
+        scale="smoke",
     )
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     import yaml
 
-    from wm_bench.config import OptimConfig, RunConfig, TrainConfig, load_run_yaml, to_dict
-    from wm_bench.data.synthetic import SyntheticDataConfig
-    from wm_bench.presets import preset
+    from wm_bench.config import to_dict
+    from wm_bench.preflight import check_config, check_run
     from wm_bench.train import run
 
-    if args.config:
-        cfg = load_run_yaml(args.config)
-    else:
-        kw = {"ffn": args.ffn} if args.ffn else {}
-        model = preset(args.preset, args.size, **kw)
-        cfg = RunConfig(
-            experiment="train",
-            variant=f"{args.preset}-{args.size}" + (f"-{args.ffn}" if args.ffn else ""),
-            model=model,
-            data=SyntheticDataConfig(vocab_size=min(model.vocab_size, 512), seq_len=args.seq_len),
-            optim=OptimConfig(lr=args.lr),
-            train=TrainConfig(max_steps=args.steps, batch_size=args.batch_size),
-            seed=args.seed,
-            scale="smoke",
-        )
-    cfg = _runtime(cfg, args)
+    cfg = _runtime(_train_config(args), args)
     if args.dump_config:
+        check_config(cfg)
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         return 0
+    check_run(cfg, args.results_dir, out_dir=args.out_dir)  # before anything runs or is written
     rec = run(
-        cfg, results_dir=args.results_dir, out_dir=args.out_dir, force=args.force, quiet=args.quiet
-    )
+        cfg, results_dir=args.results_dir, out_dir=args.out_dir, force=args.force,
+        quiet=bool(args.quiet),
+    )  # fmt: skip
     _print_record(rec)
     return 0 if rec["status"] == "ok" else 1
 
@@ -326,9 +485,14 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.limit is not None:
         configs = configs[: args.limit]
     if not configs:
-        print("nothing to run (check --only / --limit)", file=sys.stderr)
+        print(
+            f"error: nothing to run: --only {' '.join(args.only)} matches none of the configs of "
+            f"{args.experiment} @ {scale}",
+            file=sys.stderr,
+        )
         return 2
-    configs = [_runtime(c, args) for c in configs]
+    configs = [_runtime(c, args, checkpoint_default=True) for c in configs]
+    _preflight_grid(configs, args)  # every config of the grid, before the first run
     print(f"{args.experiment} @ {scale}: {len(configs)} runs")
     t0 = time.perf_counter()
     journal = Path(args.out_dir) / "optuna" / f"{args.experiment}-{scale}.journal"
@@ -356,17 +520,50 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _preflight_grid(configs: list[Any], args: argparse.Namespace) -> None:
+    """`preflight.check_run` for every config that will run (not those already done)."""
+    from wm_bench.config import config_hash
+    from wm_bench.preflight import check_run, check_writable
+    from wm_bench.results import find_done
+
+    check_writable(Path(args.out_dir), "output folder (--out-dir)")
+    for c in configs:
+        if not args.force and find_done(
+            config_hash(c), c.experiment, c.scale, c.variant, args.results_dir
+        ):
+            continue
+        try:
+            check_run(c, args.results_dir)
+        except ValueError as e:
+            raise ValueError(
+                f"{c.experiment} @ {c.scale}, run {c.variant} seed {c.seed}: {e}"
+            ) from None
+
+
 def _reproduce_own(task: Any, scale: str, args: argparse.Namespace) -> int:
-    if args.impl != "auto":
+    if args.impl not in (None, "auto"):
         print(
             f"error: --impl {args.impl}: {args.experiment} times every layer with impl=auto "
             "(and records what ran)",
             file=sys.stderr,
         )
         return 2
+    unused = {
+        "--compile/--no-compile": args.compile, "--save-model/--no-save-model": args.save_model,
+        "--eval-data": args.eval_data, "--checkpoint/--no-checkpoint": args.checkpoint,
+        "--checkpoint-every": args.checkpoint_every,
+    }  # fmt: skip
+    given = [k for k, v in unused.items() if v is not None]
+    if given:
+        print(
+            f"error: {', '.join(given)} given to {args.experiment}, which times layers and trains "
+            "nothing; drop them",
+            file=sys.stderr,
+        )
+        return 2
     rc = task.reproduce(
         scale, only=args.only, limit=args.limit, results_dir=args.results_dir,
-        force=args.force, threads=args.threads, quiet=args.quiet,
+        force=args.force, threads=args.threads, quiet=bool(args.quiet),
     )  # fmt: skip
     if rc != 2 and not args.no_report:
         _report([args.experiment], args.results_dir, args.reports_dir, pdf=False)
@@ -408,14 +605,38 @@ def _task_keys(text: str) -> list[str]:
     return list(check_tasks(k.strip() for k in text.split(",") if k.strip()))
 
 
+def _check_device_flag(device: str | None) -> None:
+    """--device must be cpu, cuda or cuda:N, and CUDA must exist when asked for."""
+    if device is None:
+        return
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise ValueError(f"--device {device!r}; valid: cpu, cuda, cuda:N")
+    if device.startswith("cuda"):
+        import torch
+
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= n:
+            raise ValueError(f"--device {device!r}: this machine has {n} CUDA device(s); use cpu")
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from wm_bench.eval.downstream import TASKS, evaluate
     from wm_bench.eval.harness import WmBenchLM
     from wm_bench.results import write_json_atomic
 
     keys = _task_keys(args.tasks)
-    if args.output and Path(args.output).is_dir():
-        raise ValueError(f"--output {args.output!r} is a directory; give a file name (.json)")
+    _check_device_flag(args.device)
+    if args.eval_data is not None:
+        from wm_bench.eval.downstream import resolve_eval_data
+
+        resolve_eval_data(args.eval_data)
+    if args.output:
+        from wm_bench.preflight import check_writable
+
+        if Path(args.output).is_dir():
+            raise ValueError(f"--output {args.output!r} is a directory; give a file name (.json)")
+        check_writable(Path(args.output).parent, "--output folder")
     lm = WmBenchLM(
         pretrained=args.model_dir, batch_size=args.batch_size, max_length=args.max_length,
         device=args.device,
@@ -508,9 +729,15 @@ def cmd_gpu(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from wm_bench.data.corpus import CorpusError
+    from wm_bench.data.corpus import CorpusError, default_cache_dir, parse_spec
     from wm_bench.data.lm import describe, prepare
+    from wm_bench.data.tokenizer import check_tokenizer_spec
+    from wm_bench.preflight import check_writable
 
+    parse_spec(args.corpus)  # bad flags are one line before anything is read or fetched
+    check_tokenizer_spec(args.tokenizer, args.vocab)
+    cache = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
+    check_writable(cache, "cache folder (--cache-dir)")
     t0 = time.perf_counter()
     try:
         prepared = prepare(
@@ -541,14 +768,17 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "lm-eval":  # everything after it belongs to lm-eval's own parser
         return cmd_lm_eval(argv[1:])
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help (0) or a bad flag (2, one line already printed)
+        return e.code if isinstance(e.code, int) else 0 if e.code is None else 2
     from wm_bench.train.signals import RunInterrupted, install_handlers
 
     install_handlers()  # SIGTERM/SIGINT: save at a step boundary, exit 128 + signal
     try:
         return COMMANDS[args.command](args)
     except (ValueError, FileNotFoundError) as e:  # bad input: one clear line, no traceback
-        print(f"error: {e}", file=sys.stderr)
+        print("error: " + " ".join(str(e).split()), file=sys.stderr)
         return 2
     except RunInterrupted as e:
         print(f"interrupted: {e}", file=sys.stderr)
