@@ -83,14 +83,22 @@ class LanguageModel(nn.Module):
         else:
             nn.init.normal_(self.head.weight, std=cfg.init_std)
 
-    def forward(self, input_ids: Tensor) -> ModelOutput:
-        """input_ids [B, T] int64 → logits [B, T, V] and the summed auxiliary loss."""
+    def hidden(self, input_ids: Tensor) -> tuple[Tensor, Tensor]:
+        """input_ids [B, T] int64 → the head's input (after the final norm) [B, T, D], aux loss.
+
+        Training on sparse labels (MQAR) applies `head` only where a label is.
+        """
         h = self.embed(input_ids)
         aux = h.new_zeros((), dtype=torch.float32)
         for block in self.blocks:
             h, a = block(h)
             aux = aux + a
-        return ModelOutput(logits=self.head(self.norm(h)), aux_loss=aux)
+        return self.norm(h), aux
+
+    def forward(self, input_ids: Tensor) -> ModelOutput:
+        """input_ids [B, T] int64 → logits [B, T, V] and the summed auxiliary loss."""
+        h, aux = self.hidden(input_ids)
+        return ModelOutput(logits=self.head(h), aux_loss=aux)
 
     # ---- decoding --------------------------------------------------------------------------
 

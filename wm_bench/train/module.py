@@ -30,8 +30,8 @@ def masked_lm_stats(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Ten
     """Summed cross-entropy, number of labelled positions, number of arg-max hits.
 
     Args:
-        logits: [B, T, V] any float dtype (loss computed in fp32).
-        labels: [B, T] int64, IGNORE_INDEX where unlabelled.
+        logits: [B, T, V] (or [M, V] for M selected positions), any float dtype (loss in fp32).
+        labels: [B, T] (or [M]) int64, IGNORE_INDEX where unlabelled.
     """
     flat_logits = logits.reshape(-1, logits.shape[-1]).float()  # [B·T, V]
     flat_labels = labels.reshape(-1)  # [B·T]
@@ -89,7 +89,9 @@ class LMModule(L.LightningModule):
         self.model = build_model(cfg.model, impl=cfg.train.impl)
         # The compiled wrapper shares the model's parameters; kept out of the module tree so the
         # state dict (checkpoints) has one copy under the model's own names.
-        self.__dict__["_step_model"] = torch.compile(self.model) if cfg.train.compile else None
+        self.__dict__["_step_model"] = (
+            torch.compile(self.model.hidden) if cfg.train.compile else None
+        )
         self.final_metrics: dict[str, float] = {}
         # About 100 (step, training loss) points per run, stored in the result's "extra".
         self.curve_every = max(1, cfg.train.max_steps // 100)
@@ -100,18 +102,28 @@ class LMModule(L.LightningModule):
         self.check_grad_norm = cfg.train.precision != "16-mixed"
         self._val: list[Tensor] = []
 
-    def _steps(self, input_ids: Tensor) -> Any:
-        """The model for training / validation steps: compiled when TrainConfig.compile."""
-        model = self.__dict__["_step_model"]
-        return (model if model is not None else self.model)(input_ids)
+    def _steps(self, input_ids: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(logits [M, V] or [B, T, V], their labels, aux loss) for a training / validation step.
+
+        The body runs compiled when TrainConfig.compile. Where fewer than half the positions
+        carry a label (MQAR: kv of L), the LM head and the loss run on the labelled positions
+        only; the loss and accuracy are the same sums over the same positions (up to float
+        rounding), at a fraction of the head's cost when the vocabulary is large.
+        """
+        hidden = self.__dict__["_step_model"] or self.model.hidden
+        h, aux = hidden(input_ids)  # [B, T, D]
+        mask = labels != IGNORE_INDEX
+        if int(mask.sum()) * 2 < mask.numel():
+            return self.model.head(h[mask]), labels[mask], aux  # [M, V], [M]
+        return self.model.head(h), labels, aux
 
     def forward(self, input_ids: Tensor) -> Any:
         return self.model(input_ids)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         input_ids, labels = batch
-        out = self._steps(input_ids)
-        loss_sum, n, _ = masked_lm_stats(out.logits, labels)
+        logits, targets, aux_loss = self._steps(input_ids, labels)
+        loss_sum, n, _ = masked_lm_stats(logits, targets)
         loss = loss_sum / n.clamp_min(1)
         value = float(loss.detach())
         if not math.isfinite(value):
@@ -120,9 +132,9 @@ class LMModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
         if self.global_step % self.curve_every == 0:  # kept in the result for loss-curve figures
             self.curve.append((int(self.global_step), value))
-        if out.aux_loss.requires_grad:
-            self.log("train/aux_loss", out.aux_loss, on_step=True, on_epoch=False)
-        return loss + out.aux_loss
+        if aux_loss.requires_grad:
+            self.log("train/aux_loss", aux_loss, on_step=True, on_epoch=False)
+        return loss + aux_loss
 
     def on_before_optimizer_step(self, optimizer: Any) -> None:
         """Stop on a non-finite gradient norm (before clipping would hide it in the update)."""
@@ -163,8 +175,8 @@ class LMModule(L.LightningModule):
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         input_ids, labels = batch
-        out = self._steps(input_ids)
-        self._val.append(torch.stack([t.double() for t in masked_lm_stats(out.logits, labels)]))
+        logits, targets, _ = self._steps(input_ids, labels)
+        self._val.append(torch.stack([t.double() for t in masked_lm_stats(logits, targets)]))
 
     def on_validation_epoch_end(self) -> None:
         if not self._val:
