@@ -21,12 +21,15 @@ folder and ``dpkg -x`` unpacks it there. The files the parsers read are kept und
 and version); the .deb and the rest of the unpacked tree are deleted. The parsed documents are
 cached as JSON lines (``<part>.jsonl``, ≈ 49 MB in all, with ``<part>.json``). Later calls read
 the JSON lines and use no network; a parser change (`EXTRACT_FORMAT`) re-parses the raw files,
-still without network.
+still without network, and so does a corrupt ``<part>.jsonl``: its sha256 is recorded in
+``<part>.json`` and checked on every load (one line on stderr says when it is rebuilt).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import hashlib
 import json
 import os
 import re
@@ -320,7 +323,7 @@ def debian_documents(
 
     Two caches under ``<cache_dir>/corpus/debian``: ``raw/<part>/`` holds the package files the
     parser reads (fetched once: the only step that uses the network), ``<part>.jsonl`` the parsed
-    documents, rebuilt from raw/ whenever `EXTRACT_FORMAT` changes.
+    documents, rebuilt from raw/ whenever `EXTRACT_FORMAT` changes or it fails its checksum.
     """
 
     def log(msg: str) -> None:
@@ -332,21 +335,76 @@ def debian_documents(
     info: dict[str, Any] = {}
     for part in parts:
         raw, cache, meta = folder / "raw" / part, folder / f"{part}.jsonl", folder / f"{part}.json"
-        record = json.loads(meta.read_text()) if meta.is_file() else {}
-        if not cache.is_file() or record.get("format") != EXTRACT_FORMAT:
-            if not (raw / "versions.json").is_file():
-                raw.parent.mkdir(parents=True, exist_ok=True)
-                log(f"corpus debian/{part}: fetching {PARTS[part]} (apt-get download, dpkg -x) …")
-                _fetch_raw(part, raw, log)
-            t0 = time.perf_counter()
-            found = parse_part(part, raw)
-            lines = (json.dumps(d.__dict__, ensure_ascii=False) + "\n" for d in found)
-            _write_atomic(cache, lines)
-            record = {"format": EXTRACT_FORMAT, "part": part, "documents": len(found),
-                      **json.loads((raw / "versions.json").read_text())}  # fmt: skip
-            _write_atomic(meta, iter([json.dumps(record, indent=1) + "\n"]))  # meta last
-            log(f"corpus debian/{part}: {len(found)} documents in {time.perf_counter() - t0:.0f} s")
-        with open(cache, encoding="utf-8") as fh:
-            docs.extend(Document(**json.loads(line)) for line in fh)
+        record = _read_record(meta)
+        problem = None if cache.is_file() and record.get("format") == EXTRACT_FORMAT else "stale"
+        if problem is None and not _cache_intact(cache, meta, record):
+            problem = f"its sha256 differs from the one in {meta.name}"
+        found = None if problem else _load_jsonl(cache)
+        if problem is None and found is None:
+            problem = "it does not parse as JSON-lines documents"
+        if problem is not None:
+            if problem != "stale":
+                print(f"corpus debian/{part}: cached text {cache} is corrupt ({problem}); "
+                      f"re-parsing it from {raw}", file=sys.stderr)  # fmt: skip
+            record, found = _extract(part, raw, cache, meta, log)
+        docs.extend(found)
         info[part] = record["packages"]
     return docs, {"packages": info}
+
+
+def _extract(
+    part: str, raw: Path, cache: Path, meta: Path, log: Any
+) -> tuple[dict[str, Any], list[Document]]:
+    """Parse one part from its raw files (fetching them first if missing) into the text cache."""
+    if not (raw / "versions.json").is_file():
+        raw.parent.mkdir(parents=True, exist_ok=True)
+        log(f"corpus debian/{part}: fetching {PARTS[part]} (apt-get download, dpkg -x) …")
+        _fetch_raw(part, raw, log)
+    t0 = time.perf_counter()
+    found = parse_part(part, raw)
+    lines = (json.dumps(d.__dict__, ensure_ascii=False) + "\n" for d in found)
+    _write_atomic(cache, lines)
+    record = {"format": EXTRACT_FORMAT, "part": part, "documents": len(found),
+              "sha256": _file_sha256(cache),
+              **json.loads((raw / "versions.json").read_text())}  # fmt: skip
+    _write_atomic(meta, iter([json.dumps(record, indent=1) + "\n"]))  # meta last
+    log(f"corpus debian/{part}: {len(found)} documents in {time.perf_counter() - t0:.0f} s")
+    return record, found
+
+
+def _load_jsonl(cache: Path) -> list[Document] | None:
+    """The documents in a part's text cache; None when it does not parse."""
+    try:
+        with open(cache, encoding="utf-8") as fh:
+            return [Document(**json.loads(line)) for line in fh]
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _read_record(meta: Path) -> dict[str, Any]:
+    """A part's cache record (<part>.json); {} when missing or unreadable (re-parsed then)."""
+    try:
+        record = json.loads(meta.read_text()) if meta.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 23):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _cache_intact(cache: Path, meta: Path, record: dict[str, Any]) -> bool:
+    """True when `cache` matches the sha256 in its record; a record from before checksums gets
+    the file's sha256 added (the file is trusted once)."""
+    digest = _file_sha256(cache)
+    if "sha256" not in record:
+        record["sha256"] = digest
+        with contextlib.suppress(OSError):
+            _write_atomic(meta, iter([json.dumps(record, indent=1) + "\n"]))
+        return True
+    return record["sha256"] == digest

@@ -11,11 +11,16 @@ Atomicity: a build writes everything into a hidden temporary folder beside the f
 renames the folder into place as its last step (one atomic rename on POSIX). A build that is
 interrupted therefore never leaves a folder that later loads; its temporary folder is removed
 on error, or by the next build once the process that made it is gone. A loaded folder is also
-checked: every file's size must equal its token count in meta.json times the item size.
+checked: every file's size must equal its token count in meta.json times the item size, and its
+sha256 must equal the one meta.json recorded when it was written. A folder that fails is rebuilt
+(one line on stderr says so). Folders written before checksums existed get theirs recorded on
+first use.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -69,19 +74,53 @@ def shard_dir(cache_dir: Path, corpus_hash: str, tokenizer: Any) -> Path:
     return cache_dir / "shards" / f"{corpus_hash}-{tokenizer.fingerprint}"
 
 
-def open_shards(folder: Path) -> Shards | None:
-    """The Shards in `folder` if complete and consistent, else None."""
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in 8 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 23):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_shards(folder: Path) -> tuple[Shards | None, str | None]:
+    """(the Shards in `folder`, None) if complete and intact, else (None, what is wrong)."""
     try:
         meta = json.loads((folder / "meta.json").read_text())
         if meta.get("format") != SHARD_FORMAT:
-            return None
+            return None, f"meta.json has format {meta.get('format')!r}, not {SHARD_FORMAT}"
         item = np.dtype(meta["dtype"]).itemsize
         for s in SPLITS:
-            if (folder / f"{s}.bin").stat().st_size != meta["splits"][s]["tokens"] * item:
-                return None
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return Shards(folder, meta)
+            size = (folder / f"{s}.bin").stat().st_size
+            if size != meta["splits"][s]["tokens"] * item:
+                want = meta["splits"][s]["tokens"] * item
+                return None, f"{s}.bin has {size} bytes, meta.json says {want}"
+        legacy = [s for s in SPLITS if "sha256" not in meta["splits"][s]]
+        for s in SPLITS:
+            digest = file_sha256(folder / f"{s}.bin")
+            if s in legacy:
+                meta["splits"][s]["sha256"] = digest
+            elif digest != meta["splits"][s]["sha256"]:
+                return None, f"{s}.bin does not match its sha256 in meta.json (corrupt)"
+    except FileNotFoundError as e:
+        return None, f"{Path(e.filename).name if e.filename else 'a file'} is missing"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        return None, f"meta.json is unreadable ({type(e).__name__}: {e})"
+    if legacy:  # written before checksums: record them now (best effort; sizes matched)
+        with contextlib.suppress(OSError):
+            _write_meta(folder, meta)
+    return Shards(folder, meta), None
+
+
+def open_shards(folder: Path) -> Shards | None:
+    """The Shards in `folder` if complete and intact (sizes and checksums), else None."""
+    return check_shards(folder)[0]
+
+
+def _write_meta(folder: Path, meta: dict[str, Any]) -> None:
+    tmp = folder / f".meta.json.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(meta, indent=1) + "\n")
+    os.replace(tmp, folder / "meta.json")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -122,7 +161,8 @@ def _write_split(
 
     stats = corpus.stats()
     total = stats[split]["characters"] if stats else None
-    counts = {"documents": 0, "characters": 0, "tokens": 0}
+    counts: dict[str, Any] = {"documents": 0, "characters": 0, "tokens": 0}
+    digest = hashlib.sha256()
     eos = np.array([tokenizer.eos_id], dtype=dtype)
     bar = tqdm(
         total=total, unit="char", unit_scale=True, desc=f"tokenize {split}", file=sys.stderr,
@@ -139,7 +179,9 @@ def _write_split(
                     f"tokenizer {tokenizer.name} produced id {int(arr.max())} ≥ its "
                     f"vocab_size {tokenizer.vocab_size}"
                 )
-            fh.write(arr.astype(dtype.newbyteorder("<")).tobytes())
+            data = arr.astype(dtype.newbyteorder("<")).tobytes()
+            fh.write(data)
+            digest.update(data)
             n_chars = sum(len(t) for t in batch)
             counts["documents"] += len(batch)
             counts["characters"] += n_chars
@@ -149,6 +191,7 @@ def _write_split(
         os.fsync(fh.fileno())
     if counts["documents"] == 0:
         raise ValueError(f"corpus {corpus.spec!r} has no {split} documents")
+    counts["sha256"] = digest.hexdigest()
     return counts
 
 
@@ -172,11 +215,11 @@ def build_shards(
     """
     root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     final = shard_dir(root, corpus.hash, tokenizer)
-    found = open_shards(final)
+    found, problem = check_shards(final)
     if found is not None:
         return found
     if final.exists():  # only a finished build is renamed into place: this one was damaged
-        print(f"shards {final} are inconsistent with their meta.json; rebuilding", file=sys.stderr)
+        print(f"token shards {final} are damaged ({problem}); rebuilding them", file=sys.stderr)
         shutil.rmtree(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(final)

@@ -7,7 +7,9 @@ Specs:
   to `vocab_size` tokens: the 256 byte symbols, the special token ``<|endoftext|>`` (the
   document separator, id 0) and the merges (fewer if the corpus runs out of pairs). Cached as
   ``<cache>/tokenizers/bpe<vocab>-<corpus hash>/tokenizer.json`` and never retrained for the
-  same (corpus hash, vocab size).
+  same (corpus hash, vocab size) — unless the file is corrupt: its sha256 is recorded in the
+  folder's meta.json and checked on every load, and a file that fails (or cannot be parsed) is
+  retrained, with one line on stderr saying so.
 - ``hf:<name>``: ``transformers.AutoTokenizer.from_pretrained(name, local_files_only=True)``:
   nothing is downloaded; a tokenizer not in the local Hugging Face cache is a clear error. Its
   EOS token separates documents; the config's vocab_size does not apply (its own size does).
@@ -18,6 +20,7 @@ GPT-2); the corpora here do not contain it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -146,7 +149,8 @@ def load_tokenizer(
     folder = bpe_dir(root, corpus.hash, vocab_size)
     path = folder / "tokenizer.json"
     name = f"bpe{vocab_size}@{corpus.hash}"
-    if not path.is_file():
+    backend = _cached_bpe(folder, path) if path.is_file() else None
+    if backend is None:
         if progress:
             print(f"training {name} on the train split of {corpus.spec!r} …", file=sys.stderr)
         t0 = time.perf_counter()
@@ -155,16 +159,55 @@ def load_tokenizer(
             corpus.texts("train"), vocab_size, progress=progress and sys.stderr.isatty()
         )
         folder.mkdir(parents=True, exist_ok=True)
+        text = tok.to_str()
         meta = {
             "corpus": corpus.spec, "corpus_hash": corpus.hash, "vocab_size_requested": vocab_size,
             "vocab_size": tok.get_vocab_size(), "bpe_format": BPE_FORMAT,
             "train_seconds": round(time.perf_counter() - t0, 2),
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
         }  # fmt: skip
         _atomic_write_text(folder / "meta.json", json.dumps(meta, indent=1) + "\n")
-        _atomic_write_text(path, tok.to_str())  # last: its presence means "done"
-    backend = HFTokenizer.from_file(str(path))
+        _atomic_write_text(path, text)  # last: its presence means "done"
+        backend = HFTokenizer.from_str(text)
     return Tokenizer(backend, name=name, eos_id=backend.token_to_id(EOS), path=path)
+
+
+def _cached_bpe(folder: Path, path: Path) -> Any:
+    """The cached BPE backend at `path` if intact, else None (after saying why on stderr).
+
+    Intact: its bytes match the sha256 in meta.json and it parses. A file cached before
+    checksums were recorded gets its sha256 added to meta.json once it parses.
+    """
+    from tokenizers import Tokenizer as HFTokenizer
+
+    meta_path = folder / "meta.json"
+    try:
+        data = path.read_bytes()
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        if not isinstance(meta, dict):
+            meta = {}
+    except (OSError, ValueError):
+        data, meta = None, {}
+    problem = None
+    if data is None:
+        problem = "cannot be read"
+    elif meta.get("sha256") not in (None, hashlib.sha256(data).hexdigest()):
+        problem = "does not match its sha256 in meta.json"
+    else:
+        try:
+            backend = HFTokenizer.from_str(data.decode("utf-8"))
+        except Exception as e:  # the tokenizers package raises its own Exception type
+            problem = f"cannot be parsed ({type(e).__name__})"
+        else:
+            if meta and "sha256" not in meta:
+                meta["sha256"] = hashlib.sha256(data).hexdigest()
+                with contextlib.suppress(OSError):
+                    _atomic_write_text(meta_path, json.dumps(meta, indent=1) + "\n")
+            return backend
+    print(f"tokenizer {path} is corrupt ({problem}); retraining it", file=sys.stderr)
+    path.unlink(missing_ok=True)
+    return None
 
 
 def _hf_tokenizer(name: str) -> Tokenizer:
