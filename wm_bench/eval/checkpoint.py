@@ -82,14 +82,51 @@ def load_pretrained(
             f"{path} is not a wm_bench model directory (missing {', '.join(missing)}); training "
             "with --save-model writes one (or wm_bench.eval.checkpoint.save_pretrained)"
         )
-    meta = json.loads((path / "config.json").read_text())
+    fix = "save the model again (train with --save-model) or restore the file from a copy"
+    conf = path / "config.json"
+    try:
+        meta = json.loads(conf.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{conf} is corrupt: not valid JSON ({_first_line(e)}); {fix}") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{conf} is corrupt: a {type(meta).__name__}, not a mapping; {fix}")
     if meta.get("format") != FORMAT:
-        raise ValueError(f"{path}/config.json: format {meta.get('format')!r}, expected {FORMAT}")
-    cfg = from_dict(RunConfig, meta["run"])
-    model = build_model(cfg.model, impl=impl)
-    state = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
+        raise ValueError(f"{conf}: format {meta.get('format')!r}, expected {FORMAT}; {fix}")
+    missing = [k for k in ("run", "tokenizer", "eos_id") if k not in meta]
+    if missing:
+        raise ValueError(f"{conf} lacks the key(s) {missing}; {fix}")
+    try:
+        cfg = from_dict(RunConfig, meta["run"])
+        model = build_model(cfg.model, impl=impl)
+    except ValueError as e:
+        raise ValueError(f"{conf}: its run config is invalid ({_first_line(e)}); {fix}") from None
+    weights = path / "model.pt"
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated or garbage: pickle, zip and runtime errors alike
+        raise ValueError(
+            f"{weights} is corrupt or not a state dict ({type(e).__name__}: {_first_line(e)}); "
+            f"{fix}"
+        ) from None
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as e:
+        raise ValueError(
+            f"{weights} does not match the model in {conf.name} ({_first_line(e)}); {fix}"
+        ) from None
     model.to(device).eval()
-    backend = Backend.from_str((path / "tokenizer.json").read_text())
+    tok_file = path / "tokenizer.json"
+    try:
+        backend = Backend.from_str(tok_file.read_text(encoding="utf-8"))
+    except Exception as e:  # the tokenizers package raises its own Exception type
+        raise ValueError(
+            f"{tok_file} is corrupt ({type(e).__name__}: {_first_line(e)}); {fix}"
+        ) from None
     tok = Tokenizer(backend, name=meta["tokenizer"], eos_id=meta["eos_id"], path=None)
     return model, tok, meta
+
+
+def _first_line(e: BaseException) -> str:
+    """The first line of an error message, at most 200 characters."""
+    text = str(e).strip().splitlines()
+    return (text[0] if text else type(e).__name__)[:200]
