@@ -463,6 +463,7 @@ def _matches(cfg: Any, only: list[str]) -> bool:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    from wm_bench.config import config_hash
     from wm_bench.sweep import sweep_cells
     from wm_bench.train import run
 
@@ -470,42 +471,36 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     task = importlib.import_module(f"tasks.{args.experiment}")
     if hasattr(task, "reproduce"):  # a task that measures rather than trains runs its own grid
         return _reproduce_own(task, scale, args)
-    configs = task.runs(scale)
-    if args.only:
-        tags = sorted({k for c in configs for k in c.tags})
-        keys = {c.split("=", 1)[0] for c in args.only if "=" in c}
-        bad = sorted(keys - set(tags) - {"variant"})
-        if bad:
-            print(
-                f"error: --only key(s) {bad} are not tags of {args.experiment}; valid: {tags}",
-                file=sys.stderr,
-            )
-            return 2
-        configs = [c for c in configs if _matches(c, args.only)]
-    if args.limit is not None:
-        configs = configs[: args.limit]
-    if not configs:
-        print(
-            f"error: nothing to run: --only {' '.join(args.only)} matches none of the configs of "
-            f"{args.experiment} @ {scale}",
-            file=sys.stderr,
-        )
-        return 2
-    configs = [_runtime(c, args, checkpoint_default=True) for c in configs]
-    _preflight_grid(configs, args)  # every config of the grid, before the first run
-    print(f"{args.experiment} @ {scale}: {len(configs)} runs")
+    print(f"{args.experiment} @ {scale}")
     t0 = time.perf_counter()
     journal = Path(args.out_dir) / "optuna" / f"{args.experiment}-{scale}.journal"
-    recs = sweep_cells(
-        configs,
-        cell_key=task.cell_key,
-        metric=task.METRIC,
-        direction="maximize" if task.HIGHER_IS_BETTER else "minimize",
-        journal=journal,
-        run_fn=lambda c: run(
-            c, results_dir=args.results_dir, out_dir=args.out_dir, force=args.force, quiet=True
-        ),
-    )
+    recs: list[dict[str, Any]] = []
+    planned: set[str] = set()
+    # A staged task (tune, then seeds at each variant's best LR) plans its later stages from the
+    # results of the earlier ones: ask again after every round until it plans nothing new.
+    for stage in range(1, 11):
+        configs = _plan(task, scale, args)
+        if configs is None:
+            return 2
+        configs = [c for c in configs if config_hash(c) not in planned]
+        if args.limit is not None:
+            configs = configs[: max(0, args.limit - len(planned))]
+        if not configs:
+            break
+        planned |= {config_hash(c) for c in configs}
+        _preflight_grid(configs, args)  # every config of the round, before its first run
+        print(f"stage {stage}: {len(configs)} runs")
+        recs += sweep_cells(
+            configs,
+            cell_key=task.cell_key,
+            metric=task.METRIC,
+            direction="maximize" if task.HIGHER_IS_BETTER else "minimize",
+            journal=journal,
+            run_fn=lambda c: run(
+                c, results_dir=args.results_dir, out_dir=args.out_dir, force=args.force,
+                quiet=True,
+            ),
+        )  # fmt: skip
     counts = {s: sum(r["status"] == s for r in recs) for s in ("ok", "diverged", "failed")}
     failed = [r for r in recs if r["status"] != "ok"]
     print(
@@ -518,6 +513,38 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if not args.no_report:
         _report([args.experiment], args.results_dir, args.reports_dir, pdf=False)
     return 1 if failed else 0
+
+
+def _plan(task: Any, scale: str, args: argparse.Namespace) -> list[Any] | None:
+    """The task's configs at `scale` after --only, with the run-time options; None on bad --only.
+
+    A task whose `runs` takes `results_dir` (staged tuning) is given --results-dir.
+    """
+    import inspect
+
+    kw = {}
+    if "results_dir" in inspect.signature(task.runs).parameters:
+        kw["results_dir"] = args.results_dir
+    configs = task.runs(scale, **kw)
+    if args.only:
+        tags = sorted({k for c in configs for k in c.tags})
+        keys = {c.split("=", 1)[0] for c in args.only if "=" in c}
+        bad = sorted(keys - set(tags) - {"variant"})
+        if bad:
+            print(
+                f"error: --only key(s) {bad} are not tags of {args.experiment}; valid: {tags}",
+                file=sys.stderr,
+            )
+            return None
+        configs = [c for c in configs if _matches(c, args.only)]
+        if not configs:
+            print(
+                f"error: nothing to run: --only {' '.join(args.only)} matches none of the "
+                f"configs of {args.experiment} @ {scale}",
+                file=sys.stderr,
+            )
+            return None
+    return [_runtime(c, args, checkpoint_default=True) for c in configs]
 
 
 def _preflight_grid(configs: list[Any], args: argparse.Namespace) -> None:
