@@ -377,7 +377,7 @@ def _train_config(args: argparse.Namespace) -> Any:
         if given:
             raise ValueError(
                 f"{' '.join(given)} with --config {args.config}: the model comes from the YAML "
-                "file; drop them or drop --config"
+                f"file; drop {' '.join(given)} or --config"
             )
         cfg = load_run_yaml(args.config)
         if args.seq_len is not None:
@@ -618,6 +618,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     if bad:
         print(f"error: unknown experiment(s) {bad}; valid: {list(EXPERIMENTS)}", file=sys.stderr)
         return 2
+    if args.results_dir is not None and not Path(args.results_dir).is_dir():
+        raise ValueError(
+            f"--results-dir {args.results_dir!r} is not a folder of results; give the folder that "
+            "`train`/`reproduce --results-dir` wrote to"
+        )
     _report(exps, args.results_dir, args.reports_dir, pdf=args.pdf)
     return 0
 

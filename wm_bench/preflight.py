@@ -68,12 +68,16 @@ def _check_data(cfg: Any) -> None:
     v = getattr(data, "vocab_size", None)
     bounded = data.name != "lm" or getattr(data, "tokenizer", "bpe") == "bpe"
     if v is not None and bounded and v > model.vocab_size:
-        what = "the tokenizer's upper bound " if data.name == "lm" else ""
+        what = "lm data: the BPE tokenizer's upper bound" if data.name == "lm" else data.name
         raise ValueError(
-            f"data.vocab_size={v} ({what}{data.name} data) exceeds model.vocab_size="
+            f"data.vocab_size={v} ({what}) exceeds model.vocab_size="
             f"{model.vocab_size}; token ids must be < the model's vocabulary: use data.vocab_size "
             f"≤ {model.vocab_size} or a larger model.vocab_size"
         )
+    for fname in ("n_train", "n_valid", "n_test"):
+        n = getattr(data, fname, None)
+        if n is not None and n < 1:
+            raise ValueError(f"data.{fname}={n} must be ≥ 1")
     n_train = getattr(data, "n_train", None)
     if n_train is not None and n_train < train.batch_size:
         raise ValueError(
@@ -81,10 +85,6 @@ def _check_data(cfg: Any) -> None:
             f"(data.n_train={n_train}): not one full batch; use batch_size ≤ {n_train} or a "
             f"larger n_train"
         )
-    for fname in ("n_train", "n_valid", "n_test"):
-        n = getattr(data, fname, None)
-        if n is not None and n < 1:
-            raise ValueError(f"data.{fname}={n} must be ≥ 1")
     split_seeds = getattr(data, "split_seeds", None)
     if callable(split_seeds):
         split_seeds(cfg.seed)  # MQAR: the seed must keep train and test seeds disjoint
@@ -197,6 +197,8 @@ def _check_device(cfg: Any) -> None:
 def check_writable(folder: Path, what: str) -> None:
     """Create `folder` if missing and prove it writable with a temporary file (then removed)."""
     folder = Path(folder).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{what} {str(folder)!r} is a file, not a folder; choose a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".wm_bench-write-check-")

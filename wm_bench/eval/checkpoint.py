@@ -104,9 +104,9 @@ def load_pretrained(
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated or garbage: pickle, zip and runtime errors alike
-        raise ValueError(
-            f"{weights} is corrupt or not a state dict ({type(e).__name__}: {_first_line(e)}); "
-            f"{fix}"
+        raise ValueError(  # torch's own message is long and suggests unsafe loading: not shown
+            f"{weights} is corrupt or not a saved state dict (torch.load raised "
+            f"{type(e).__name__}); {fix}"
         ) from None
     try:
         model.load_state_dict(state)
