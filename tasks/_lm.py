@@ -3,13 +3,27 @@
 The recipe is SPEC §7's, scaled down by each experiment's scale constants: AdamW with weight
 decay 0.01, warm-up 10 %, cosine to 10 % of the peak LR, grad clip 1.0; the corpus' byte-level
 BPE; validation and test perplexity over the first `eval_max_tokens` tokens of each split.
+
+Per-variant tuning (issue 17). A scale with an `lr_grid` runs in two stages, both returned by the
+task's `runs(scale)`:
+- "tune": every variant at every LR of the grid, one seed (`TUNE_SEED`);
+- "seeds": for each variant whose tune runs all have a result in results/, the variant's other
+  seeds at its best LR (`choose_lr`: the lowest validation perplexity; a failed or diverged run
+  counts as the worst value).
+`runs(scale, results_dir)` reads the tune results to plan the second stage; `wm-bench reproduce`
+asks a task again after each round until it plans nothing new, so one command runs both stages
+(and a rerun changes nothing). The seed-0 run at the best LR is the tune run itself (same config,
+same hash): it is not rerun.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import json
+import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from wm_bench.config import ModelConfig, OptimConfig, RunConfig, TrainConfig
@@ -43,9 +57,11 @@ def lm_run(
     eval_lengths: Sequence[int] | None = None,
     tags: dict[str, Any] | None = None,
     downstream: Any = None,
+    lr: float | None = None,
 ) -> RunConfig:
     """One LM run of `model` under scale constants `s` (corpus, vocab_size, seq_len, lr,
-    max_steps, batch_size, eval_max_tokens); test perplexity at `eval_lengths` (default T)."""
+    max_steps, batch_size, eval_max_tokens); test perplexity at `eval_lengths` (default T).
+    `lr` overrides the scale's LR (a point of its grid); the same LR gives the same config."""
     from wm_bench.data.lm import LMDataConfig
 
     data = LMDataConfig(
@@ -55,7 +71,8 @@ def lm_run(
     )  # fmt: skip
     return RunConfig(
         experiment=experiment, variant=variant, model=model, data=data,
-        optim=OptimConfig(lr=s.lr, weight_decay=0.01, min_lr_ratio=0.1, grad_clip=1.0),
+        optim=OptimConfig(lr=s.lr if lr is None else lr, weight_decay=0.01, min_lr_ratio=0.1,
+                          grad_clip=1.0),
         train=TrainConfig(max_steps=s.max_steps, batch_size=s.batch_size),
         seed=seed, scale=scale, tags=tags if tags is not None else {"variant": variant},
         downstream=downstream,
@@ -63,7 +80,107 @@ def lm_run(
 
 
 def cell_key(cfg: RunConfig) -> tuple:
-    """Runs of one cell differ only in their seed."""
+    """Runs of one cell differ only in their seed; the tune seed is a cell of its own, so that
+    the seeds added at the best LR later form a new sweep study instead of changing the grid of
+    the tune study (which Optuna would not count as done)."""
     from wm_bench.config import config_hash
 
-    return (cfg.scale, cfg.variant, config_hash(dataclasses.replace(cfg, seed=0)))
+    stage = "tune" if cfg.seed == TUNE_SEED else "seeds"
+    return (cfg.scale, cfg.variant, config_hash(dataclasses.replace(cfg, seed=0)), stage)
+
+
+# --------------------------------------------------------------------------------------------
+# Per-variant tuning: pick the LR from the tune runs, then run the seeds there
+
+TUNE_SEED = 0
+SELECT_METRIC = "valid/ppl"  # lower is better; what the best LR is chosen by
+
+
+def choose_lr(
+    points: Iterable[tuple[float | None, int, float | None]],
+) -> tuple[float | None, dict[float | None, float]]:
+    """The best LR of one variant from its runs.
+
+    Args:
+        points: (lr, seed, validation perplexity) per run; the perplexity is None for a run that
+            failed or diverged (it counts as the worst value, +inf).
+    Returns:
+        (best LR, {lr: score}). The score of an LR is its mean perplexity over the seeds that
+        every LR has (the tune seed once seeds were added at the best LR); ties go to the smaller
+        LR. With one LR that LR is chosen whatever its runs did; with several and none finite,
+        the best LR is None.
+    """
+    by_lr: dict[float | None, dict[int, float]] = {}
+    for lr, seed, value in points:
+        ok = value is not None and math.isfinite(value)
+        by_lr.setdefault(lr, {})[int(seed)] = float(value) if ok else math.inf
+    if not by_lr:
+        return None, {}
+    common = set.intersection(*(set(d) for d in by_lr.values()))
+    scores = {}
+    for lr, d in by_lr.items():
+        seeds = sorted(common) if common else [min(d)]
+        vals = [d[x] for x in seeds]
+        scores[lr] = math.inf if any(math.isinf(v) for v in vals) else sum(vals) / len(vals)
+    if len(scores) == 1:
+        return next(iter(scores)), scores
+    finite = {lr: v for lr, v in scores.items() if math.isfinite(v)}
+    if not finite:
+        return None, scores
+    best = min(finite, key=lambda lr: (finite[lr], lr if lr is not None else 0.0))
+    return best, scores
+
+
+def record_value(rec: dict[str, Any] | None) -> float | None:
+    """A result's selection value (validation perplexity), None unless the run is "ok"."""
+    if not rec or rec.get("status") != "ok":
+        return None
+    v = (rec.get("metrics") or {}).get(SELECT_METRIC)
+    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+def _stored(cfg: RunConfig, results_dir: Path | str | None) -> dict[str, Any] | None:
+    """The result record of a config in results/, whatever its status; None when absent."""
+    from wm_bench.config import config_hash
+    from wm_bench.results import default_results_dir, result_path, run_id
+
+    rdir = Path(results_dir) if results_dir is not None else default_results_dir()
+    p = result_path(rdir, cfg.experiment, cfg.scale, run_id(cfg.variant, config_hash(cfg)))
+    try:
+        return json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def staged_runs(
+    variants: Sequence[str],
+    lr_grid: Sequence[float],
+    seeds_of: Callable[[str], Sequence[int]],
+    make: Callable[[str, float, int], RunConfig],
+    *,
+    results_dir: Path | str | None = None,
+) -> list[RunConfig]:
+    """The tune stage (every variant × every LR at TUNE_SEED), then for each variant whose tune
+    runs all have a result the seeds stage: make(variant, best LR, seed) for its other seeds.
+
+    Args:
+        variants: the compared variants.
+        lr_grid: the LRs every variant is tried at (≥ 3 at the cpu scale).
+        seeds_of: variant → its seeds at the best LR (TUNE_SEED among them, or it is added).
+        make: (variant, lr, seed) → RunConfig.
+        results_dir: where the tune results are looked up (default: results/ or
+            $WM_BENCH_RESULTS).
+    """
+    if len(set(lr_grid)) != len(lr_grid) or not lr_grid:
+        raise ValueError(f"lr_grid={tuple(lr_grid)} must hold distinct LRs (at least one)")
+    tune = [make(v, lr, TUNE_SEED) for v in variants for lr in lr_grid]
+    out = list(tune)
+    for v in variants:
+        recs = [_stored(c, results_dir) for c in tune if c.variant == v]
+        if any(r is None for r in recs):
+            continue  # the variant's tune stage has not finished
+        best, _ = choose_lr((lr, TUNE_SEED, record_value(r)) for lr, r in zip(lr_grid, recs))
+        if best is None:
+            continue  # every LR failed or diverged: nothing to add seeds to
+        out += [make(v, best, seed) for seed in seeds_of(v) if seed != TUNE_SEED]
+    return out

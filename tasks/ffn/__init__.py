@@ -17,9 +17,16 @@ So total parameters differ (that is the point: retrieval methods add capacity at
 Scales (edit the FfnScale constants below):
 - smoke: CPU plumbing: d 64, 4 layers, BPE 512, T 64, 30 steps, 1 seed, N ∈ {256}, corpus
   `debian:austen`.
-- cpu (issue 11): d 128, 4 layers, vocabulary 4096, T 128, batch 16, 500 steps (≈ 1M tokens
-  per run), 3 seeds for MLP and CDMoE-1024 (the compared pair), 1 seed for the others: 10 runs.
-  Sized by a measurement on this machine (2 threads, 2026-12-06, plain fwd+bwd+AdamW loop):
+- cpu (issues 11 and 17): d 128, 4 layers, vocabulary 4096, T 128, batch 16, 500 steps (≈ 1M
+  tokens per run). Per-variant tuning (`tasks/_lm.py`): MLP, MoE, SEIMoE and CDMoE-1024 each at
+  LR 1e-3, 2e-3 and 4e-3 with seed 0 (12 runs), then MLP and CDMoE-1024 (the compared pair,
+  paired by seed) at their own best LR with seeds 0–2 (4 more runs). Cut to fit the hour: PEER
+  (≈ 300 s a run, and 20 % behind the MLP in the committed runs) and CDMoE-256 are not tuned at
+  this scale; their committed LR-2e-3 runs stay in results/ and in the report, marked "one LR".
+  From the committed wall times (MLP 143 s, MoE 187, SEIMoE 183, CDMoE-1024 298 a run) the
+  16 runs take ≈ 55 min on 2 cores from scratch; the LR-2e-3 runs already in results/ have the
+  same configs and are reused, which leaves 8–12 runs (≈ 27–42 min).
+  Sized in issue 11 by a measurement on this machine (2 threads, 2026-12-06, fwd+bwd+AdamW):
   MLP 9 100 tokens/s, MoE 7 100, SEIMoE 8 000, PEER 4 500, CDMoE-256 6 100, CDMoE-1024 4 000;
   ten runs of 1M tokens are then ≈ 30 minutes of training, which leaves room for Lightning's
   overhead and evaluation within the 45-minute budget. 1M tokens for a 2.1M-active-parameter
@@ -31,9 +38,10 @@ Scales (edit the FfnScale constants below):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from tasks._lm import LMScale, lm_run
+from tasks._lm import TUNE_SEED, LMScale, choose_lr, lm_run, staged_runs
 from tasks._lm import cell_key as cell_key  # the sweep driver asks every task for it
 from wm_bench.config import BlockConfig, ModelConfig, RunConfig
 
@@ -54,13 +62,19 @@ class FfnScale(LMScale):
     peer_experts: int = 1024
     corpus: str = "debian"
     eval_max_tokens: int = 65536
+    methods: tuple[str, ...] = BASE_METHODS  # the base methods run at this scale
+    lr_grid: tuple[float, ...] = ()  # per-variant tuning when set (tasks/_lm.py)
+
+    def seeds_of(self, variant: str) -> tuple[int, ...]:
+        return self.seeds.get(variant, (TUNE_SEED,))
 
 
 SCALES: dict[str, FfnScale] = {
     "smoke": FfnScale(64, 4, 2, 512, 64, 8, 30, 3e-3, (256,), {}, peer_experts=256,
                       corpus="debian:austen", eval_max_tokens=4096),
-    "cpu": FfnScale(128, 4, 2, 4096, 128, 16, 500, 2e-3, (256, 1024),
-                    {"mlp": (0, 1, 2), "cdmoe_1024": (0, 1, 2)}),
+    "cpu": FfnScale(128, 4, 2, 4096, 128, 16, 500, 2e-3, (1024,),
+                    {"mlp": (0, 1, 2), "cdmoe_1024": (0, 1, 2)},
+                    methods=("mlp", "moe", "seimoe"), lr_grid=(1e-3, 2e-3, 4e-3)),
     "small": FfnScale(512, 8, 8, 16384, 512, 64, 2000, 1e-3, (1024, 4096, 16384), {},
                       peer_experts=4096),
     "paper": FfnScale(1024, 16, 8, 32768, 2048, 256, 20000, 4e-4, (1024, 4096, 16384), {},
@@ -76,8 +90,9 @@ def spec(scale: str) -> FfnScale:
 
 
 def variants(scale: str) -> list[str]:
-    """mlp, moe, seimoe, peer, then cdmoe_<N> for each N of the scale."""
-    return [*BASE_METHODS, *(f"cdmoe_{n}" for n in spec(scale).experts)]
+    """The scale's base methods (mlp, moe, seimoe, peer), then cdmoe_<N> for each N."""
+    s = spec(scale)
+    return [*s.methods, *(f"cdmoe_{n}" for n in s.experts)]
 
 
 def label(variant: str) -> str:
@@ -132,16 +147,23 @@ def model_config(scale: str, variant: str) -> ModelConfig:
     return cfg
 
 
-def make_run(scale: str, variant: str, seed: int) -> RunConfig:
-    """One run: the variant's model on the scale's corpus, test perplexity at T."""
+def make_run(scale: str, variant: str, seed: int, lr: float | None = None) -> RunConfig:
+    """One run: the variant's model on the scale's corpus, test perplexity at T; `lr` (default:
+    the scale's) is a point of the LR grid."""
     return lm_run(EXPERIMENT, variant, model_config(scale, variant), spec(scale), scale=scale,
-                  seed=seed)  # fmt: skip
+                  seed=seed, lr=lr)  # fmt: skip
 
 
-def runs(scale: str) -> list[RunConfig]:
-    """Every run at `scale`: seed 0 of every variant first, then the extra seeds."""
+def runs(scale: str, results_dir: str | Path | None = None) -> list[RunConfig]:
+    """Every run at `scale`. With an LR grid: the tune stage, then the seeds stage of every
+    variant whose tune runs are in `results_dir` (tasks/_lm.py). Without one: seed 0 of every
+    variant first, then the extra seeds."""
     s = spec(scale)
     vs = variants(scale)
+    if s.lr_grid:
+        return staged_runs(vs, s.lr_grid, s.seeds_of,
+                           lambda v, lr, seed: make_run(scale, v, seed, lr),
+                           results_dir=results_dir)  # fmt: skip
     max_seeds = max([len(s.seeds.get(v, (0,))) for v in vs])
     out = []
     for i in range(max_seeds):
@@ -150,3 +172,6 @@ def runs(scale: str) -> list[RunConfig]:
             if i < len(seeds):
                 out.append(make_run(scale, v, seeds[i]))
     return out
+
+
+__all__ = ["EXPERIMENT", "LABELS", "SCALES", "choose_lr", "label", "make_run", "runs", "variants"]

@@ -28,13 +28,21 @@ def test_presets_keep_their_defining_structure() -> None:
         assert p["total"] > p["active"]
 
 
-def test_runs_share_data_and_tokens_and_carry_the_downstream_protocol() -> None:
-    runs = arch.runs("cpu")
-    assert len(runs) == len(arch.VARIANTS) * len(arch.SCALES["cpu"].seeds)
+def test_runs_share_data_and_tokens_and_carry_the_downstream_protocol(tmp_path) -> None:
+    s = arch.SCALES["cpu"]
+    runs = arch.runs("cpu", results_dir=tmp_path)  # no tune results yet: the tune stage only
+    assert len(runs) == len(s.variants) * len(s.lr_grid) and len(s.lr_grid) >= 3
+    assert {r.seed for r in runs} == {0} and len(s.seeds) >= 2
+    assert "doge" not in s.variants and {"llama", "mamba2", "jamba"} <= set(s.variants)
     assert len({(r.data, r.train.max_steps, r.train.batch_size) for r in runs}) == 1
     d = runs[0].downstream
     assert d.shots == (0, 5) and "mmlu" in d.tasks and "winogrande" in d.tasks
+    assert "triviaqa" not in d.tasks  # generation, exact match 0 at this size (docstring)
     assert d.limit == 100 and d.max_length == 4 * runs[0].data.seq_len
+    smoke = arch.runs("smoke")
+    assert [r.variant for r in smoke] == list(arch.VARIANTS) and "triviaqa" in smoke[
+        0
+    ].downstream.tasks
 
 
 def test_downstream_config_is_validated_and_hash_neutral_when_absent() -> None:

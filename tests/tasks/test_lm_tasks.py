@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
 import pytest
 
 import tasks.ffn as ffn
 import tasks.rope as rope
+from tasks._lm import cell_key, choose_lr, staged_runs
+from wm_bench.config import config_hash, replace, to_dict
 from wm_bench.model import count_params
+from wm_bench.results import make_result, write_result
 
 
 @pytest.mark.parametrize("scale", ["smoke", "cpu", "small"])
@@ -22,9 +28,11 @@ def test_rope_models_are_parameter_matched_and_differ_only_in_rope(scale: str) -
     assert hy.pattern.count("A") == 1
 
 
-def test_rope_cpu_scale_meets_issue_11() -> None:
+def test_rope_cpu_scale_meets_issues_11_and_17() -> None:
     s = rope.SCALES["cpu"]
-    assert len(s.seeds) >= 3 and s.eval_multiples == (1, 2, 4)
+    assert s.eval_multiples == (1, 2, 4)
+    assert len(s.lr_grid) >= 3 and s.lr in s.lr_grid  # per-variant tuning around the old LR
+    assert len(s.seeds_of("hybrid_rope")) >= 6 and len(s.seeds_of("hybrid_norope")) >= 6
     n = count_params(rope.model_config("cpu", "hybrid_rope"))["total"]
     assert 500_000 <= n <= 5_000_000  # sized by the 45-minute budget (docstring)
     assert s.max_steps * s.batch_size * s.seq_len >= 1_000_000
@@ -41,11 +49,69 @@ def test_ffn_variants_match_the_dense_active_parameters(scale: str) -> None:
             assert c["total"] > c["active"]  # sparse methods hold more than they use
 
 
-def test_ffn_cpu_scale_has_three_seeds_for_the_compared_pair() -> None:
+def test_ffn_cpu_scale_tunes_each_variant_and_pairs_three_seeds() -> None:
     vs = ffn.variants("cpu")
-    assert vs == ["mlp", "moe", "seimoe", "peer", "cdmoe_256", "cdmoe_1024"]
-    seeds = ffn.SCALES["cpu"].seeds
-    assert len(seeds["mlp"]) >= 3 and len(seeds["cdmoe_1024"]) >= 3
+    assert vs == ["mlp", "moe", "seimoe", "cdmoe_1024"]  # PEER, CDMoE-256 cut (docstring)
+    s = ffn.SCALES["cpu"]
+    assert len(s.lr_grid) >= 3 and s.lr in s.lr_grid
+    assert len(s.seeds_of("mlp")) >= 3 and s.seeds_of("mlp") == s.seeds_of("cdmoe_1024")
+    assert ffn.variants("smoke") == ["mlp", "moe", "seimoe", "peer", "cdmoe_256"]
+
+
+def test_committed_results_keep_their_config_hashes() -> None:
+    """The LR-3e-3 (rope) and LR-2e-3 (ffn) cpu runs in results/ are points of the new grids."""
+    root = Path(__file__).resolve().parents[2] / "results"
+    for task, variant, lr in ((rope, "hybrid_rope", 3e-3), (ffn, "mlp", 2e-3)):
+        for seed in (0, 1, 2):
+            cfg = task.make_run("cpu", variant, seed, lr)
+            assert (
+                root / task.EXPERIMENT / "cpu" / f"{variant}__{config_hash(cfg)}.json"
+            ).is_file()
+            assert config_hash(cfg) == config_hash(task.make_run("cpu", variant, seed))
+
+
+def test_choose_lr_counts_failed_and_diverged_as_worst() -> None:
+    best, scores = choose_lr([(1e-3, 0, 50.0), (3e-3, 0, 45.0), (1e-2, 0, None)])
+    assert best == 3e-3 and scores[1e-2] == math.inf
+    assert choose_lr([(1e-3, 0, 40.0), (3e-3, 0, 40.0)])[0] == 1e-3  # tie: the smaller LR
+    assert choose_lr([(3e-3, 0, None)])[0] == 3e-3  # one LR: nothing to choose
+    assert choose_lr([(1e-3, 0, None), (3e-3, 0, math.nan)])[0] is None
+    # Once seeds run at the best LR, the choice still compares the tune seed only.
+    pts = [(1e-3, 0, 44.0), (3e-3, 0, 45.0), (1e-3, 1, 60.0), (1e-3, 2, 60.0)]
+    assert choose_lr(pts) == (1e-3, {1e-3: 44.0, 3e-3: 45.0})
+
+
+def _fake_result(rdir: Path, cfg, status: str, valid: float | None) -> None:
+    metrics = {"valid/ppl": valid} if valid is not None else {}
+    rec = make_result(
+        experiment=cfg.experiment, variant=cfg.variant, seed=cfg.seed, scale=cfg.scale,
+        config=to_dict(cfg), config_hash=config_hash(cfg), status=status, metrics=metrics,
+        higher_is_better=dict.fromkeys(metrics, False),
+        error=None if status == "ok" else "FloatingPointError: loss is nan",
+    )  # fmt: skip
+    write_result(rec, rdir)
+
+
+def test_staged_runs_add_seeds_at_each_variants_best_lr(tmp_path: Path) -> None:
+    base = rope.make_run("smoke", "attn", 0)
+
+    def make(v: str, lr: float, seed: int):
+        return replace(base, variant=v, seed=seed, optim=replace(base.optim, lr=lr))
+
+    grid, seeds = (1e-3, 3e-3, 1e-2), {"a": (0, 1, 2), "b": (0, 1)}
+    first = staged_runs(["a", "b"], grid, seeds.__getitem__, make, results_dir=tmp_path)
+    assert [(c.variant, c.optim.lr, c.seed) for c in first] == [
+        (v, lr, 0) for v in ("a", "b") for lr in grid]  # fmt: skip
+    for cfg, (status, valid) in zip(first[:3], [("ok", 50.0), ("ok", 45.0), ("diverged", None)]):
+        _fake_result(tmp_path, cfg, status, valid)
+    _fake_result(tmp_path, first[3], "ok", 40.0)  # b: one of three LRs done
+    second = staged_runs(["a", "b"], grid, seeds.__getitem__, make, results_dir=tmp_path)
+    extra = [(c.variant, c.optim.lr, c.seed) for c in second[len(first) :]]
+    assert extra == [("a", 3e-3, 1), ("a", 3e-3, 2)]  # b's tune stage is not finished
+    assert {cell_key(c)[-1] for c in second[len(first) :]} == {"seeds"}
+    assert {cell_key(c)[-1] for c in first} == {"tune"}
+    with pytest.raises(ValueError, match="distinct"):
+        staged_runs(["a"], (1e-3, 1e-3), seeds.__getitem__, make)
 
 
 def test_unknown_scale_names_the_valid_ones() -> None:
