@@ -22,10 +22,28 @@ Every layer runs with impl="auto" (Triton / grouped paths on CUDA, references on
 impls that ran are recorded in each result.
 
 Scales (edit the SpeedScale constants below):
-- smoke: plumbing only, CPU: B·T = 64 tokens, d = 32, N ∈ {16, 64}, two ratios; seconds.
-- cpu (issue 11): CPU, one process with 2 threads: B·T = 512 tokens (B = 2, T = 256), d = 64,
-  N ∈ {16, …, 16384}, the four ratios, fp32, median of 3 after 1 warm-up — ≈ 120 points in
-  ≈ 20 minutes. Why this size: SEIMoE's Python loop costs per expert, not per token, so the
+How it times (issue 17). The methods of one (N, ratio) are built together and timed
+round-robin (`wm_bench.bench.common.interleaved_times`): after one untimed first call each and
+`warmup` untimed rounds, each of `repeats` rounds times every method's forward and
+forward + backward once, in an order rotated every round, so that load from other processes
+hits all methods alike. Each result keeps its per-repeat milliseconds
+(`extra.fwd_ms_repeats`, `extra.fwd_bwd_ms_repeats`; the metrics are their medians), the
+session it was timed in (`extra.session`: results of one session are paired by repeat), and the
+1/5/15-minute load averages before and after (`timing.loadavg_before` / `loadavg_after`). The
+report bootstraps the CDMoE speed-up from the repeats. Results timed the old way (median of 3,
+one method at a time, no repeats kept) still load; a round-robin result of the same point
+replaces them in the report.
+
+Scales (edit the SpeedScale constants below):
+- smoke: plumbing only, CPU: B·T = 64 tokens, d = 32, N ∈ {16, 64}, two ratios, 3 round-robin
+  repeats; seconds.
+- cpu (issues 11 and 17): CPU, one process with 2 threads: B·T = 512 tokens (B = 2, T = 256),
+  d = 64, N ∈ {16, …, 16384}, the four ratios, fp32, 10 round-robin repeats after 1 warm-up
+  round — 24 groups of 5 methods. Cost: 12 calls of each forward and forward + backward (first
+  call, warm-up, 10 repeats) against the old 5, i.e. ≈ 2.4 × the 5.5 min of timed calls the
+  committed median-of-3 run recorded (sum of wall_s), ≈ 13 min, plus building the layers: ≈ 15–
+  20 min on 2 cores, most of it SEIMoE and MoE at N = 16384. Why this size: SEIMoE's Python
+  loop costs per expert, not per token, so the
   SEIMoE/CDMoE ratio at large N is set by N, and a small B·T keeps every point of the N grid
   (N = 16384 included) within the 45-minute budget; d = 64 keeps the parameter tables (N·d)
   in cache-sized territory like the GPU's d = 1024 keeps them in HBM. Times are CPU times:
@@ -37,6 +55,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -62,9 +82,11 @@ MOE_D_FF = 8
 HEADS = 4
 CDMOE_D_RETRIEVAL = 256
 PAPER_FILE = Path(__file__).with_name("paper_values.json")
-# Claim C3: CDMoE ≥ 8× faster than the paper's MoE (SEIMoE) for N ≥ 1024, at every ratio.
+# Claim C3: CDMoE 8–10× faster than the paper's MoE (SEIMoE, a loop over experts) with more than
+# 1024 experts: judged over the points with N > CLAIM_MIN_EXPERTS (wm_bench.report.expert_speed).
 CLAIM_C3: dict[str, Any] = {"subject": "cdmoe", "baseline": "seimoe", "min_speedup": 8.0}
 CLAIM_MIN_EXPERTS = 1024
+PROTOCOLS: tuple[str, ...] = ("median", "round_robin")  # median: the issue-11 way (no repeats)
 
 
 @dataclass(frozen=True)
@@ -79,12 +101,20 @@ class SpeedScale:
     experts: tuple[int, ...]
     ratios: tuple[float, ...]
     methods: tuple[str, ...] = METHODS
-    repeats: int = 3
+    repeats: int = 10
     warmup: int = 1
+    protocol: str = "round_robin"
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"SpeedScale.protocol={self.protocol!r}; valid: {list(PROTOCOLS)}")
+        if self.repeats < 1 or self.warmup < 0:
+            raise ValueError(f"SpeedScale: repeats={self.repeats} must be ≥ 1, warmup="
+                             f"{self.warmup} ≥ 0")  # fmt: skip
 
 
 SCALES: dict[str, SpeedScale] = {
-    "smoke": SpeedScale(1, 64, 32, "float32", "cpu", (16, 64), (0.5, 1.0), repeats=1, warmup=0),
+    "smoke": SpeedScale(1, 64, 32, "float32", "cpu", (16, 64), (0.5, 1.0), repeats=3, warmup=0),
     "cpu": SpeedScale(2, 256, 64, "float32", "cpu", EXPERTS, RATIOS),
     "small": SpeedScale(8, 2048, 1024, "bfloat16", "cuda", EXPERTS, RATIOS),
     "paper": SpeedScale(8, 2048, 1024, "bfloat16", "cuda", EXPERTS, RATIOS),
@@ -163,11 +193,16 @@ def retrieval_bytes(p: SpeedPoint) -> int | None:
     return None if rows is None else tokens * HEADS * p.top_k * rows * p.d_model * elem
 
 
-def point_hash(p: SpeedPoint) -> str:
-    """A stable 16-hex-digit hash of the point (and of the method settings above)."""
+def point_hash(p: SpeedPoint, s: SpeedScale | None = None) -> str:
+    """A stable 16-hex-digit hash of the point, the method settings above and, for round-robin
+    timing, the protocol (repeats, warm-up). Without `s` (or with the median protocol) it is the
+    hash the issue-11 results carry."""
     from wm_bench.config import config_hash, to_dict
 
-    return config_hash({"point": asdict(p), "ffn": to_dict(ffn_config(p))})
+    body: dict[str, Any] = {"point": asdict(p), "ffn": to_dict(ffn_config(p))}
+    if s is not None and s.protocol != "median":
+        body["timing"] = {"protocol": s.protocol, "repeats": s.repeats, "warmup": s.warmup}
+    return config_hash(body)
 
 
 def measure(p: SpeedPoint, s: SpeedScale, *, device: str | None = None, seed: int = 0) -> dict:
@@ -183,6 +218,97 @@ def measure(p: SpeedPoint, s: SpeedScale, *, device: str | None = None, seed: in
         layer, batch=p.batch, seq_len=p.seq_len, d_model=p.d_model, dtype=p.dtype,
         device=device or p.device, repeats=s.repeats, warmup=s.warmup, seed=seed,
     )  # fmt: skip
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def measure_group(
+    pts: list[SpeedPoint], s: SpeedScale, *, device: str | None = None, seed: int = 0
+) -> dict[str, dict[str, Any]]:
+    """Time the methods of one (N, ratio) round-robin (see the module docstring).
+
+    Returns:
+        method → {"fwd_ms", "fwd_bwd_ms" (medians), "fwd_ms_repeats", "fwd_bwd_ms_repeats",
+        "first_fwd_s", "first_fwd_bwd_s", "peak_mib", "peak_kind", "params", "impls"} for the
+        methods that ran, or {"error": text} for a method that failed to build or run.
+    """
+    import resource
+
+    import torch
+
+    from wm_bench.bench.common import interleaved_times, synchronizer
+    from wm_bench.bench.cuda_timing import timed_call
+    from wm_bench.bench.ffn_speed import DTYPES
+    from wm_bench.layers.ffn import build_ffn
+
+    dev = device or pts[0].device
+    cuda = dev.startswith("cuda")
+    sync = synchronizer(dev)
+    out: dict[str, dict[str, Any]] = {}
+    fns: dict[str, Any] = {}
+    layers: dict[str, Any] = {}
+    for p in pts:
+        try:
+            torch.manual_seed(seed)
+            dtype = DTYPES[p.dtype]
+            layer = build_ffn(p.d_model, ffn_config(p)).to(device=dev, dtype=dtype)
+            g = torch.Generator(device="cpu").manual_seed(seed)
+            x = torch.randn(p.batch, p.seq_len, p.d_model, generator=g).to(dev, dtype)
+            x.requires_grad_(True)
+            dy = torch.randn(p.batch, p.seq_len, p.d_model, generator=g).to(dev, dtype)
+            params = [q for q in layer.parameters() if q.requires_grad]
+
+            def fwd(layer=layer, x=x) -> Any:
+                return layer(x)
+
+            def fwd_bwd(layer=layer, x=x, dy=dy, params=params) -> Any:
+                y, aux = layer(x)
+                outs, cots = [y], [dy]
+                if isinstance(aux, torch.Tensor) and aux.requires_grad:
+                    outs.append(aux)
+                    cots.append(torch.ones_like(aux))
+                return torch.autograd.grad(outs, [x, *params], cots, allow_unused=True)
+
+            rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            _, first_fwd = timed_call(fwd, sync)
+            _, first_fwd_bwd = timed_call(fwd_bwd, sync)
+            if cuda:
+                from wm_bench.bench.cuda_timing import peak_mib
+
+                peak, kind = peak_mib(fwd_bwd), "cuda allocator peak above the inputs, one fwd+bwd"
+            else:
+                rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                peak = max(0.0, rss - rss0)
+                kind = "growth of the process's peak RSS at the first calls (CPU, coarse)"
+        except Exception as e:  # recorded per method: one running out of memory must not stop
+            out[p.method] = {"error": f"{type(e).__name__}: {e}"[:2000]}
+            if cuda:
+                torch.cuda.empty_cache()
+            continue
+        layers[p.method] = layer
+        fns[f"{p.method}/fwd"], fns[f"{p.method}/fwd_bwd"] = fwd, fwd_bwd
+        out[p.method] = {
+            "first_fwd_s": first_fwd, "first_fwd_bwd_s": first_fwd_bwd, "peak_mib": peak,
+            "peak_kind": kind, "params": sum(q.numel() for q in params),
+            "impls": dict(getattr(layer, "resolved_impls", {}) or {}),
+        }  # fmt: skip
+    if fns:
+        try:
+            times = interleaved_times(fns, repeats=s.repeats, warmup=s.warmup, sync=sync)
+        except Exception as e:
+            err = f"{type(e).__name__} during the round-robin: {e}"[:2000]
+            return {m: (v if "error" in v else {"error": err}) for m, v in out.items()}
+        for m in layers:
+            for key in ("fwd", "fwd_bwd"):
+                reps = [1e3 * t for t in times[f"{m}/{key}"]]
+                out[m][f"{key}_ms_repeats"] = reps
+                out[m][f"{key}_ms"] = statistics.median(reps)
+    return out
 
 
 def _matches(p: SpeedPoint, only: list[str]) -> bool:
@@ -238,49 +364,75 @@ def reproduce(
         device_info = cuda_info()
     else:
         device_info = {"type": "cpu", "threads": torch.get_num_threads()}
-    print(f"{EXPERIMENT} @ {scale}: {len(pts)} points on {s.device}")
-    t_all, failed = time.perf_counter(), 0
-    for i, p in enumerate(pts, 1):
-        h = point_hash(p)
-        if not force and find_done(h, EXPERIMENT, scale, p.method, results_dir) is not None:
+    print(f"{EXPERIMENT} @ {scale}: {len(pts)} points on {s.device}, {s.protocol}, "
+          f"{s.repeats} repeats")  # fmt: skip
+    groups: dict[tuple[int, float], list[SpeedPoint]] = {}
+    for p in pts:
+        groups.setdefault((p.num_experts, p.ratio), []).append(p)
+    t_all, failed, done = time.perf_counter(), 0, 0
+    for (n, ratio), group in groups.items():
+        pending = [p for p in group if force or find_done(
+            point_hash(p, s), EXPERIMENT, scale, p.method, results_dir) is None]  # fmt: skip
+        done += len(group) - len(pending)
+        if not pending:
             continue
-        started, t0 = now_iso(), time.perf_counter()
-        common = dict(
-            experiment=EXPERIMENT, variant=p.method, seed=0, scale=scale,
-            config={"point": asdict(p), "ffn": to_dict(ffn_config(p)), "tags": p.tags},
-            config_hash=h, device=device_info, started_at=started,
-        )  # fmt: skip
-        try:
-            m = measure(p, s)
-        except Exception as e:  # recorded: one method running out of memory must not stop the grid
-            failed += 1
-            err = f"{type(e).__name__}: {e}"
-            rec = make_result(status="failed", error=err[:2000], **common)
-            if s.device == "cuda":
-                torch.cuda.empty_cache()
+        started, t0, load0 = now_iso(), time.perf_counter(), _loadavg()
+        if s.protocol == "round_robin":
+            ms = measure_group(pending, s)
         else:
-            metrics = {"fwd_ms": m["fwd_ms"], "fwd_bwd_ms": m["fwd_bwd_ms"]}
-            rb = retrieval_bytes(p)
-            if rb is not None:
-                metrics["retrieval_gbps"] = rb / (m["fwd_ms"] * 1e6)
-            rec = make_result(
-                status="ok", metrics=metrics,
-                higher_is_better={"fwd_ms": False, "fwd_bwd_ms": False, "retrieval_gbps": True},
-                impls=m["impls"], params={"total": m["params"]},
-                timing={"wall_s": time.perf_counter() - t0, "peak_mib": m["peak_mib"],
-                        "peak_kind": m["peak_kind"], "first_fwd_s": m["first_fwd_s"],
-                        "first_fwd_bwd_s": m["first_fwd_bwd_s"]},
-                extra={"retrieval_bytes": rb},
-                **common,
+            ms = {}
+            for p in pending:
+                try:
+                    ms[p.method] = measure(p, s)
+                except Exception as e:  # recorded, as in the round-robin path
+                    ms[p.method] = {"error": f"{type(e).__name__}: {e}"[:2000]}
+        wall, load1 = time.perf_counter() - t0, _loadavg()
+        session = f"{started} N={n} ratio={ratio:g}"
+        for p in pending:
+            m = ms[p.method]
+            common = dict(
+                experiment=EXPERIMENT, variant=p.method, seed=0, scale=scale,
+                config={"point": asdict(p), "ffn": to_dict(ffn_config(p)), "tags": p.tags,
+                        "timing": {"protocol": s.protocol, "repeats": s.repeats,
+                                   "warmup": s.warmup}},
+                config_hash=point_hash(p, s), device=device_info, started_at=started,
             )  # fmt: skip
-        write_result(rec, results_dir)
-        if not quiet:
-            what = (f"fwd {rec['metrics']['fwd_ms']:.2f} ms, fwd+bwd "
-                    f"{rec['metrics']['fwd_bwd_ms']:.2f} ms" if rec["status"] == "ok"
-                    else rec["error"].splitlines()[0][:120])  # fmt: skip
-            elapsed = (time.perf_counter() - t_all) / 60
-            print(f"[{i}/{len(pts)}] {p.method} N={p.num_experts} k={p.top_k}: {what} "
-                  f"({elapsed:.1f} min)", flush=True)  # fmt: skip
+            timing = {"wall_s": wall / len(pending), "group_wall_s": wall,
+                      "loadavg_before": load0, "loadavg_after": load1}  # fmt: skip
+            if "error" in m:
+                failed += 1
+                rec = make_result(status="failed", error=m["error"], timing=timing, **common)
+            else:
+                metrics = {"fwd_ms": m["fwd_ms"], "fwd_bwd_ms": m["fwd_bwd_ms"]}
+                rb = retrieval_bytes(p)
+                if rb is not None:
+                    metrics["retrieval_gbps"] = rb / (m["fwd_ms"] * 1e6)
+                extra = {"retrieval_bytes": rb, "session": session,
+                         "group": [q.method for q in pending]}  # fmt: skip
+                for key in ("fwd_ms_repeats", "fwd_bwd_ms_repeats"):
+                    if key in m:
+                        extra[key] = [round(x, 4) for x in m[key]]
+                timing.update({k: m[k] for k in ("peak_mib", "peak_kind", "first_fwd_s",
+                                                  "first_fwd_bwd_s")})  # fmt: skip
+                rec = make_result(
+                    status="ok", metrics=metrics,
+                    higher_is_better={"fwd_ms": False, "fwd_bwd_ms": False,
+                                      "retrieval_gbps": True},
+                    impls=m["impls"], params={"total": m["params"]}, timing=timing, extra=extra,
+                    **common,
+                )  # fmt: skip
+            write_result(rec, results_dir)
+            done += 1
+            if not quiet:
+                what = (f"fwd {rec['metrics']['fwd_ms']:.2f} ms, fwd+bwd "
+                        f"{rec['metrics']['fwd_bwd_ms']:.2f} ms" if rec["status"] == "ok"
+                        else rec["error"].splitlines()[0][:120])  # fmt: skip
+                elapsed = (time.perf_counter() - t_all) / 60
+                load = load1[0] if load1 else "?"
+                print(f"[{done}/{len(pts)}] {p.method} N={p.num_experts} k={p.top_k}: {what} "
+                      f"({elapsed:.1f} min, load {load})", flush=True)  # fmt: skip
+        if s.device == "cuda":
+            torch.cuda.empty_cache()
     print(f"done: {len(pts)} points in {(time.perf_counter() - t_all) / 60:.1f} min, "
           f"{failed} failed")  # fmt: skip
     return 1 if failed else 0

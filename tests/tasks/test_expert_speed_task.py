@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -22,8 +24,22 @@ def test_grid_is_the_product_of_the_scale() -> None:
         assert len({task.point_hash(p) for p in pts}) == len(pts)
 
 
-def test_cpu_scale_meets_issue_11() -> None:
+def test_round_robin_points_get_new_hashes_and_old_ones_keep_theirs() -> None:
     s = task.SCALES["cpu"]
+    p = task.points("cpu")[0]
+    assert task.point_hash(p, s) != task.point_hash(p)  # the protocol is part of the config
+    old = replace(s, protocol="median", repeats=3)
+    assert task.point_hash(p, old) == task.point_hash(p)
+    # The committed issue-11 results hash to the old protocol.
+    root = Path(__file__).resolve().parents[2] / "results" / "expert_speed" / "cpu"
+    assert (root / f"{p.method}__{task.point_hash(p)}.json").is_file()
+    with pytest.raises(ValueError, match="protocol='best'"):
+        replace(s, protocol="best")
+
+
+def test_cpu_scale_meets_issues_11_and_17() -> None:
+    s = task.SCALES["cpu"]
+    assert s.protocol == "round_robin" and s.repeats >= 10 and s.warmup >= 1
     assert max(s.experts) == 16384 and s.device == "cpu"
     assert set(s.methods) == {"seimoe", "moe", "pkm", "peer", "cdmoe"}
     assert s.ratios == (0.25, 0.5, 0.75, 1.0)
@@ -59,13 +75,21 @@ def test_reproduce_writes_one_result_per_point_and_skips_done(tmp_path, capsys) 
     assert task.reproduce("smoke", only=only, results_dir=tmp_path, quiet=True) == 0
     files = sorted((tmp_path / "expert_speed" / "smoke").glob("*.json"))
     assert len(files) == len(task.METHODS)
+    sessions = set()
     for f in files:
         rec = json.loads(f.read_text())
         assert rec["status"] == "ok", rec["error"]
         assert rec["metrics"]["fwd_ms"] > 0 and rec["metrics"]["fwd_bwd_ms"] > 0
+        reps = rec["extra"]["fwd_bwd_ms_repeats"]  # round-robin: every repeat kept
+        assert len(reps) == task.SCALES["smoke"].repeats
+        assert rec["metrics"]["fwd_bwd_ms"] == pytest.approx(sorted(reps)[1], rel=1e-3)
+        assert len(rec["timing"]["loadavg_before"]) == 3 and rec["timing"]["loadavg_after"]
+        assert sorted(rec["extra"]["group"]) == sorted(task.METHODS)
+        sessions.add(rec["extra"]["session"])
         assert rec["config"]["tags"]["top_k"] == 2 and rec["provenance"]["git_commit"] is not None
         if rec["variant"] != "seimoe":  # the loop baseline has no kernel choice
             assert rec["impls"], rec["variant"]  # what ran is recorded
+    assert len(sessions) == 1  # the five methods were timed together, round-robin
     before = {f: f.stat().st_mtime_ns for f in files}
     assert task.reproduce("smoke", only=only, results_dir=tmp_path, quiet=True) == 0
     assert {f: f.stat().st_mtime_ns for f in files} == before  # skipped, not rewritten
