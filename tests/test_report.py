@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -160,13 +161,42 @@ def test_mqar_figures_written(built: tuple[Path, Path, list[Path]]) -> None:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_pdf_opens_with_title(built: tuple[Path, Path, list[Path]], tmp_path: Path) -> None:
+def test_mqar_report_states_whether_plus_150_percent_is_reachable(built) -> None:
+    text = (built[1] / "mqar.md").read_text()
+    assert "| 256 | 64 | 64 | 0.560 | 0.250 | over SSD only |" in text  # QCAttn > 0.40
+    assert "unreachable (QCAttn 0.56 > 0.40)" in text
+    assert "**Verdict (cpu scale, L = 256, d = 64, kv = 64): C2 inconclusive**" in text
+    smoke = text.split("## smoke")[1].split("### Claim C2 at this scale")[1]
+    assert smoke.lstrip().startswith("No verdict at the smoke scale")
+
+
+def test_verdicts_json_has_one_entry_per_claim_and_scale(built) -> None:
+    doc = json.loads((built[1] / "verdicts.json").read_text())
+    got = [(e["claim"], e["scale"], e["verdict"]) for e in doc["verdicts"]]
+    assert got == [("C2", "cpu", "inconclusive"), ("C2", "smoke", None)]
+    cpu = doc["verdicts"][0]
+    assert cpu["threshold"] == 0.99 and cpu["direction"] == "greater" and cpu["n"] == 2
+    assert {"rule", "reason", "mde", "estimate", "ci_low", "ci_high"} <= set(cpu)
+
+
+def test_verdicts_json_keeps_other_experiments_entries(built, tmp_path: Path) -> None:
+    from wm_bench.report import verdicts
+
+    verdicts.write("rope", [{"claim": "C1", "experiment": "rope", "scale": "cpu"}], tmp_path)
+    build_report("mqar", built[0], tmp_path)
+    claims = [e["claim"] for e in verdicts.load(tmp_path)]
+    assert claims == ["C1", "C2", "C2"]
+
+
+def test_pdf_opens_with_claims_at_a_glance(built, tmp_path: Path) -> None:
     from pypdf import PdfReader
 
     pdf = build_pdf(built[1])
     reader = PdfReader(pdf)
-    assert len(reader.pages) >= 1
-    assert "MQAR" in reader.pages[0].extract_text()
+    assert len(reader.pages) >= 2
+    first = reader.pages[0].extract_text()
+    assert "Claims at a glance" in first and "C2" in first and "inconclusive" in first
+    assert any("MQAR" in page.extract_text() for page in reader.pages[1:])
     assert any(page.images for page in reader.pages)  # the figures are embedded
 
 

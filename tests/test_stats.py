@@ -179,6 +179,8 @@ def test_per_example_comparisons_and_chance() -> None:
     assert not at_chance.informative
     above = stats.chance_check(45, 100, 0.25)
     assert above.informative and above.above_chance
+    newcombe = stats.two_proportions_interval(56, 70, 48, 80)  # Newcombe (1998), table II
+    assert (round(newcombe.low, 4), round(newcombe.high, 4)) == (0.0524, 0.3339)
     zero = stats.wilson_interval(0, 100)
     assert zero.low == 0.0 and zero.high == pytest.approx(0.0370, abs=2e-4)
 

@@ -416,6 +416,18 @@ def wilson_interval(k: int, n: int, level: float = LEVEL) -> Interval:
                     math.sqrt(p * (1 - p) / n), None, math.sqrt(p * (1 - p)))  # fmt: skip
 
 
+def two_proportions_interval(k1: int, n1: int, k2: int, n2: int, level: float = LEVEL) -> Interval:
+    """Interval of p1 − p2 for two independent proportions (Newcombe's hybrid score interval,
+    from the two Wilson intervals); for accuracies without per-example pairing."""
+    a, b = wilson_interval(k1, n1, level), wilson_interval(k2, n2, level)
+    d = a.estimate - b.estimate
+    low = d - math.sqrt((a.estimate - a.low) ** 2 + (b.high - b.estimate) ** 2)
+    high = d + math.sqrt((a.high - a.estimate) ** 2 + (b.estimate - b.low) ** 2)
+    se = math.sqrt((a.se or 0.0) ** 2 + (b.se or 0.0) ** 2)
+    return Interval(d, low, high, level, min(n1, n2), "Newcombe (unpaired)", se, math.inf,
+                    se * math.sqrt(min(n1, n2)))  # fmt: skip
+
+
 @dataclass(frozen=True)
 class ChanceCheck:
     """Is an accuracy distinguishable from chance? informative: the interval excludes chance."""
@@ -592,6 +604,7 @@ def threshold_verdict(
     rule: str,
     fmt: Callable[[float], str] | None = None,
     power: float = POWER,
+    units: str = "units",
 ) -> Verdict:
     """Judge "the quantity is > threshold" (direction "greater") or "< threshold" ("less").
 
@@ -603,6 +616,7 @@ def threshold_verdict(
         threshold: the claim's threshold, in the interval's units.
         rule: the rule in words (goes into the report and verdicts.json).
         fmt: formats a number in the claim's units for the reason text (e.g. percent).
+        units: what n counts, for the reason text ("seeds", "examples", …).
     """
     if direction not in DIRECTIONS:
         raise ValueError(f"direction={direction!r}; valid: {list(DIRECTIONS)}")
@@ -612,7 +626,7 @@ def threshold_verdict(
     need = n_needed(sd, gap, iv.level, power)
     m = mde(se, df, iv.level, power)
     side = ">" if direction == "greater" else "<"
-    lvl = f"{iv.level:.0%}"
+    lvl = f"{100 * iv.level:g} %"
     span = f"[{_fmt(iv.low, fmt)}, {_fmt(iv.high, fmt)}]"
     thr = _fmt(threshold, fmt)
     if not iv.bounded:
@@ -631,7 +645,8 @@ def threshold_verdict(
         verdict = "inconclusive"
         reason = f"the {lvl} interval {span} contains the threshold {thr}"
         if need is not None:
-            reason += f"; about {need} units would decide it if the estimate were true"
+            reason += (f"; about {need} {units} would decide it at 80 % power if the estimate "
+                       "and spread were true")  # fmt: skip
     return Verdict(verdict, _num(iv.estimate), _num(iv.low), _num(iv.high), threshold, direction,
                    "threshold", iv.n, rule, reason, _num(m), need if verdict ==
                    "inconclusive" else None, iv.level)  # fmt: skip
@@ -644,6 +659,7 @@ def noninferiority_verdict(
     rule: str,
     fmt: Callable[[float], str] | None = None,
     power: float = POWER,
+    units: str = "units",
 ) -> Verdict:
     """Non-inferiority: the interval is of a difference oriented so that > 0 means the subject is
     better. Holds (not worse by more than the margin) when the interval lies above −margin;
@@ -651,7 +667,8 @@ def noninferiority_verdict(
     """
     if not margin > 0:
         raise ValueError(f"non-inferiority margin={margin!r} must be > 0")
-    v = threshold_verdict(iv, -margin, direction="greater", rule=rule, fmt=fmt, power=power)
+    v = threshold_verdict(iv, -margin, direction="greater", rule=rule, fmt=fmt, power=power,
+                          units=units)  # fmt: skip
     reason = v.reason
     if v.verdict == "holds":
         reason = f"non-inferior: {reason} (−margin)"
@@ -746,6 +763,7 @@ __all__ = [
     "t_cdf",
     "t_quantile",
     "threshold_verdict",
+    "two_proportions_interval",
     "welch_interval",
     "wilson_interval",
 ]

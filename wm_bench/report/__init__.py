@@ -30,7 +30,8 @@ def build_report(
         results_dir: folder holding <experiment>/<scale>/*.json (default: results/).
         reports_dir: output folder (default: <repo>/reports).
     Returns:
-        The written files (Markdown first, then figures).
+        The written files (Markdown first, then figures, then reports/verdicts.json when the
+        experiment judges a claim: its entries there are replaced, the others kept).
     """
     if experiment not in BUILDERS:
         raise ValueError(f"no report for experiment {experiment!r}; valid: {sorted(BUILDERS)}")
@@ -38,7 +39,14 @@ def build_report(
     odir = Path(reports_dir) if reports_dir is not None else repo_root() / "reports"
     records = list(iter_results(rdir, experiment))
     records = [r for r in records if r.get("experiment") == experiment]
-    return importlib.import_module(BUILDERS[experiment]).build(records, odir)
+    module = importlib.import_module(BUILDERS[experiment])
+    written = list(module.build(records, odir))
+    if hasattr(module, "verdicts"):
+        from wm_bench.report import verdicts
+
+        if records or (odir / verdicts.FILE).is_file():
+            written.append(verdicts.write(experiment, module.verdicts(records), odir))
+    return written
 
 
 __all__ = ["BUILDERS", "build_pdf", "build_report"]

@@ -1,12 +1,15 @@
-"""The architecture report (Table 3, claim C4): parameters, speed, perplexity, downstream tasks."""
+"""The architecture report (Table 3, claim C4): perplexity, downstream tasks, non-inferiority."""
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from wm_bench import stats
 from wm_bench.report import common as c
+from wm_bench.report import verdicts as vd
 from wm_bench.report.rope import plot_curves
 
 EXPERIMENT = "arch"
@@ -27,7 +30,7 @@ def _downstream() -> Any:
 
 
 def _ok(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in records if r.get("status") == "ok"]
+    return [r for r in records if c.is_ok(r)]
 
 
 def _by_variant(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -89,8 +92,35 @@ def metric_key(task: str, shot: int) -> str:
     return f"downstream/{task}@{shot}shot/{_downstream().TASKS[task].metric}"
 
 
-def model_table(records: list[dict[str, Any]], ppl_key: str | None) -> list[str]:
-    """Parameters, training speed and perplexities per architecture; best marked in bold."""
+# Chance accuracy per task (1 / number of choices; exact match: 0), for results that predate the
+# per-example records (which carry their own, from each example's number of choices).
+CHANCE: dict[str, float] = {
+    "mmlu": 0.25, "triviaqa": 0.0, "arc_easy": 0.25, "arc_challenge": 0.25, "piqa": 0.5,
+    "hellaswag": 0.25, "openbookqa": 0.25, "winogrande": 0.5, "lambada_openai": 0.0,
+    "copa": 0.5, "boolq": 0.5,
+}  # fmt: skip
+PPL_MARGIN = math.log(1.02)  # Cheems's test perplexity at most 2 % above the best baseline's
+ACC_MARGIN = 0.02  # 2 accuracy points
+LL_MARGIN = 0.02  # nats per token of the gold answer (≈ 2 % of its per-token perplexity)
+C4_RULE = (
+    'C4 ("competitive with / better than Llama3, Mamba2 and Jamba on most validation metrics") '
+    "holds for a Cheems variant when it is non-inferior to the best of the three baselines on "
+    "more than half of the informative metrics, is refuted when that majority is out of reach "
+    "(non-inferiority refuted on at least half), and is otherwise inconclusive. Metrics: test "
+    "perplexity at the training length, counted once (validation perplexity is shown, not "
+    "counted), paired by seed as log(ppl_best / ppl_Cheems), margin log 1.02 (at most 2 % "
+    "worse); per downstream task and shot, the accuracy when some compared model's 95 % Wilson "
+    "interval lies above chance (paired per example, margin 2 points), otherwise the gold answer's "
+    "log-likelihood per token (paired per example, margin 0.02 nats ≈ 2 % per-token "
+    "perplexity); an accuracy column at chance without per-example log-likelihoods is shown, "
+    "marked uninformative and left out. Best baseline: per metric the baseline with the best "
+    "mean. Non-inferior: the whole 95 % interval of Cheems − best baseline (> 0: Cheems better) "
+    "lies above −margin; inferior: it lies wholly below −margin. Each model at its own best LR."
+)
+
+
+def model_table(records: list[dict[str, Any]], ppl_key: str | None, choice: dict) -> list[str]:
+    """Parameters, LR, training speed and perplexities per architecture; best marked in bold."""
     task = _task()
     by_v = _by_variant(records)
     cols = {"tps": (True, 0), "valid": (False, 2), "test": (False, 2)}
@@ -107,15 +137,74 @@ def model_table(records: list[dict[str, Any]], ppl_key: str | None) -> list[str]
             task.LABELS.get(v, v),
             f"{p.get('total', 0):,}" if p else "—",
             f"{p.get('active', 0):,}" if p else "—",
+            c.lr_cell(choice[v]) if v in choice else "—",
             *(_cell(vals[v][k], v in best[k], d) for k, (_, d) in cols.items()),
         ])  # fmt: skip
     test_head = f"test ppl @ {ppl_key.split('@')[1]}" if ppl_key else "test ppl"
-    head = ["model", "total params", "active params", "train tokens/s", "valid ppl", test_head]
-    return c.md_table(head, rows, "lrrrrr")
+    head = ["model", "total params", "active params", "LR", "train tokens/s", "valid ppl",
+            test_head]  # fmt: skip
+    return c.md_table(head, rows, "lrrlrrr")
+
+
+# --------------------------------------------------------------------------------------------
+# Downstream: accuracies, per-example log-likelihoods, informative columns
+
+
+def _per_example(rec: dict[str, Any], task: str, shot: int) -> dict[str, Any] | None:
+    pe = ((rec.get("extra") or {}).get("downstream") or {}).get("per_example") or {}
+    return pe.get(f"{task}@{shot}shot")
+
+
+def example_means(recs: list[dict[str, Any]], task: str, shot: int, field: str) -> list[float]:
+    """Per example, the mean over a variant's ok runs of a per-example field ("acc", "ll_tok",
+    "margin"); [] when some run lacks it or the runs scored different examples."""
+    rows, docs = [], set()
+    for r in _ok(recs):
+        pe = _per_example(r, task, shot)
+        xs = (pe or {}).get(field)
+        if not xs:
+            return []
+        rows.append([float(x) for x in xs])
+        docs.add(str(pe.get("docs")))
+    if not rows or len({len(x) for x in rows}) != 1 or len(docs) != 1:
+        return []
+    return [math.fsum(col) / len(col) for col in zip(*rows, strict=True)]
+
+
+def _n_examples(recs: list[dict[str, Any]], task: str) -> int:
+    ns = [((r.get("extra") or {}).get("downstream") or {}).get("n_samples", {}).get(task)
+          for r in _ok(recs)]  # fmt: skip
+    ns = [int(n) for n in ns if n]
+    return min(ns) if ns else 0
+
+
+def _chance(recs: list[dict[str, Any]], task: str, shot: int) -> float:
+    for r in _ok(recs):
+        pe = _per_example(r, task, shot)
+        if pe and c.finite(pe.get("chance")):
+            return float(pe["chance"])
+    return CHANCE.get(task, 0.0)
+
+
+def informative(by_v: dict[str, list[dict[str, Any]]], task: str, shot: int) -> bool:
+    """Whether some compared model's accuracy (mean over runs, Wilson interval over the examples)
+    lies above chance. An accuracy significantly below chance (e.g. acc_norm's length bias on
+    ARC-C) shows a bias of the scoring, not skill: it does not make a column informative."""
+    for v in (*CHEEMS, *BASELINES):
+        recs = by_v.get(v, [])
+        xs = _values(recs, metric_key(task, shot))
+        n = _n_examples(recs, task)
+        if not xs or not n:
+            continue
+        k = round(c.mean_std(xs)[0] * n)
+        if stats.chance_check(k, n, _chance(recs, task, shot)).above_chance:
+            return True
+    return False
 
 
 def downstream_table(records: list[dict[str, Any]], shot: int, tasks: list[str]) -> list[str]:
-    """One row per architecture: each task's headline metric at `shot` shots and their average."""
+    """One row per architecture: each task's headline metric at `shot` shots and their average;
+    columns at chance marked °."""
     ds = _downstream()
     by_v = _by_variant(records)
     vals: dict[str, dict[str, list[float]]] = {}
@@ -133,78 +222,188 @@ def downstream_table(records: list[dict[str, Any]], shot: int, tasks: list[str])
             for k in keys}  # fmt: skip
     rows = [[_task().LABELS.get(v, v), *(_cell(vals[v][k], v in best[k], 3) for k in keys)]
             for v in by_v]  # fmt: skip
-    head = ["model", *(f"{ds.TASKS[t].label} ({ds.TASKS[t].metric})" for t in tasks), "average"]
+    mark = {t: "" if informative(by_v, t, shot) else " °" for t in tasks}
+    head = ["model", *(f"{ds.TASKS[t].label} ({ds.TASKS[t].metric}){mark[t]}" for t in tasks),
+            "average"]  # fmt: skip
     return c.md_table(head, rows, "l" + "r" * len(keys))
 
 
-def _noise(recs: list[dict[str, Any]], key: str, task: str | None) -> float:
-    """Standard error of a column's mean for one variant: the binomial error of an accuracy over
-    every example scored (examples × runs), or the seed std / √runs of a perplexity."""
-    xs = _values(recs, key)
-    mean, std, n = c.mean_std(xs)
-    if task is None:
-        return (std or 0.0) / n**0.5
-    per_run = [((r.get("extra") or {}).get("downstream") or {}).get("n_samples", {}).get(task)
-               for r in _ok(recs)]  # fmt: skip
-    total = sum(int(k) for k in per_run if k)
-    return (mean * (1 - mean) / total) ** 0.5 if total else 0.0
-
-
-def claim_c4(records: list[dict[str, Any]], ppl_key: str | None) -> list[str]:
-    """C4 ("competitive with or better than Llama3, Mamba2 and Jamba on most metrics") made
-    testable, per Cheems variant and column, against the best of the three baselines:
-    better (by more than 2 standard errors of the difference), tie (within them) or worse.
-    Competitive = better or tie; the claim holds when it is competitive on more than half of the
-    columns. Columns where the four means are all equal (e.g. 0 exact matches everywhere) are
-    left out. Standard errors: `_noise` (with one seed, a perplexity has none: strict ordering)."""
-    shots, tasks, _ = _columns(records)
+def ll_table(records: list[dict[str, Any]], shot: int, tasks: list[str]) -> list[str]:
+    """Per architecture and task: mean gold log-likelihood per token / mean margin over the best
+    distractor (nats), from the per-example records; [] when there are none."""
+    ds = _downstream()
     by_v = _by_variant(records)
-    cols: list[tuple[str, str, bool, str | None]] = [("valid ppl", "valid/ppl", False, None)]
+    have = [t for t in tasks if any(example_means(r, t, shot, "ll_tok") for r in by_v.values())]
+    if not have:
+        return []
+    rows = []
+    for v, recs in by_v.items():
+        cells = []
+        for t in have:
+            ll = example_means(recs, t, shot, "ll_tok")
+            mg = example_means(recs, t, shot, "margin")
+            cells.append("—" if not ll else f"{math.fsum(ll) / len(ll):.3f} / "
+                         f"{math.fsum(mg) / len(mg) if mg else math.nan:+.3f}")  # fmt: skip
+        rows.append([_task().LABELS.get(v, v), *cells])
+    head = ["model", *(ds.TASKS[t].label for t in have)]
+    return [
+        "", f"### Downstream log-likelihoods, {shot}-shot", "",
+        "Per task: the gold answer's log-likelihood per token / its margin over the best "
+        "distractor (log P(gold) − max log P(other choice), nats), averaged over the examples "
+        "(and runs). Higher is better for both; a margin above 0 is a correct answer.", "",
+        *c.md_table(head, rows, "l" + "r" * len(have)),
+    ]  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# Claim C4
+
+
+def _log_pct(x: float) -> str:
+    return f"{100 * x:+.2f} %"
+
+
+def _pts(x: float) -> str:
+    return f"{100 * x:+.1f} pts"
+
+
+def _nats(x: float) -> str:
+    return f"{x:+.3f} nats"
+
+
+def c4_metrics(
+    by_v: dict[str, list[dict[str, Any]]], subject: str, ppl_key: str | None
+) -> tuple[list[tuple[str, str, stats.Verdict]], list[str]]:
+    """Per informative metric: (name, best baseline, non-inferiority verdict) of `subject`
+    against the best baseline; and the names of the columns left out as uninformative."""
+    out: list[tuple[str, str, stats.Verdict]] = []
+    left: list[str] = []
     if ppl_key:
-        cols.append((f"test ppl @ {ppl_key.split('@')[1]}", ppl_key, False, None))
-    cols += [(f"{t}@{k}shot", metric_key(t, k), True, t) for k in shots for t in tasks]
+        seeds = {}
+        for x in (subject, *BASELINES):
+            good = [r for r in _ok(by_v[x]) if c.finite(r["metrics"].get(ppl_key))]
+            seeds[x] = {int(r["seed"]): float(r["metrics"][ppl_key]) for r in good}
+        if all(seeds.values()):
+            best = min(BASELINES, key=lambda b: c.mean_std(list(seeds[b].values()))[0])
+            common = sorted(set(seeds[subject]) & set(seeds[best]))
+            if common:
+                d = [math.log(seeds[best][s] / seeds[subject][s]) for s in common]
+                iv = stats.mean_interval(d)
+                v = stats.noninferiority_verdict(
+                    iv, PPL_MARGIN, rule=C4_RULE, fmt=_log_pct, units="seeds"
+                )
+                out.append((f"test ppl @ {ppl_key.split('@')[1]} (log ratio)", best, v))
+    shots, tasks, _ = _columns([r for rs in by_v.values() for r in rs])
+    for shot in shots:
+        for t in tasks:
+            name = f"{t}@{shot}shot"
+            key = metric_key(t, shot)
+            if not all(_values(by_v.get(x, []), key) for x in (subject, *BASELINES)):
+                continue
+            if informative(by_v, t, shot):
+                acc = {x: example_means(by_v[x], t, shot, "acc") for x in (subject, *BASELINES)}
+                means = {x: c.mean_std(_values(by_v[x], key))[0] for x in (subject, *BASELINES)}
+                best = max(BASELINES, key=lambda b: means[b])
+                if acc[subject] and acc[best] and len(acc[subject]) == len(acc[best]):
+                    iv = stats.paired_examples(acc[subject], acc[best])
+                else:
+                    n1, n2 = _n_examples(by_v[subject], t), _n_examples(by_v[best], t)
+                    iv = stats.two_proportions_interval(round(means[subject] * n1), n1,
+                                                        round(means[best] * n2), n2)  # fmt: skip
+                v = stats.noninferiority_verdict(iv, ACC_MARGIN, rule=C4_RULE, fmt=_pts,
+                                                 units="examples")  # fmt: skip
+                out.append((f"{name} accuracy", best, v))
+                continue
+            ll = {x: example_means(by_v[x], t, shot, "ll_tok") for x in (subject, *BASELINES)}
+            if not all(ll.values()) or len({len(x) for x in ll.values()}) != 1:
+                left.append(name)
+                continue
+            best = max(BASELINES, key=lambda b: math.fsum(ll[b]))
+            iv = stats.paired_examples(ll[subject], ll[best])
+            v = stats.noninferiority_verdict(iv, LL_MARGIN, rule=C4_RULE, fmt=_nats,
+                                             units="examples")  # fmt: skip
+            out.append((f"{name} gold log-lik./token (accuracy at chance)", best, v))
+    return out, left
+
+
+def c4_verdict(
+    by_v: dict[str, list[dict[str, Any]]], subject: str, ppl_key: str | None
+) -> stats.Verdict:
+    metrics, _ = c4_metrics(by_v, subject, ppl_key)
+    return stats.majority_verdict([v for _, _, v in metrics], rule=C4_RULE)
+
+
+def claim_c4(records: list[dict[str, Any]], ppl_key: str | None, scale: str) -> list[str]:
+    """The C4 section: the rule, per Cheems variant a table of metrics and its verdict."""
+    if not c.judged(scale):
+        return [c.NOT_JUDGED]
+    by_v = _by_variant(records)
     if not all(b in by_v for b in BASELINES):
         return ["C4 needs results for llama, mamba2 and jamba; some are missing."]
-    lines = []
-    for v in CHEEMS:
-        if v not in by_v:
-            continue
-        out: dict[str, list[str]] = {"better": [], "tie": [], "worse": [], "flat": []}
-        for name, key, hi, task in cols:
-            vals = {x: _values(by_v[x], key) for x in (v, *BASELINES)}
-            if not all(vals.values()):
-                continue
-            means = {x: c.mean_std(xs)[0] for x, xs in vals.items()}
-            if len(set(means.values())) == 1:
-                out["flat"].append(name)
-                continue
-            pick = max if hi else min
-            best = pick(BASELINES, key=lambda b: means[b])
-            diff = (means[v] - means[best]) * (1 if hi else -1)  # > 0: Cheems is better
-            se = (_noise(by_v[v], key, task) ** 2 + _noise(by_v[best], key, task) ** 2) ** 0.5
-            kind = "better" if diff > 2 * se else "worse" if diff < -2 * se else "tie"
-            if se == 0 and diff == 0:
-                kind = "tie"
-            out[kind].append(name)
-        total = len(out["better"]) + len(out["tie"]) + len(out["worse"])
-        good = len(out["better"]) + len(out["tie"])
-        verdict = "holds" if total and good > total / 2 else "does not hold"
-        detail = "; ".join(f"{k}: {', '.join(out[k])}" for k in ("better", "tie", "worse")
-                           if out[k])  # fmt: skip
-        lines.append(
-            f"- {_task().LABELS[v]}: competitive with the best baseline on {good} of {total} "
-            f"columns ({detail}): C4 **{verdict}** for it."
-            + (f" Left out (all four equal): {', '.join(out['flat'])}." if out["flat"] else "")
-        )
+    labels = _task().LABELS
+    lines = [f"Rule: {C4_RULE}"]
+    for subject in [v for v in CHEEMS if v in by_v]:
+        metrics, left = c4_metrics(by_v, subject, ppl_key)
+        rows = [[name, labels.get(best, best), v.n,
+                 (f"{v.estimate:+.4f}" if v.estimate is not None else "—"),
+                 vd.fmt_interval(v.ci_low, v.ci_high, lambda x: f"{x:+.4f}"),
+                 f"−{v.threshold:.4f}", v.verdict] for name, best, v in metrics]  # fmt: skip
+        total = stats.majority_verdict([v for _, _, v in metrics], rule=C4_RULE)
+        lines += ["", f"#### {labels.get(subject, subject)}", ""]
+        lines += c.md_table(["metric", "best baseline", "n", "Cheems − best", "95 % interval",
+                             "−margin", "non-inferior?"], rows, "llrrrrl")  # fmt: skip
+        if left:
+            lines += [
+                "",
+                "Left out as uninformative (accuracy not above chance, no per-example "
+                f"log-likelihoods): {', '.join(left)}.",
+            ]
+        lines += ["", f"**Verdict ({scale} scale): C4 {total.verdict} for "
+                  f"{labels.get(subject, subject)}** — {total.reason}."]  # fmt: skip
     lines += [
         "",
-        "Better / worse: the gap to the best of Llama, Mamba2 and Jamba exceeds twice its "
-        "standard error (binomial over the examples scored for accuracies, seed spread for "
-        "perplexities); otherwise a tie. Downstream accuracies near chance (ARC 4 choices: 0.25, "
-        "PIQA and Winogrande: 0.5) mean the models are too small for the task, and such columns "
-        "end as ties.",
+        "Units: the perplexity row is a log ratio (×100 ≈ %); accuracy rows are "
+        "accuracy differences (0.02 = 2 points); log-likelihood rows are nats per token. "
+        "° in the accuracy tables: no compared model's 95 % Wilson interval lies above chance "
+        "(1 / number of choices: ARC, OBQA, HellaSwag, MMLU ≈ 0.25; PIQA, Winogrande, COPA, "
+        "BoolQ 0.5; exact match 0).",
     ]
     return lines
+
+
+def headline(by_v: dict[str, list[dict[str, Any]]]) -> str | None:
+    """The Cheems variant whose verdict is the claim's entry: CDMoE (the paper's combination of
+    RoPE in SSD, DMA and CDMoE) when present, else the MLP one."""
+    return next((v for v in ("cheems_cdmoe", "cheems_mlp") if v in by_v), None)
+
+
+def _scale_state(records: list[dict[str, Any]]) -> tuple[list, list, dict, list, str | None]:
+    recs, old = c.current_records(records)
+    choice = c.lr_choice(recs)
+    chosen = c.at_chosen_lr(recs, choice)
+    keys = sorted({k for r in _ok(chosen) for k in r["metrics"] if k.startswith("test/ppl@")})
+    return recs, old, choice, chosen, (keys[0] if keys else None)
+
+
+def verdicts(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """reports/verdicts.json entries: C4 per scale, for the headline Cheems variant."""
+    out = []
+    for scale, recs in c.by_scale(records).items():
+        _, _, _, chosen, ppl_key = _scale_state(recs)
+        by_v = _by_variant(chosen)
+        subject = headline(by_v)
+        what = f"{subject or 'Cheems'} vs the best of llama, mamba2, jamba, per metric"
+        if not c.judged(scale):
+            out.append(vd.not_judged("C4", scale, subject=what, unit="share of metrics",
+                                     rule=C4_RULE))  # fmt: skip
+            continue
+        if subject is None or not all(b in by_v for b in BASELINES):
+            v = vd.lacking(C4_RULE, "Cheems or a baseline lacks results", threshold=0.5,
+                           kind="majority")  # fmt: skip
+        else:
+            v = c4_verdict(by_v, subject, ppl_key)
+        out.append(vd.entry("C4", scale, v, subject=what, unit="share of metrics"))
+    return out
 
 
 def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None) -> str:
@@ -226,16 +425,15 @@ def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None)
         "exact match (TriviaQA). Task versions, n-shot and examples per task are in each result's "
         "`extra.downstream`. The paper's Table 3 values could not be obtained "
         "(`reference_values.json`: only the abstract's claim C4 is known), so there is no paper "
-        "column. Cells: mean ± std (runs); bold: best in the column.",
+        "column. Cells: mean ± std (runs) at each model's chosen LR; bold: best in the column.",
     ]
     if not records:
         out += ["", "No results yet: run `make reproduce-table3` (or "
                 "`wm-bench reproduce arch --scale smoke|cpu|small`)."]  # fmt: skip
-    for scale, recs in groups.items():
-        ok = _ok(recs)
-        ppl_keys = sorted({k for r in ok for k in r["metrics"] if k.startswith("test/ppl@")})
-        ppl_key = ppl_keys[0] if ppl_keys else None
-        shots, tasks, not_run = _columns(recs)
+    for scale, all_recs in groups.items():
+        recs, old, choice, chosen, ppl_key = _scale_state(all_recs)
+        ok = _ok(chosen)
+        shots, tasks, not_run = _columns(chosen)
         limits = {(r.get("extra") or {}).get("downstream", {}).get("limit") for r in ok}
         n_samples: dict[str, set[int]] = defaultdict(set)
         for r in ok:
@@ -245,11 +443,15 @@ def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None)
                 if n is not None:
                     n_samples[t].add(int(n))
         out += ["", f"## {c.scale_title(scale)}", "", c.scale_banner(scale), ""]
-        out += [f"{len(recs)} run(s), {len(ok)} ok.", "", "### Models", ""]
-        out += model_table(recs, ppl_key)
+        out += [f"{len(recs)} run(s), {len(_ok(recs))} ok.", *c.superseded_note(old)]
+        out += ["", "### Models", "", *model_table(chosen, ppl_key, choice)]
+        out += c.lr_grid_section(recs, choice, lambda v: _task().LABELS.get(v, v),
+                                 _task().VARIANTS)  # fmt: skip
         for k in shots:
             out += ["", f"### Downstream, {k}-shot", ""]
-            out += downstream_table(recs, k, tasks) if tasks else ["No downstream results."]
+            out += downstream_table(chosen, k, tasks) if tasks else ["No downstream results."]
+        for k in shots:
+            out += ll_table(chosen, k, tasks)
         if tasks:
             sizes = ", ".join(f"{t} {'/'.join(map(str, sorted(n_samples[t])))}" for t in tasks)
             lim = ", ".join(str(x) for x in sorted(limits, key=str))
@@ -258,7 +460,7 @@ def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None)
             out += ["", "Tasks not run:", ""]
             out += [f"- {t}: {why}" for t, why in not_run.items()]
         out += ["", "### Claim C4 (Cheems competitive with Llama3, Mamba2, Jamba)", ""]
-        out += claim_c4(recs, ppl_key)
+        out += claim_c4(chosen, ppl_key, scale)
         out += c.curve_and_runs_sections(scale, recs, figures)
     out += c.provenance_section(groups)
     return "\n".join(out) + "\n"

@@ -177,11 +177,90 @@ def timing_section(records: Sequence[dict[str, Any]], noun: str = "run") -> list
 
 
 def failed_runs_section(records: Sequence[dict[str, Any]]) -> list[str]:
-    """ "### Failed runs": variant, seed and first error line of every record not "ok"."""
-    bad = [r for r in records if r.get("status") != "ok"]
-    rows = [(r.get("variant"), r.get("seed"), first_error_line(r.get("error"))) for r in bad]
-    body = failed_table(rows, ["variant", "seed", "error"]) if bad else ["None."]
+    """ "### Failed runs": every record not "ok" (failed, diverged): variant, LR, seed, status and
+    the first error line."""
+    bad = [r for r in records if not is_ok(r)]
+    rows = [(r.get("variant"), fmt_lr(x) if (x := run_lr(r)) is not None else "—", r.get("seed"),
+             r.get("status"), first_error_line(r.get("error"))) for r in bad]  # fmt: skip
+    body = failed_table(rows, ["variant", "lr", "seed", "status", "error"]) if bad else ["None."]
     return ["", "### Failed runs", "", *body]
+
+
+# --------------------------------------------------------------------------------------------
+# Run status, learning rates and configurations (what a scale's tables are made of)
+
+NOT_JUDGED = (
+    "No verdict at the smoke scale: its models train for a few dozen steps to exercise the "
+    "pipeline, so its numbers mean nothing; verdicts start at the cpu scale."
+)
+
+
+def is_ok(rec: dict[str, Any]) -> bool:
+    """An "ok" run; "failed" and "diverged" (non-finite loss, no usable metrics) are not."""
+    return rec.get("status") == "ok"
+
+
+def judged(scale: str) -> bool:
+    """Whether a scale's numbers can carry a verdict (every scale but smoke)."""
+    return scale != "smoke"
+
+
+def run_lr(rec: dict[str, Any]) -> float | None:
+    """The peak learning rate of a run (config.optim.lr), None when the record has none."""
+    lr = ((rec.get("config") or {}).get("optim") or {}).get("lr")
+    return float(lr) if finite(lr) else None
+
+
+def _recipe(rec: dict[str, Any]) -> str:
+    """What every variant of one scale shares: data, schedule, optimiser but its LR, downstream
+    protocol (runtime fields, e.g. where the eval data lives, left out)."""
+    import json
+
+    cfg = rec.get("config") or {}
+    optim = {k: v for k, v in (cfg.get("optim") or {}).items() if k != "lr"}
+    train = {k: (cfg.get("train") or {}).get(k) for k in ("max_steps", "batch_size")}
+    down = cfg.get("downstream")
+    if isinstance(down, dict):
+        down = {k: v for k, v in down.items() if k not in ("eval_data", "batch_size")}
+    return json.dumps([cfg.get("data"), optim, train, down], sort_keys=True, default=str)
+
+
+def current_records(
+    records: Sequence[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(records of the scale's current configuration, superseded ones).
+
+    Current: the shared recipe (`_recipe`) of the scale's most recently finished run, and per
+    variant the model of its most recently finished run. A scale whose settings were changed
+    (steps, data, downstream protocol) thus reports only the runs made under the new settings,
+    once there are any; the old files stay in results/ and are counted as superseded."""
+    if not records:
+        return [], []
+
+    def when(r: dict[str, Any]) -> str:
+        return str(r.get("finished_at") or "")
+
+    newest = max(records, key=when)
+    recipe = _recipe(newest)
+    models: dict[Any, Any] = {}
+    for r in sorted(records, key=when):
+        if _recipe(r) == recipe:
+            models[r.get("variant")] = (r.get("config") or {}).get("model")
+    keep, old = [], []
+    for r in records:
+        same = _recipe(r) == recipe and (r.get("config") or {}).get("model") == models.get(
+            r.get("variant"), object()
+        )
+        (keep if same else old).append(r)
+    return keep, old
+
+
+def superseded_note(old: Sequence[dict[str, Any]]) -> list[str]:
+    """A line saying how many results of an earlier configuration were left out (or nothing)."""
+    if not old:
+        return []
+    return ["", f"{len(old)} result file(s) from an earlier configuration of this scale (other "
+            "steps, data, downstream protocol or model) are left out of its tables."]  # fmt: skip
 
 
 def curve_and_runs_sections(
@@ -231,3 +310,69 @@ def build_with_figures(
     md = reports_dir / f"{experiment}.md"
     md.write_text(render(list(records), figures))
     return [md, *written]
+
+
+def lr_choice(records: Sequence[dict[str, Any]]) -> dict[str, tuple[float | None, dict]]:
+    """Per variant: (the LR its tables use, {lr: score}) by `tasks._lm.choose_lr` (lowest
+    validation perplexity at the seeds every LR has; failed or diverged runs count as worst)."""
+    from tasks._lm import choose_lr, record_value
+
+    points: dict[str, list[tuple[float | None, int, float | None]]] = {}
+    for r in records:
+        points.setdefault(str(r.get("variant")), []).append(
+            (run_lr(r), int(r.get("seed") or 0), record_value(r))
+        )
+    return {v: choose_lr(p) for v, p in points.items()}
+
+
+def at_chosen_lr(
+    records: Sequence[dict[str, Any]], choice: dict[str, tuple[float | None, dict]]
+) -> list[dict[str, Any]]:
+    """The records run at their variant's chosen LR (all seeds, any status)."""
+    return [r for r in records if str(r.get("variant")) in choice
+            and choice[str(r.get("variant"))][0] == run_lr(r)]  # fmt: skip
+
+
+def lr_cell(choice: tuple[float | None, dict]) -> str:
+    """'3e-3 (of 3)', 'one LR: 3e-3', or '— (every LR failed)'."""
+    best, scores = choice
+    if len(scores) <= 1:
+        return f"one LR: {fmt_lr(best)}" if best is not None else "—"
+    if best is None:
+        return "— (every LR failed)"
+    edge = " (grid edge)" if best in (min(scores), max(scores)) else ""
+    return f"{fmt_lr(best)} (of {len(scores)}){edge}"
+
+
+def lr_grid_section(
+    records: Sequence[dict[str, Any]],
+    choice: dict[str, tuple[float | None, dict]],
+    label: Any,
+    order: Sequence[str],
+) -> list[str]:
+    """ "### Learning rate per variant": the tune score (validation perplexity) at each LR, the
+    chosen one in bold; a line saying so when no variant was tuned."""
+    lrs = sorted({lr for _, scores in choice.values() for lr in scores if lr is not None})
+    tuned = any(len(scores) > 1 for _, scores in choice.values())
+    out = ["", "### Learning rate per variant", ""]
+    if not tuned:
+        one = ", ".join(fmt_lr(x) for x in lrs) or "—"
+        return [*out, f"Not tuned at this scale: every variant ran at one LR ({one})."]
+    rows = []
+    for v in [v for v in order if v in choice]:
+        best, scores = choice[v]
+        cells = []
+        for lr in lrs:
+            if lr not in scores:
+                cells.append("—")
+                continue
+            x = scores[lr]
+            text = fmt_num(x, 2) if math.isfinite(x) else "failed / diverged"
+            cells.append(f"**{text}**" if lr == best else text)
+        rows.append([label(v), *cells, lr_cell(choice[v])])
+    head = ["variant", *(f"valid ppl @ LR {fmt_lr(x)}" for x in lrs), "chosen LR"]
+    return [*out, *md_table(head, rows, "l" + "r" * (len(lrs) + 1)), "",
+            "Each variant's LR: the lowest validation perplexity at the tune seed (seed 0, the "
+            "seed every LR ran); a failed or diverged run counts as the worst value; its tables "
+            "and verdicts use the runs at that LR only. (grid edge): the best LR is the "
+            "smallest or largest tried, so a better one may lie outside the grid."]  # fmt: skip

@@ -6,7 +6,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from wm_bench import stats
 from wm_bench.report import common as c
+from wm_bench.report import verdicts as vd
 from wm_bench.report.rope import plot_curves
 
 EXPERIMENT = "ffn"
@@ -30,19 +32,24 @@ def _ordered(variants: Any) -> list[str]:
     return sorted(variants, key=rank)
 
 
-def table(records: list[dict[str, Any]]) -> list[str]:
+def _ppl_key(records: list[dict[str, Any]]) -> str | None:
+    keys = sorted(
+        {k for r in records for k in (r.get("metrics") or {}) if k.startswith("test/ppl@")}
+    )
+    return keys[0] if keys else None
+
+
+def table(records: list[dict[str, Any]], choice: dict) -> list[str]:
     task = _task()
     by_v: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         by_v[r["variant"]].append(r)
-    ppl_keys = sorted({k for r in records for k in (r.get("metrics") or {})
-                       if k.startswith("test/ppl@")})  # fmt: skip
-    key = ppl_keys[0] if ppl_keys else None
+    key = _ppl_key(records)
     order = _ordered(by_v)
     rows = []
     for v in order:
         recs = by_v[v]
-        ok = [r for r in recs if r.get("status") == "ok"]
+        ok = [r for r in recs if c.is_ok(r)]
         params = (recs[0].get("params") or {}) if recs else {}
         ppl = [r["metrics"][key] for r in ok if key and c.finite(r["metrics"].get(key))]
         tps = [r["timing"]["tokens_per_s"] for r in ok
@@ -51,49 +58,75 @@ def table(records: list[dict[str, Any]]) -> list[str]:
             task.label(v),
             f"{params.get('total', 0):,}" if params else "—",
             f"{params.get('active', 0):,}" if params else "—",
+            c.lr_cell(choice[v]) if v in choice else "—",
             c.fmt_mean_std(*c.mean_std(ppl), digits=2) if ppl else "—",
             f"{c.mean_std(tps)[0]:,.0f}" if tps else "—",
         ])  # fmt: skip
-    head = ["FFN", "total params", "active params", f"test ppl @ {key.split('@')[1]}"
+    head = ["FFN", "total params", "active params", "LR", f"test ppl @ {key.split('@')[1]}"
             if key else "test ppl", "train tokens/s"]  # fmt: skip
-    return c.md_table(head, rows, "lrrrr")
+    return c.md_table(head, rows, "lrrlrr")
 
 
-def versus_mlp(records: list[dict[str, Any]]) -> list[str]:
-    """Each FFN's test perplexity against the dense MLP's at equal active parameters.
+RULE = (
+    "Each FFN against the dense MLP at equal active parameters: per seed (the two models of a "
+    "seed see the same data stream, each at its own best LR), the relative test-perplexity "
+    "difference (ppl_FFN − ppl_MLP) / ppl_MLP; better when its 95 % paired t interval lies "
+    "wholly below 0, worse when wholly above 0, otherwise inconclusive. A variant with one seed "
+    "in common with the MLP has no spread of its own: n = 1, inconclusive (it does not borrow "
+    "the MLP's)."
+)
+WORDS = {"holds": "better", "refuted": "worse", "inconclusive": "inconclusive"}
 
-    Noise: the standard error of the difference of means, from each side's seed std; a side
-    with one seed borrows the other side's std (the only spread measured). "better" / "worse"
-    need a gap beyond 2 standard errors, otherwise "within noise"."""
-    by_v: dict[str, list[float]] = defaultdict(list)
-    key = next(iter(sorted({k for r in records for k in (r.get("metrics") or {})
-                            if k.startswith("test/ppl@")})), None)  # fmt: skip
-    if key is None:
-        return []
+
+def comparisons(records: list[dict[str, Any]]) -> dict[str, tuple[list[int], stats.Verdict]]:
+    """variant → (seeds paired with the MLP, verdict of "lower perplexity than the MLP")."""
+    key = _ppl_key(records)
+    by_v: dict[str, dict[int, float]] = defaultdict(dict)
     for r in records:
-        if r.get("status") == "ok" and c.finite(r["metrics"].get(key)):
-            by_v[r["variant"]].append(float(r["metrics"][key]))
-    if "mlp" not in by_v:
-        return []
-    m_mean, m_std, m_n = c.mean_std(by_v["mlp"])
-    lines = []
+        if key and c.is_ok(r) and c.finite(r["metrics"].get(key)):
+            by_v[r["variant"]][int(r["seed"])] = float(r["metrics"][key])
+    mlp = by_v.get("mlp")
+    if not mlp:
+        return {}
+    out = {}
     for v in _ordered(by_v):
-        if v == "mlp":
+        seeds = sorted(set(by_v[v]) & set(mlp))
+        if v == "mlp" or not seeds:
             continue
-        mean, std, n = c.mean_std(by_v[v])
-        sa, sb = std if std is not None else m_std, m_std if m_std is not None else std
-        if sa is None or sb is None:
-            word = "no seed spread measured"
-        else:
-            se = (sa**2 / n + sb**2 / m_n) ** 0.5
-            gap = mean - m_mean
-            word = "better" if gap < -2 * se else "worse" if gap > 2 * se else "within noise"
-        lines.append(f"- {_task().label(v)}: {mean:.2f} vs {m_mean:.2f} "
-                     f"({(mean - m_mean) / m_mean:+.1%}): {word}.")  # fmt: skip
+        iv = stats.mean_interval([(by_v[v][s] - mlp[s]) / mlp[s] for s in seeds])
+        out[v] = (seeds, stats.threshold_verdict(iv, 0.0, direction="less", rule=RULE,
+                                                 fmt=_pct, units="seeds"))  # fmt: skip
+    return out
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:+.2f} %"
+
+
+def versus_mlp(records: list[dict[str, Any]], scale: str) -> list[str]:
+    """Each FFN's test perplexity against the dense MLP's, paired by seed (see RULE)."""
     head = ["", "### Against the dense MLP (test perplexity, equal active parameters)", ""]
-    note = ["", "Better / worse: beyond 2 standard errors of the difference (seed spread; a "
-            "single-seed variant borrows the MLP's)."]  # fmt: skip
-    return [*head, *lines, *note] if lines else []
+    if not c.judged(scale):
+        return [*head, c.NOT_JUDGED]
+    comp = comparisons(records)
+    if not comp:
+        return []
+    key = _ppl_key(records)
+    per: dict[str, dict[int, float]] = defaultdict(dict)
+    for r in records:
+        if c.is_ok(r) and c.finite((r.get("metrics") or {}).get(key)):
+            per[r["variant"]][int(r["seed"])] = float(r["metrics"][key])
+    rows = []
+    for v, (seeds, verdict) in comp.items():
+        diffs = ", ".join(f"{100 * (per[v][s] - per['mlp'][s]) / per['mlp'][s]:+.2f}"
+                          for s in seeds)  # fmt: skip
+        word = WORDS[verdict.verdict] + (f" (n = {verdict.n})" if verdict.n < 2 else "")
+        rows.append([_task().label(v), ", ".join(map(str, seeds)), diffs,
+                     _pct(verdict.estimate), vd.fmt_interval(verdict.ci_low, verdict.ci_high,
+                                                             _pct), word])  # fmt: skip
+    table = c.md_table(["FFN", "seeds paired", "per-seed Δ vs MLP (%)", "mean Δ", "95 % interval",
+                        "verdict"], rows, "llrrrl")  # fmt: skip
+    return [*head, f"Rule: {RULE}", "", *table]
 
 
 def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None) -> str:
@@ -110,12 +143,17 @@ def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None)
     ]
     if not records:
         out += ["", "No results yet: run `wm-bench reproduce ffn --scale smoke|cpu|small`."]
-    for scale, recs in groups.items():
-        n_ok = sum(r.get("status") == "ok" for r in recs)
+    for scale, all_recs in groups.items():
+        recs, old = c.current_records(all_recs)
+        choice = c.lr_choice(recs)
+        chosen = c.at_chosen_lr(recs, choice)
+        n_ok = sum(c.is_ok(r) for r in recs)
         out += ["", f"## {c.scale_title(scale)}", "", c.scale_banner(scale), ""]
-        out += [f"{len(recs)} run(s), {n_ok} ok (mean ± std over seeds where there are several).",
-                "", *table(recs)]  # fmt: skip
-        out += versus_mlp(recs)
+        out += [f"{len(recs)} run(s), {n_ok} ok. Each FFN at its chosen LR: mean ± std over "
+                "seeds (number of seeds).", *c.superseded_note(old), "",
+                *table(chosen, choice)]  # fmt: skip
+        out += c.lr_grid_section(recs, choice, _task().label, _ordered(choice))
+        out += versus_mlp(chosen, scale)
         out += c.curve_and_runs_sections(scale, recs, figures)
     out += c.provenance_section(groups)
     return "\n".join(out) + "\n"

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wm_bench import stats
 from wm_bench.report import common as c
+from wm_bench.report import verdicts as vd
 
 EXPERIMENT = "mqar"
 Row = tuple[int, int, int]  # (L, d, kv)
@@ -154,69 +156,184 @@ def lr_section(rows: list[Row], grid: dict[Row, dict[str, Cell]], layout: Any) -
     return c.md_table(headers, body, "rrr" + "r" * len(layout.columns))
 
 
+C2_RULE = (
+    "C2 holds in a cell when (a) DMA's accuracy is 100 %, read as: the 95 % interval of its test "
+    "accuracy (Wilson over the pooled test queries, widened to the across-seed t interval when "
+    "there are several seeds) lies above 0.99 (the early-stop level, and the ±0.01 of the "
+    "paper's digitised 1.00), and (b) its gain acc_DMA / acc_x − 1 over QCAttn and over SSD "
+    "exceeds +150 %: the interval [low_DMA / high_x − 1, high_DMA / low_x − 1] lies above 1.5. "
+    "It is refuted when either part is (its interval wholly on the wrong side), else "
+    "inconclusive. +150 % is reachable only where the baseline's accuracy is at most 0.40 (an "
+    "accuracy of at most 1 cannot be 2.5 times a larger one); where it is not, the cell does not "
+    "test that part. Judged at the scale's largest cell with DMA, QCAttn and SSD results (the "
+    "paper states C2 at L = 2048, d = 256), each mixer at the cell's best LR."
+)
+REACH = 0.4  # the largest baseline accuracy a +150 % gain can be measured against
+
+
+def acc_interval(runs: list[Run]) -> stats.Interval | None:
+    """A cell's accuracy interval from its ok runs at one LR (see C2_RULE), None without runs.
+
+    n is the number of seeds; the Wilson part needs the queries per run (n_test × kv from the
+    record's data config) and is skipped when the record does not say."""
+    ok = [r for r in runs if r.ok]
+    if not ok:
+        return None
+    accs = [float(r.accuracy) for r in ok]
+    seeds = stats.mean_interval(accs) if len(accs) >= 2 else None
+    data = (ok[0].record.get("config") or {}).get("data") or {}
+    q = int(data.get("n_test") or 0) * int(data.get("num_kv_pairs") or 0)
+    lows, highs = [], []
+    if q > 0:
+        k = sum(round(a * q) for a in accs)
+        w = stats.wilson_interval(min(k, q * len(accs)), q * len(accs))
+        lows.append(w.low)
+        highs.append(w.high)
+    if seeds is not None:
+        lows.append(seeds.low)
+        highs.append(seeds.high)
+    mean = math.fsum(accs) / len(accs)
+    if not lows:
+        return stats.Interval(mean, -math.inf, math.inf, stats.LEVEL, len(accs), "none")
+    se, df, sd = (seeds.se, seeds.df, seeds.sd) if seeds is not None else (None, None, None)
+    return stats.Interval(mean, max(0.0, min(lows)), min(1.0, max(highs)), stats.LEVEL,
+                          len(accs), "Wilson ∪ seed t", se, df, sd)  # fmt: skip
+
+
+def _cell_runs(runs: list[Run], row: Row, mixer: str, lr: float) -> list[Run]:
+    return [r for r in runs if r.row == row and r.mixer == mixer and r.lr == lr]
+
+
+def _fmt_acc(x: float) -> str:
+    return f"{x:.3f}"
+
+
+def c2_verdict(
+    runs: list[Run], grid: dict[Row, dict[str, Cell]], task: Any
+) -> tuple[Row | None, stats.Verdict, list[list[str]]]:
+    """(the judged cell, the C2 verdict, its check rows) at one scale."""
+    claim, labels = task.CLAIM_C2, dict(task.TABLE.column_labels)
+    subject, baselines = claim["subject"], tuple(claim["baselines"])
+    need = (subject, *baselines)
+    complete = [r for r in grid if all(m in grid[r] for m in need)]
+    if not complete:
+        return None, vd.lacking(C2_RULE, f"no cell has results for all of {list(need)}",
+                                threshold=claim["min_accuracy"]), []  # fmt: skip
+    row = max(complete)
+    ivs = {m: acc_interval(_cell_runs(runs, row, m, grid[row][m].best_lr)) for m in need}
+    acc_v = stats.threshold_verdict(ivs[subject], claim["min_accuracy"], rule=C2_RULE,
+                                    fmt=_fmt_acc, units="seeds")  # fmt: skip
+    checks = [[f"{labels[subject]} accuracy", _fmt_acc(ivs[subject].estimate),
+               vd.fmt_interval(ivs[subject].low, ivs[subject].high, _fmt_acc),
+               f"> {claim['min_accuracy']:.2f}", acc_v.verdict]]  # fmt: skip
+    words = [acc_v.verdict]
+    reasons = [f"{labels[subject]} accuracy: {acc_v.reason}"]
+    d = ivs[subject]
+    for b in baselines:
+        bi = ivs[b]
+        est = gain(d.estimate, bi.estimate)
+        name = f"gain of {labels[subject]} over {labels[b]}"
+        if bi.estimate > REACH:
+            why = f"unreachable ({labels[b]} {bi.estimate:.2f} > {REACH:.2f})"
+            checks.append([name, fmt_gain(est), "—", f"> {claim['min_gain'] * 100:+.0f} %", why])
+            words.append("unreachable")
+            reasons.append(f"+150 % over {labels[b]} is unreachable here ({labels[b]} reaches "
+                           f"{bi.estimate:.2f} > {REACH:.2f})")  # fmt: skip
+            continue
+        if not (d.bounded and bi.bounded):
+            checks.append([name, fmt_gain(est), "— (no spread)",
+                           f"> {claim['min_gain'] * 100:+.0f} %", "inconclusive"])  # fmt: skip
+            words.append("inconclusive")
+            reasons.append(f"gain over {labels[b]}: inconclusive (one seed, no interval)")
+            continue
+        lo = d.low / bi.high - 1 if bi.high > 0 else math.inf
+        hi = d.high / bi.low - 1 if bi.low > 0 else math.inf
+        word = ("holds" if lo > claim["min_gain"] else "refuted" if hi < claim["min_gain"]
+                else "inconclusive")  # fmt: skip
+        span = f"[{fmt_gain(lo)}, {fmt_gain(hi)}]"
+        checks.append([name, fmt_gain(est), span, f"> {claim['min_gain'] * 100:+.0f} %", word])
+        words.append(word)
+        reasons.append(f"gain over {labels[b]}: {word}, interval {span}")
+    if "refuted" in words:
+        verdict = "refuted"
+    elif all(w == "holds" for w in words):
+        verdict = "holds"
+    else:
+        verdict = "inconclusive"
+    v = stats.Verdict(verdict, acc_v.estimate, acc_v.ci_low, acc_v.ci_high, acc_v.threshold,
+                      "greater", "threshold", acc_v.n, C2_RULE, "; ".join(reasons), acc_v.mde,
+                      acc_v.n_needed if verdict == "inconclusive" else None)  # fmt: skip
+    return row, v, checks
+
+
 def c2_section(
     scale: str,
     rows: list[Row],
     grid: dict[Row, dict[str, Cell]],
     paper: dict[Row, dict[str, float]],
     task: Any,
+    runs: list[Run],
 ) -> list[str]:
-    """Claim C2 from our numbers at the largest (L, d) cell with DMA, QCAttn and SSD results."""
-    claim, labels, d = task.CLAIM_C2, dict(task.TABLE.column_labels), task.TABLE.digits
+    """Claim C2: reachability of +150 % in every complete cell, then the verdict at the largest."""
+    if not c.judged(scale):
+        return [c.NOT_JUDGED]
+    claim, labels = task.CLAIM_C2, dict(task.TABLE.column_labels)
     subject, baselines = claim["subject"], tuple(claim["baselines"])
-    need = (subject, *baselines)
-    complete = [r for r in rows if all(m in grid.get(r, {}) for m in need)]
-    if not complete:
-        return [f"Not computable at this scale: no cell has results for all of {list(need)}."]
-    row = max(complete, key=lambda r: (r[0], r[1], r[2]))
-    ours = {m: _rounded(grid[row][m].mean, d) for m in need}
-    theirs = paper.get(row, {})
-    checks: list[list[str]] = []
-    failed: list[str] = []
-    acc_ok = ours[subject] >= claim["min_accuracy"]
-    checks.append(
-        [
-            f"{labels[subject]} accuracy",
-            c.fmt_num(ours[subject], d),
-            c.fmt_num(theirs[subject], d) if subject in theirs else "—",
-            f"≥ {c.fmt_num(claim['min_accuracy'], d)}",
-            "yes" if acc_ok else "no",
-        ]
-    )
-    if not acc_ok:
-        failed.append(f"{labels[subject]} accuracy below {c.fmt_num(claim['min_accuracy'], d)}")
-    for b in baselines:
-        g = gain(ours[subject], ours[b])
-        g_ok = g is not None and g >= claim["min_gain"]
-        pg = gain(theirs[subject], theirs[b]) if subject in theirs and b in theirs else "—"
-        checks.append(
-            [
-                f"gain of {labels[subject]} over {labels[b]}",
-                fmt_gain(g),
-                pg if pg == "—" else fmt_gain(pg),
-                f"≥ {claim['min_gain'] * 100:+.0f} %",
-                "yes" if g_ok else "no",
-            ]
-        )
-        if not g_ok:
-            failed.append(f"gain over {labels[b]} below {claim['min_gain'] * 100:+.0f} %")
-    where = f"{scale} scale, L = {row[0]}, d = {row[1]}, kv = {row[2]}"
-    verdict = "holds" if not failed else "does not hold (" + "; ".join(failed) + ")"
+    row, v, checks = c2_verdict(runs, grid, task)
+    if row is None:
+        return [f"Not computable at this scale: {v.reason}."]
+    reach = []
+    for r in sorted(x for x in grid if all(m in grid[x] for m in (subject, *baselines))):
+        accs = [grid[r][b].mean for b in baselines]
+        ok = [b for b, a in zip(baselines, accs, strict=True) if a <= REACH]
+        if len(ok) == len(baselines):
+            word = "yes"
+        else:
+            word = "no" if not ok else "over " + ", ".join(labels[b] for b in ok) + " only"
+        reach.append([*r, *(_fmt_acc(a) for a in accs), word])
     ref = [r for r in paper if r[:2] == (2048, 256)]
-    paper_note = ""
+    note = ""
     if ref:
         p = paper[ref[0]]
-        vals = ", ".join(f"{labels[m]} {c.fmt_num(p[m], d)}" for m in need)
-        paper_note = f" The paper states C2 at L = 2048, d = 256 ({vals})."
+        vals = ", ".join(f"{labels[m]} {c.fmt_num(p[m], 2)}" for m in (subject, *baselines))
+        note = f" The paper states C2 at L = 2048, d = 256 ({vals})."
+    where = f"{scale} scale, L = {row[0]}, d = {row[1]}, kv = {row[2]}"
     return [
-        f"Computed from our numbers (the table's rounded means) at the largest cell of this "
-        f"scale with results for {', '.join(labels[m] for m in need)}: L = {row[0]}, "
-        f"d = {row[1]}, kv = {row[2]}. Gain = acc_DMA / acc_x − 1.{paper_note}",
+        f"Rule: {C2_RULE}{note}",
         "",
-        *c.md_table(["check", "ours", "paper at this cell", "needed", "met"], checks, "lrrrl"),
+        "Is +150 % reachable? (it needs the baseline at ≤ 0.40)",
         "",
-        f"**Verdict ({where}): C2 {verdict}.**",
+        *c.md_table(
+            ["L", "d", "kv", *(labels[b] for b in baselines), "+150 % reachable"],
+            reach,
+            "rrr" + "r" * len(baselines) + "l",
+        ),
+        "",
+        f"Checks at L = {row[0]}, d = {row[1]}, kv = {row[2]} (means at each mixer's best LR):",
+        "",
+        *c.md_table(["check", "ours", "95 % interval", "needed", "verdict"], checks, "lrrrl"),
+        "",
+        f"**Verdict ({where}): C2 {v.verdict}** — {v.reason}.",
     ]
+
+
+def verdicts(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """reports/verdicts.json entries: C2 per scale."""
+    task = _task()
+    subject = "DMA accuracy and its gain over QCAttn and SSD at the largest complete cell"
+    by_scale: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for rec in records:
+        by_scale[str(rec.get("scale"))].append(rec)
+    out = []
+    for scale in c.ordered_scales(by_scale):
+        if not c.judged(scale):
+            out.append(vd.not_judged("C2", scale, subject=subject, unit="accuracy",
+                                     rule=C2_RULE))  # fmt: skip
+            continue
+        runs, _ = parse_runs(by_scale[scale], task.TABLE.metric)
+        _, v, _ = c2_verdict(runs, aggregate(runs), task)
+        out.append(vd.entry("C2", scale, v, subject=subject, unit="accuracy"))
+    return out
 
 
 def timing_section(runs: list[Run], layout: Any) -> list[str]:
@@ -314,7 +431,8 @@ def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None)
         if scale in figures:
             out += ["", f"![MQAR accuracy, {scale} scale]({figures[scale]})"]
         out += ["", "### Best learning rate per cell", "", *lr_section(rows, grid, layout)]
-        out += ["", "### Claim C2 at this scale", "", *c2_section(scale, rows, grid, paper, task)]
+        out += ["", "### Claim C2 at this scale", ""]
+        out += c2_section(scale, rows, grid, paper, task, runs)
         out += ["", "### Failed runs", "", *failures_section(runs, layout)]
         out += ["", "### Timing", "", *timing_section(runs, layout)]
     if records:

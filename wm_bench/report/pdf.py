@@ -46,10 +46,17 @@ def _fetcher():
 
 
 def render_html(reports_dir: Path) -> str:
-    """One HTML document with every reports/*.md (sorted by name), one section each."""
+    """One HTML document: "Claims at a glance" (from reports/verdicts.json, when there is one),
+    then every reports/*.md (sorted by name), one section each."""
     import markdown
 
+    from wm_bench.report import verdicts
+
     sections = []
+    if (Path(reports_dir) / verdicts.FILE).is_file():
+        glance = verdicts.glance_markdown(verdicts.load(reports_dir))
+        body = markdown.markdown(glance, extensions=["tables", "sane_lists"])
+        sections.append(f'<section class="report glance">\n{body}\n</section>')
     for md in sorted(Path(reports_dir).glob("*.md")):
         body = markdown.markdown(md.read_text(), extensions=["tables", "fenced_code", "sane_lists"])
         sections.append(f'<section class="report">\n{_local_images(body, reports_dir)}\n</section>')

@@ -6,7 +6,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from wm_bench import stats
 from wm_bench.report import common as c
+from wm_bench.report import verdicts as vd
 
 EXPERIMENT = "rope"
 
@@ -28,78 +30,136 @@ def lengths_of(records: list[dict[str, Any]]) -> list[int]:
     return sorted(out)
 
 
-def ppl_cells(records: list[dict[str, Any]]) -> dict[tuple[str, int], list[float]]:
-    """(variant, length) → test perplexities of the ok runs (one per seed)."""
+def ppl_cells(records: list[dict[str, Any]]) -> dict[tuple[str, int], dict[int, float]]:
+    """(variant, length) → {seed: test perplexity} of the ok runs given (one LR per variant)."""
     task = _task()
-    cells: dict[tuple[str, int], list[float]] = defaultdict(list)
+    cells: dict[tuple[str, int], dict[int, float]] = defaultdict(dict)
     for r in records:
-        if r.get("status") != "ok":
+        if not c.is_ok(r):
             continue
         for k, v in (r.get("metrics") or {}).items():
             if k.startswith(task.METRIC_PREFIX) and c.finite(v):
-                cells[(r["variant"], int(k[len(task.METRIC_PREFIX) :]))].append(float(v))
+                cells[(r["variant"], int(k[len(task.METRIC_PREFIX) :]))][int(r["seed"])] = float(v)
     return dict(cells)
 
 
-def gain(rope: list[float], norope: list[float]) -> float | None:
-    """(mean ppl without RoPE − mean ppl with RoPE) / mean ppl without RoPE."""
-    if not rope or not norope:
+def paired_gain(rope: dict[int, float], norope: dict[int, float]) -> stats.Interval | None:
+    """The per-seed relative reduction (ppl_norope − ppl_rope) / ppl_norope over the seeds both
+    ran (same seed: same data stream), as a paired t interval; None without a common seed."""
+    seeds = sorted(set(rope) & set(norope))
+    if not seeds:
         return None
-    a, b = c.mean_std(rope)[0], c.mean_std(norope)[0]
-    return (b - a) / b if b > 0 else None
+    return stats.paired_interval([norope[s] for s in seeds], [rope[s] for s in seeds],
+                                 relative=True)  # fmt: skip
 
 
-def table(records: list[dict[str, Any]], lengths: list[int], seq_len: int | None) -> list[str]:
+def table(
+    records: list[dict[str, Any]], lengths: list[int], seq_len: int | None, choice: dict
+) -> list[str]:
     task = _task()
     cells = ppl_cells(records)
     params = {r["variant"]: (r.get("params") or {}).get("total") for r in records}
     tps: dict[str, list[float]] = defaultdict(list)
     for r in records:
         t = (r.get("timing") or {}).get("tokens_per_s")
-        if r.get("status") == "ok" and c.finite(t):
+        if c.is_ok(r) and c.finite(t):
             tps[r["variant"]].append(float(t))
-    heads = ["variant", "params"]
+    heads = ["variant", "params", "LR"]
     heads += [f"ppl @ {L}" + (f" ({L // seq_len}×)" if seq_len else "") for L in lengths]
     heads += ["train tokens/s"]
     rows = []
     for v in task.VARIANTS:
         if not any(k[0] == v for k in cells) and v not in params:
             continue
-        row: list[Any] = [task.LABELS[v], f"{params.get(v):,}" if params.get(v) else "—"]
+        row: list[Any] = [task.LABELS[v], f"{params.get(v):,}" if params.get(v) else "—",
+                          c.lr_cell(choice[v]) if v in choice else "—"]  # fmt: skip
         for L in lengths:
-            vals = cells.get((v, L), [])
+            vals = list(cells.get((v, L), {}).values())
             row.append(c.fmt_mean_std(*c.mean_std(vals), digits=2) if vals else "—")
         row.append(f"{c.mean_std(tps[v])[0]:,.0f}" if tps.get(v) else "—")
         rows.append(row)
-    return c.md_table(heads, rows, "lr" + "r" * (len(lengths) + 1))
+    return c.md_table(heads, rows, "lrl" + "r" * (len(lengths) + 1))
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f} %"
+
+
+def c1_rule() -> str:
+    need = _task().CLAIM_C1["min_gain"]
+    need = f"{100 * need:g} %"
+    return (f"C1 holds when the whole 95 % t interval of the hybrid's per-seed perplexity "
+            f"reduction from RoPE in SSD, (ppl without − ppl with) / ppl without at the training "
+            f"length, paired by seed (both models of a seed see the same data stream, each at "
+            f"its own best LR), lies above {need}; refuted when it lies wholly below "
+            f"{need}; otherwise inconclusive.")  # fmt: skip
+
+
+def c1_verdict(records: list[dict[str, Any]], lengths: list[int]) -> stats.Verdict:
+    """C1 at one scale from its current records at each variant's chosen LR."""
+    task = _task()
+    need = task.CLAIM_C1["min_gain"]
+    rope_v, norope_v = task.PAIRS[task.CLAIM_C1["pair"]]
+    cells = ppl_cells(records)
+    iv = (paired_gain(cells.get((rope_v, lengths[0]), {}), cells.get((norope_v, lengths[0]), {}))
+          if lengths else None)  # fmt: skip
+    if iv is None:
+        return vd.lacking(c1_rule(), "the hybrid pair lacks results at a common seed",
+                                threshold=need)  # fmt: skip
+    return stats.threshold_verdict(iv, need, rule=c1_rule(), fmt=_pct, units="seeds")
 
 
 def c1_section(records: list[dict[str, Any]], lengths: list[int], scale: str) -> list[str]:
+    if not c.judged(scale):
+        return [c.NOT_JUDGED]
     task = _task()
-    cells = ppl_cells(records)
     need = task.CLAIM_C1["min_gain"]
-    rows, head_verdict = [], None
+    cells = ppl_cells(records)
+    rows = []
     for name, (a, b) in task.PAIRS.items():
-        for i, L in enumerate(lengths):
-            g = gain(cells.get((a, L), []), cells.get((b, L), []))
-            n = min(len(cells.get((a, L), [])), len(cells.get((b, L), [])))
-            met = None if g is None else g > need
-            rows.append([name, L, "—" if g is None else f"{100 * g:+.1f} %", n,
-                         {True: "yes", False: "no", None: "—"}[met]])  # fmt: skip
-            if name == task.CLAIM_C1["pair"] and i == 0:
-                head_verdict = (L, g, met)
-    out = c.md_table(["pair", "eval length", "ppl reduction by RoPE", "seeds", f"> {need:.0%}"],
-                     rows, "lrrrl")  # fmt: skip
-    if head_verdict is None or head_verdict[2] is None:
-        verdict = f"**Verdict ({scale} scale): not decided** — the hybrid pair lacks results."
-    else:
-        L, g, met = head_verdict
-        word = "holds" if met else "does not hold"
-        verdict = (f"**Verdict ({scale} scale, training length {L}): C1 {word}** — RoPE in the "
-                   f"SSD changes the hybrid's test perplexity by {100 * g:+.1f} % (needed > "
-                   f"{need:.0%}).")  # fmt: skip
-    return ["Gain = (ppl without RoPE − ppl with RoPE) / ppl without RoPE, means over seeds.",
-            "", *out, "", verdict]  # fmt: skip
+        for L in lengths:
+            ra, rb = cells.get((a, L), {}), cells.get((b, L), {})
+            iv = paired_gain(ra, rb)
+            if iv is None:
+                rows.append([name, L, "—", 0, "—", "—", "—"])
+                continue
+            seeds = sorted(set(ra) & set(rb))
+            per = ", ".join(f"{100 * (rb[s] - ra[s]) / rb[s]:.2f}" for s in seeds)
+            word = stats.threshold_verdict(iv, need, rule="").verdict
+            rows.append([name, L, per, iv.n, _pct(iv.estimate),
+                         vd.fmt_interval(iv.low, iv.high, _pct), word])  # fmt: skip
+    out = c.md_table(["pair", "eval length", "per-seed gain (%)", "seeds", "mean gain",
+                      "95 % interval", f"vs > {100 * need:g} %"], rows, "lrlrrrl")  # fmt: skip
+    v = c1_verdict(records, lengths)
+    head = [
+        "Gain = (ppl without RoPE − ppl with RoPE) / ppl without RoPE, per seed (the two models "
+        "of a seed share its data stream), then its mean and paired t interval.",
+        "",
+    ]
+    L = lengths[0] if lengths else None
+    return [*head, *out, "", *vd.block("C1", scale, v, _pct, quantity=f"hybrid gain @ {L}")]
+
+
+def verdicts_of_scale(scale: str, records: list[dict[str, Any]]) -> stats.Verdict | None:
+    """C1 at a judged scale (None at smoke), from the current records at the chosen LRs."""
+    if not c.judged(scale):
+        return None
+    keep, _ = c.current_records(records)
+    chosen = c.at_chosen_lr(keep, c.lr_choice(keep))
+    return c1_verdict(chosen, lengths_of(chosen))
+
+
+def verdicts(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """reports/verdicts.json entries: C1 per scale."""
+    subject = "hybrid_rope vs hybrid_norope (test ppl at T, paired by seed)"
+    out = []
+    for scale, recs in c.by_scale(records).items():
+        v = verdicts_of_scale(scale, recs)
+        if v is None:
+            out.append(vd.not_judged("C1", scale, subject=subject, unit="%", rule=c1_rule()))
+        else:
+            out.append(vd.entry("C1", scale, v, subject=subject, unit="%"))
+    return out
 
 
 def plot_curves(
@@ -158,19 +218,27 @@ def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None)
     ]
     if not records:
         out += ["", "No results yet: run `wm-bench reproduce rope --scale smoke|cpu|small`."]
-    for scale, recs in groups.items():
-        lengths = lengths_of(recs)
+    for scale, all_recs in groups.items():
+        recs, old = c.current_records(all_recs)
+        choice = c.lr_choice(recs)
+        chosen = c.at_chosen_lr(recs, choice)
+        lengths = lengths_of(chosen)
         seq = next((r["config"]["data"].get("seq_len") for r in recs
                     if isinstance(r.get("config", {}).get("data"), dict)), None)  # fmt: skip
         corpus = next((r["config"]["data"].get("corpus") for r in recs
                        if isinstance(r.get("config", {}).get("data"), dict)), None)  # fmt: skip
-        n_ok = sum(r.get("status") == "ok" for r in recs)
+        n_ok = sum(c.is_ok(r) for r in recs)
         out += ["", f"## {c.scale_title(scale)}", "", c.scale_banner(scale), ""]
         out.append(f"{len(recs)} run(s), {n_ok} ok; corpus `{corpus}`, training length {seq}.")
-        out += ["", "### Test perplexity", "", *table(recs, lengths, seq)]
+        out += c.superseded_note(old)
+        out += ["", "### Test perplexity", "",
+                "Each variant at its chosen LR: mean ± std over seeds (number of seeds).", "",
+                *table(chosen, lengths, seq, choice)]  # fmt: skip
+        out += c.lr_grid_section(recs, choice, lambda v: _task().LABELS.get(v, v),
+                                 _task().VARIANTS)  # fmt: skip
         if scale in figures:
             out += ["", f"![Training loss, {scale} scale]({figures[scale]})"]
-        out += ["", "### Claim C1 at this scale", "", *c1_section(recs, lengths, scale)]
+        out += ["", "### Claim C1 at this scale", "", *c1_section(chosen, lengths, scale)]
         out += c.failed_runs_section(recs) + c.timing_section(recs)
     out += c.provenance_section(groups)
     return "\n".join(out) + "\n"
