@@ -227,11 +227,26 @@ def test_a_local_task_runs_end_to_end_and_its_accuracy_is_our_argmax(llama, tok,
     # 0-shot ARC accuracy recomputed from the adapter's own log-likelihoods (prompt of the YAML).
     docs = [json.loads(line) for line in (eval_dir / "arc_easy.jsonl").read_text().splitlines()]
     hits = 0
-    for doc in docs[:4]:
+    pe = rec["per_example"]["arc_easy@0shot"]
+    assert pe["metric"] == "acc" and pe["docs"] == "0-3" and len(pe["acc"]) == 4
+    for i, doc in enumerate(docs[:4]):
         ctx = doc["query"] + "\nAnswer:"
         lls = [direct_loglikelihood(model, tok, ctx, " " + ch) for ch in doc["choices"]]
         hits += int(max(range(len(lls)), key=lls.__getitem__) == doc["gold"])
+        # Per example: the gold answer's log-likelihood per token and its margin.
+        gold = " " + doc["choices"][doc["gold"]]
+        n_tok = len(tok.encode(ctx + gold)) - len(tok.encode(ctx))
+        assert pe["ll_tok"][i] == pytest.approx(lls[doc["gold"]] / n_tok, abs=2e-3)
+        best_other = max(x for j, x in enumerate(lls) if j != doc["gold"])
+        assert pe["margin"][i] == pytest.approx(lls[doc["gold"]] - best_other, abs=2e-3)
+        assert pe["acc"][i] == float(pe["margin"][i] > 0)
     assert rec["metrics"]["arc_easy@0shot/acc"] == pytest.approx(hits / 4)
+    assert sum(pe["acc"]) / 4 == pytest.approx(hits / 4) and pe["chance"] == pytest.approx(1 / 3, abs=1e-4)
+    wino = rec["per_example"]["winogrande@1shot"]  # choices are contexts: gold from the doc
+    assert len(wino["margin"]) == 4 and wino["chance"] == 0.5
+    assert [float(m > 0) for m in wino["margin"]] == wino["acc"]
+    trivia = rec["per_example"]["triviaqa@0shot"]  # generation: exact match only
+    assert len(trivia["acc"]) == 3 and "ll_tok" not in trivia and trivia["chance"] == 0.0
 
 
 def test_task_plan_reports_missing_data_and_rejects_unknown_tasks(tmp_path: Path) -> None:

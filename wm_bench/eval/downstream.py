@@ -164,6 +164,78 @@ def _quiet(on: bool) -> Iterator[None]:
             os.environ["TQDM_DISABLE"] = old_env
 
 
+def _id_ranges(ids: list[int]) -> str:
+    """Sorted ids as compact ranges, e.g. [0, 1, 2, 5] → "0-2,5"."""
+    parts: list[str] = []
+    for i in ids:
+        if parts and "-" in parts[-1] and int(parts[-1].split("-")[1]) == i - 1:
+            parts[-1] = f"{parts[-1].split('-')[0]}-{i}"
+        elif parts and "-" not in parts[-1] and int(parts[-1]) == i - 1:
+            parts[-1] = f"{parts[-1]}-{i}"
+        else:
+            parts.append(str(i))
+    return ",".join(parts)
+
+
+def _gold_index(sample: dict[str, Any]) -> int | None:
+    """The gold choice of a multiple-choice sample: its target when that is an index, else the
+    doc's "gold" (Winogrande's choices are contexts and its target is the shared continuation)."""
+    target = sample.get("target")
+    if isinstance(target, int) and not isinstance(target, bool):
+        return target
+    gold = (sample.get("doc") or {}).get("gold")
+    return gold if isinstance(gold, int) and not isinstance(gold, bool) else None
+
+
+def per_example(samples: list[dict[str, Any]], metric: str, lm: Any) -> dict[str, Any]:
+    """Compact per-example scores of one task at one shot count, from lm-eval's logged samples.
+
+    Returns:
+        {"metric": the headline metric, "docs": doc ids as ranges ("0-99"), "chance": mean of
+        1 / number of choices (0 for generation), "acc": the headline metric per example (0/1),
+        and for log-likelihood tasks "ll_tok": the gold continuation's log-likelihood per token,
+        for multiple-choice tasks "margin": log P(gold) − max log P(other choice) (nats, raw
+        sums: > 0 exactly when `acc` counts the example)}; lists in doc-id order.
+    """
+    rows = sorted(samples, key=lambda x: int(x.get("doc_id", 0)))
+    counts = getattr(lm, "continuation_tokens", {}) or {}
+    encode = getattr(lm, "_encode_pair", None)
+
+    def n_tokens(ctx: str, cont: str) -> int:
+        n = counts.get((ctx, cont))
+        if n is None and encode is not None:
+            n = len(encode(ctx, cont)[1])
+        return max(1, int(n or 1))
+
+    out: dict[str, Any] = {"metric": metric, "docs": _id_ranges([int(x["doc_id"]) for x in rows])}
+    out["acc"] = [round(float(x.get(metric, 0.0)), 4) for x in rows]
+    lls, margins, chance = [], [], []
+    for x in rows:
+        args, resps = x.get("arguments") or [], x.get("filtered_resps") or []
+        scored = [r for r in resps if isinstance(r, (list, tuple)) and len(r) == 2]
+        if not scored or len(scored) != len(args) or not isinstance(args[0], (list, tuple)):
+            lls = margins = []
+            break
+        if len(scored) == 1:  # a log-likelihood task (LAMBADA): the continuation is the gold
+            gold = 0
+        else:
+            gold = _gold_index(x)
+            if gold is None or not 0 <= gold < len(scored):
+                lls = margins = []
+                break
+            others = [float(r[0]) for j, r in enumerate(scored) if j != gold]
+            margins.append(round(float(scored[gold][0]) - max(others), 4))
+        ctx, cont = args[gold][0], args[gold][1]
+        lls.append(round(float(scored[gold][0]) / n_tokens(ctx, cont), 4))
+        chance.append(1.0 / len(scored) if len(scored) > 1 else 0.0)
+    out["chance"] = round(sum(chance) / len(chance), 4) if chance else 0.0
+    if lls:
+        out["ll_tok"] = lls
+    if margins and len(margins) == len(rows):
+        out["margin"] = margins
+    return out
+
+
 def headline(task_results: dict[str, Any], metric: str) -> tuple[float, float | None]:
     """(value, stderr) of `metric` from one task's lm-eval results, whatever filter name it has."""
     for name, value in task_results.items():
@@ -199,7 +271,8 @@ def evaluate(
     Returns:
         {"metrics": {"<task>@<k>shot/<metric>": value}, "stderr": {same keys: stderr},
          "not_run": {task: reason}, "versions": {task: lm-eval task version},
-         "n_samples": {task: examples scored}, "shots": [...], "limit": limit, "source": source,
+         "n_samples": {task: examples scored}, "per_example": {"<task>@<k>shot": see
+         `per_example`}, "shots": [...], "limit": limit, "source": source,
          "eval_data": str | None, "lm_eval_version": str}
     """
     import lm_eval
@@ -209,7 +282,7 @@ def evaluate(
     run, not_run = plan(keys, data, source)
     rec: dict[str, Any] = {
         "metrics": {}, "stderr": {}, "not_run": dict(not_run), "versions": {}, "n_samples": {},
-        "shots": [int(s) for s in shots], "limit": limit, "source": source,
+        "per_example": {}, "shots": [int(s) for s in shots], "limit": limit, "source": source,
         "eval_data": str(data) if data else None, "lm_eval_version": lm_eval.__version__,
     }  # fmt: skip
     if not run:
@@ -225,7 +298,7 @@ def evaluate(
         for k_shot in rec["shots"]:
             out = lm_eval.simple_evaluate(
                 model=lm, tasks=list(names.values()), num_fewshot=k_shot, limit=limit,
-                task_manager=manager, bootstrap_iters=0, log_samples=False,
+                task_manager=manager, bootstrap_iters=0, log_samples=True,
                 random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
                 fewshot_random_seed=seed,
             )  # fmt: skip
@@ -241,6 +314,11 @@ def evaluate(
                 rec["versions"][k] = out.get("versions", {}).get(name)
                 n = out.get("n-samples", {}).get(name, {})
                 rec["n_samples"][k] = n.get("effective", n.get("original"))
+                samples = (out.get("samples") or {}).get(name)
+                if samples:
+                    rec["per_example"][f"{k}@{k_shot}shot"] = per_example(
+                        samples, TASKS[k].metric, lm
+                    )
     cut = getattr(lm, "truncated_continuations", 0)
     if cut:
         rec["truncated_continuations"] = cut

@@ -109,6 +109,8 @@ class WmBenchLM(TemplateLM):
         self._max_length = _int_arg("max_length", max_length, saved_len or DEFAULT_MAX_LENGTH)
         self.max_gen_toks = _int_arg("max_gen_toks", max_gen_toks, DEFAULT_GEN_TOKS)
         self.truncated_continuations = 0  # continuations longer than max_length (scored in part)
+        # (context, continuation) → continuation tokens scored: per-token log-likelihoods
+        self.continuation_tokens: dict[tuple[str, str], int] = {}
 
     # ---------------------------------------------------------------- what lm-eval asks about
     @property
@@ -196,6 +198,9 @@ class WmBenchLM(TemplateLM):
         **kw: Any,
     ) -> list[tuple[float, bool]]:
         pairs = [(ctx, cont) for _, ctx, cont in requests]
+        for key, _, cont in requests:
+            if key is not None:
+                self.continuation_tokens[tuple(key)] = min(len(cont), self.max_length)
         res = self._score(pairs, disable_tqdm=self._no_bar(disable_tqdm))
         for (key, _, _), r in zip(requests, res):
             if key is not None:
