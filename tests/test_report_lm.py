@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -125,3 +127,16 @@ def test_ffn_smoke_gives_no_comparison_verdict(tmp_path: Path) -> None:
     _write(res, "ffn", "cdmoe_256", 0, {128: 28.5}, scale="smoke")
     md = build_report("ffn", res, tmp_path / "rep")[0].read_text()
     assert "No verdict at the smoke scale" in md.split("### Against the dense MLP")[1]
+
+
+def test_lm_reports_import_no_torch(tmp_path: Path) -> None:
+    res = tmp_path / "results"
+    for exp, variant in (("rope", "hybrid_rope"), ("ffn", "mlp"), ("arch", "llama")):
+        _write(res, exp, variant, 0, {128: 30.0}, lr=3e-3, valid=25.0)
+    code = (
+        "import sys; from wm_bench.report import build_report; "
+        f"[build_report(e, {str(res)!r}, {str(tmp_path / 'rep')!r}) for e in "
+        "('rope', 'ffn', 'arch')]; "
+        "bad = sorted(m for m in ('torch', 'lightning') if m in sys.modules); assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
