@@ -40,9 +40,9 @@ Scales (edit the SpeedScale constants below):
 - cpu (issues 11 and 17): CPU, one process with 2 threads: B·T = 512 tokens (B = 2, T = 256),
   d = 64, N ∈ {16, …, 16384}, the four ratios, fp32, 10 round-robin repeats after 1 warm-up
   round — 24 groups of 5 methods. Cost: 12 calls of each forward and forward + backward (first
-  call, warm-up, 10 repeats) against the old 5, i.e. ≈ 2.4 × the 5.5 min of timed calls the
-  committed median-of-3 run recorded (sum of wall_s), ≈ 13 min, plus building the layers: ≈ 15–
-  20 min on 2 cores, most of it SEIMoE and MoE at N = 16384. Why this size: SEIMoE's Python
+  call, warm-up, 10 repeats) against the old 5, i.e. ≈ 2.4 × the 5.5 min the committed
+  median-of-3 run took from first to last point: ≈ 13–15 min on 2 idle cores, most of it SEIMoE
+  and MoE at N = 16384 (longer when other work shares the cores). Why this size: SEIMoE's Python
   loop costs per expert, not per token, so the
   SEIMoE/CDMoE ratio at large N is set by N, and a small B·T keeps every point of the N grid
   (N = 16384 included) within the 45-minute budget; d = 64 keeps the parameter tables (N·d)
