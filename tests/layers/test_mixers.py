@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import pytest
 import torch
@@ -30,6 +31,7 @@ CASES: list[tuple[str, dict]] = (
         ("mamba2", {"head_dim": 16, "d_state": 8, "n_groups": 2, "chunk_size": 4}),
         ("mamba2", {"norm_before_gate": True, "chunk_size": 5}),
         ("dma", {"n_kv_heads": 2, "window": 5, "a_init": 0.3}),
+        ("dma", {"n_kv_heads": 2, "window": 5, "a_init": 0.3, "qk_temperature": 0.5}),
         ("based", {"window": 4}),
         ("based", {"window": 4, "n_heads": 2, "window_heads": 2, "position": "rope"}),
     ]
@@ -167,6 +169,25 @@ def test_dma_bias_forms_differ_only_by_f() -> None:
     assert exp_form.key_bias(v).shape == (B, 4, T)
 
 
+def test_dma_temperature_scales_the_scores_and_keeps_old_hashes() -> None:
+    from wm_bench.config import config_hash
+
+    # hashes of configs written before qk_temperature existed are unchanged
+    assert config_hash(DMAConfig()) == "888a97acd855f9a7"
+    assert config_hash(DMAConfig(n_heads=1, window=8)) == "edf3eefc7202ce70"
+    assert config_hash(DMAConfig(qk_temperature=1.0)) != config_hash(DMAConfig())
+    plain, hot = make("dma", window=5), make("dma", window=5, qk_temperature=1.0)
+    hot.load_state_dict(plain.state_dict(), strict=False)
+    x = inputs()
+    assert rel_rms(hot(x), plain(x)) < 1e-12  # τ = 1 is the plain layer
+    with torch.no_grad():
+        hot.log_temperature.fill_(math.log(3.0))
+    q, k, v = hot._project(x, offset=0)
+    q0, k0, _ = plain._project(x, offset=0)
+    torch.testing.assert_close(q, 3.0 * q0)
+    torch.testing.assert_close(k, k0)
+
+
 # --- Based -------------------------------------------------------------------------------------
 
 
@@ -253,6 +274,9 @@ def test_ssd_derives_sizes_from_d_model_and_config() -> None:
         (lambda: DMAConfig(bias_form="softmax"), "softmax"),
         (lambda: DMAConfig(tie_break="random"), "random"),
         (lambda: DMAConfig(window=0), "window=0"),
+        (lambda: DMAConfig(qk_temperature=0.0), "qk_temperature=0.0"),
+        (lambda: DMAConfig(qk_temperature=float("nan")), "qk_temperature=nan"),
+        (lambda: DMAConfig(qk_norm=False, qk_temperature=2.0), "qk_norm=True"),
         (lambda: BasedConfig(feature_dim=0), "feature_dim=0"),
         (lambda: build_mixer(D, {"name": "mamba2", "n_groups": 3}), "n_groups=3"),
     ],

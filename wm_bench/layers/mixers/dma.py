@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -27,6 +28,12 @@ class DMAConfig:
     window None keeps every causally visible key (dense attention plus the bias). tie_break fixes
     which keys win equal biases: "smaller_index" (default) or "larger_index" (a sliding window at
     A = 0).
+
+    qk_temperature (ours, not the paper's; None = off): with QK-norm, a learned per-head
+    temperature τ multiplies the scores, τ = exp(log τ) initialised to this value. QK-norm fixes
+    the logits' scale at initialisation (unit-RMS q and k: scores of order 1 instead of the
+    near-zero scores of small random projections); τ lets each head choose its sharpness. Left
+    out of the config hash while None, so every earlier DMA config keeps its hash.
     """
 
     name: Literal["dma"] = "dma"
@@ -40,6 +47,7 @@ class DMAConfig:
     bias_form: Literal["exp", "linear"] = "exp"
     window: int | None = None
     tie_break: Literal["smaller_index", "larger_index"] = "smaller_index"
+    qk_temperature: float | None = field(default=None, metadata={"hash_if_set": True})
 
     def __post_init__(self) -> None:
         check_attention_fields(self, "dma")
@@ -49,6 +57,13 @@ class DMAConfig:
             raise _bad("tie_break", self.tie_break, str(list(TIE_BREAKS)))
         if self.window is not None and self.window < 1:
             raise _bad("window", self.window, "None or an int ≥ 1")
+        t = self.qk_temperature
+        if t is not None and (
+            isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0
+        ):
+            raise _bad("qk_temperature", t, "None or a finite float > 0")
+        if t is not None and not self.qk_norm:
+            raise _bad("qk_temperature", t, "None unless qk_norm=True (it rescales normed scores)")
 
 
 class DMA(QCAttn):
@@ -58,6 +73,7 @@ class DMA(QCAttn):
     2. b = exp(A·softplus(dt)) ("exp") or A·softplus(dt) ("linear"); A per KV head, init a_init.
     3. The bias is per key, shared by all queries of the group; the kernel adds it to the scores
        and, with a window, keeps each query row's top-w visible keys by bias (ties by tie_break).
+    4. With qk_temperature (ours): the queries of head h are scaled by a learned τ_h > 0.
     Decoding caches rotated keys, values and each key's bias; the new query row ranks all cached
     keys, which is exactly the full forward's last row.
     """
@@ -70,6 +86,20 @@ class DMA(QCAttn):
         self.dt_proj = nn.Linear(Hkv * self.head_dim, Hkv, bias=False)  # W_Δ
         self.A = nn.Parameter(torch.full((Hkv,), float(cfg.a_init)))
         nn.init.normal_(self.dt_proj.weight, std=0.02)
+        self.log_temperature = (
+            nn.Parameter(torch.full((self.n_heads,), math.log(cfg.qk_temperature)))
+            if cfg.qk_temperature is not None
+            else None
+        )
+
+    def _project(
+        self, x: torch.Tensor, offset: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """QCAttn's projections; with qk_temperature, q [B, T, H, K] scaled per head by τ."""
+        q, k, v = super()._project(x, offset)
+        if self.log_temperature is not None:
+            q = q * self.log_temperature.exp().to(q.dtype)[:, None]  # [H, 1] over [B, T, H, K]
+        return q, k, v
 
     def key_bias(self, v: torch.Tensor) -> torch.Tensor:
         """Per-key bias from the values.
