@@ -238,6 +238,18 @@ class LMDataModule(ResumableTrainData, L.LightningDataModule):
         ds = _Windows(self._split("test", self.cfg.valid_tokens), self.cfg.seq_len)
         return DataLoader(ds, batch_size=self.batch_size)
 
+    def provenance(self) -> dict[str, Any]:
+        """What the run trained and was scored on: corpus and its package versions, tokenizer,
+        and each split's token count and sha256 (stored in results as `extra.data`)."""
+        m = self.prepared.shards.meta
+        keep = ("corpus", "corpus_hash", "corpus_info", "tokenizer", "tokenizer_fingerprint",
+                "vocab_size")  # fmt: skip
+        out: dict[str, Any] = {k: m[k] for k in keep if k in m}
+        out["splits"] = {
+            s: {k: c[k] for k in ("tokens", "sha256") if k in c} for s, c in m["splits"].items()
+        }
+        return out
+
     def eval_tokens(self, split: str = "test") -> np.ndarray:
         """[n] int64: the first `eval_max_tokens` tokens of `split` (all when None)."""
         tokens = self.prepared.shards.tokens(split)

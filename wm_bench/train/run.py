@@ -394,6 +394,8 @@ def _train_and_eval(
     if nonfinite:
         raise ValueError(f"non-finite metrics after training: {nonfinite}")
     extra: dict[str, Any] = {"train_loss_curve": module.curve}
+    if hasattr(dm, "provenance"):  # LM data: corpus, tokenizer and token-shard checksums
+        extra["data"] = dm.provenance()
     if down_rec:
         extra["downstream"] = down_rec
     if cfg.train.save_model:
