@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from wm_bench.data.lm import LMDataConfig, LMDataModule
 from wm_bench.data.mqar import MqarDataConfig, MqarDataModule
+from wm_bench.data.passkey import PasskeyDataConfig, PasskeyDataModule
 from wm_bench.data.synthetic import SyntheticDataConfig, SyntheticDataModule
 
 DATASETS: dict[str, tuple[type, type]] = {
     "synthetic": (SyntheticDataModule, SyntheticDataConfig),
     "mqar": (MqarDataModule, MqarDataConfig),
     "lm": (LMDataModule, LMDataConfig),
+    "passkey": (PasskeyDataModule, PasskeyDataConfig),
 }
 
 
