@@ -158,3 +158,26 @@ def test_for_run_reads_the_test_split_and_skips_what_does_not_apply() -> None:
     assert for_run(other, dm, model) is None
     rows = summary_rows({"init": rec, "final": rec})
     assert [r["stage"] for r in rows] == ["init", "final"]
+
+
+def test_a_run_records_init_and_final_and_init_is_the_seeds_fresh_model(tmp_path) -> None:
+    """A resumed run rebuilds its model from the seed before loading the checkpoint: the "init"
+    record is the diagnostics of exactly that fresh model."""
+    import lightning as L
+
+    from wm_bench.config import TrainConfig
+    from wm_bench.train import run
+    from wm_bench.train.module import LMModule
+
+    cfg, _ = run_cfg("dma")
+    cfg = dataclasses.replace(
+        cfg, seed=2, train=TrainConfig(max_steps=3, batch_size=4, progress=False)
+    )
+    rec = run(cfg, results_dir=tmp_path / "r", out_dir=tmp_path / "o", quiet=True)
+    assert rec["status"] == "ok", rec.get("error")
+    diag = rec["extra"]["mask_diagnostics"]
+    L.seed_everything(cfg.seed, verbose=False)
+    fresh = LMModule(cfg).model
+    assert diag["init"] == for_run(cfg, MqarDataModule(cfg.data, batch_size=4, seed=2), fresh)
+    assert diag["init"]["layers"][0]["A"] == [0.0]
+    assert diag["final"]["layers"][0]["A"] != [0.0]  # A gets gradient at A = 0 and moves

@@ -61,6 +61,21 @@ def _length_perplexities(cfg: RunConfig, dm: Any, module: LMModule) -> dict[str,
     return out
 
 
+def _datamodule_metrics(dm: Any, module: LMModule) -> dict[str, float]:
+    """Metrics a DataModule computes on the trained model itself, when it defines
+    `eval_metrics(model, device=...)` (passkey: accuracy per (length, depth))."""
+    fn = getattr(dm, "eval_metrics", None)
+    return dict(fn(module.model, device=module.device)) if callable(fn) else {}
+
+
+def _mask_diagnostics(cfg: RunConfig, dm: Any, module: LMModule) -> dict[str, Any] | None:
+    """DMA mask diagnostics on MQAR (`wm_bench.eval.mask_diagnostics`); None where they do not
+    apply (other data, or no DMA layer)."""
+    from wm_bench.eval.mask_diagnostics import for_run
+
+    return for_run(cfg, dm, module.model)
+
+
 def _downstream(
     cfg: RunConfig, dm: Any, module: LMModule, progress: bool
 ) -> tuple[dict[str, float], dict]:
@@ -338,6 +353,9 @@ def _train_and_eval(
         )
     module = LMModule(cfg)
     state.module = module
+    # DMA mask diagnostics (MQAR only) of the seed's initial weights: a resumed run rebuilds the
+    # same initial model here before fit loads its checkpoint, so "init" is true on resume too.
+    mask_init = _mask_diagnostics(cfg, dm, module)
     rid = results.run_id(cfg.variant, h)
     log_dir = out_dir / "logs" / cfg.experiment / cfg.scale
     tput = Throughput()
@@ -387,6 +405,7 @@ def _train_and_eval(
         raise Diverged(int(trainer.global_step), "validation loss", metrics["valid/loss"],
                        module.last_finite_loss)  # fmt: skip
     metrics.update(_length_perplexities(cfg, dm, module))
+    metrics.update(_datamodule_metrics(dm, module))
     wall = time.perf_counter() - t0
     down_metrics, down_rec = _downstream(cfg, dm, module, cfg.train.progress and not quiet)
     metrics.update(down_metrics)
@@ -398,6 +417,8 @@ def _train_and_eval(
         extra["data"] = dm.provenance()
     if down_rec:
         extra["downstream"] = down_rec
+    if mask_init is not None:
+        extra["mask_diagnostics"] = {"init": mask_init, "final": _mask_diagnostics(cfg, dm, module)}
     if cfg.train.save_model:
         from wm_bench.eval.checkpoint import save_pretrained
 
