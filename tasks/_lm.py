@@ -184,3 +184,82 @@ def staged_runs(
             continue  # every LR failed or diverged: nothing to add seeds to
         out += [make(v, best, seed) for seed in seeds_of(v) if seed != TUNE_SEED]
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# reproduce --until-decided: add seeds to a paired comparison until it is decided
+
+
+@dataclass(frozen=True)
+class PairDecision:
+    """A paired threshold comparison of two variants, each at its best LR, seed by seed.
+
+    The quantity is the relative gain (baseline − treated) / baseline of `metric` (lower is
+    better), paired by seed; the claim is "gain > threshold". `wm_bench.sequential` adds seeds
+    0, 1, 2, … and judges each look at the level its alpha-spending plan allows.
+    """
+
+    experiment: str
+    scale: str
+    treated: str
+    baseline: str
+    metric: str
+    threshold: float
+    rule: str
+    lr_grid: tuple[float, ...]
+    make: Callable[[str, float, int], RunConfig]
+    results_dir: Path | str | None = None
+
+    def best_lr(self, variant: str) -> float | None:
+        """The variant's LR from its tune runs (None until they all have results)."""
+        recs = [_stored(self.make(variant, lr, TUNE_SEED), self.results_dir) for lr in self.lr_grid]
+        if any(r is None for r in recs):
+            return None
+        best, _ = choose_lr((lr, TUNE_SEED, record_value(r)) for lr, r in zip(self.lr_grid, recs))
+        return best
+
+    def configs(self, n: int) -> list[RunConfig]:
+        """Both variants at seeds 0 … n−1, each at its best LR (tune first if unknown)."""
+        out = []
+        for v in (self.treated, self.baseline):
+            lr = self.best_lr(v)
+            if lr is None:
+                raise ValueError(
+                    f"{self.experiment} @ {self.scale}: {v} has no best LR yet (its tune runs "
+                    "are missing or all failed); run `wm-bench reproduce` without "
+                    "--until-decided first"
+                )
+            out += [self.make(v, lr, seed) for seed in range(n)]
+        return out
+
+    def values(self, n: int) -> tuple[list[float], list[float]]:
+        """(baseline, treated) metric values at the first n seeds where both are ok."""
+        base, treated = [], []
+        for seed in range(n):
+            pair = []
+            for v in (self.baseline, self.treated):
+                lr = self.best_lr(v)
+                rec = _stored(self.make(v, lr, seed), self.results_dir) if lr else None
+                x = (rec or {}).get("metrics", {}).get(self.metric)
+                ok = rec is not None and rec.get("status") == "ok"
+                pair.append(float(x) if ok and isinstance(x, (int, float)) else None)
+            if None not in pair:
+                base.append(pair[0])
+                treated.append(pair[1])
+        return base, treated
+
+    def seeds_done(self) -> int:
+        """How many seeds from 0 on have an ok result for both variants at their best LR."""
+        n = 0
+        while len(self.values(n + 1)[0]) == n + 1:
+            n += 1
+        return n
+
+    def judge(self, n: int, level: float) -> Any:
+        """The threshold verdict on the paired relative gain over seeds 0 … n−1 at `level`."""
+        from wm_bench import stats
+
+        base, treated = self.values(n)
+        iv = stats.paired_interval(base, treated, level, relative=True)
+        return stats.threshold_verdict(iv, self.threshold, rule=self.rule,
+                                       fmt=lambda x: f"{100 * x:.2f} %", units="seeds")  # fmt: skip

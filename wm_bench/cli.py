@@ -206,6 +206,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="do not regenerate the report")
     p.add_argument("--reports-dir", default=None, help="where the report goes (default: ./reports)")
     p.add_argument(
+        "--until-decided",
+        action="store_true",
+        help="after the grid, add seeds to the experiment's claim comparison (rope: C1) until "
+        "its verdict is holds or refuted or --max-seeds is reached; the repeated looks are paid "
+        "for by alpha spending (wm_bench.sequential)",
+    )
+    p.add_argument(
+        "--max-seeds", type=_int_at_least(2), default=12,
+        help="seed budget per compared variant for --until-decided (default 12)",
+    )  # fmt: skip
+    p.add_argument(
+        "--seed-step", type=_int_at_least(1), default=2,
+        help="seeds added between two looks of --until-decided (default 2)",
+    )  # fmt: skip
+    p.add_argument(
         "--checkpoint",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -501,6 +516,19 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                 quiet=True,
             ),
         )  # fmt: skip
+    if args.until_decided:
+
+        def run_all(configs: list[Any]) -> None:
+            configs = [_runtime(c, args, checkpoint_default=True) for c in configs]
+            _preflight_grid(configs, args)
+            recs.extend(sweep_cells(
+                configs, cell_key=task.cell_key, metric=task.METRIC,
+                direction="maximize" if task.HIGHER_IS_BETTER else "minimize", journal=journal,
+                run_fn=lambda c: run(c, results_dir=args.results_dir, out_dir=args.out_dir,
+                                     force=False, quiet=True),
+            ))  # fmt: skip
+
+        _until_decided(task, scale, args, run_all)
     counts = {s: sum(r["status"] == s for r in recs) for s in ("ok", "diverged", "failed")}
     failed = [r for r in recs if r["status"] != "ok"]
     print(
@@ -513,6 +541,31 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if not args.no_report:
         _report([args.experiment], args.results_dir, args.reports_dir, pdf=False)
     return 1 if failed else 0
+
+
+def _until_decided(task: Any, scale: str, args: argparse.Namespace, run_all: Any) -> None:
+    """Seeds for the task's claim comparison until decided (`wm_bench.sequential`)."""
+    from wm_bench.sequential import until_decided
+
+    if not hasattr(task, "decision"):
+        raise ValueError(
+            f"--until-decided: {args.experiment} has no seed-paired claim comparison; valid "
+            f"experiments: {[e for e in EXPERIMENTS if hasattr(_task_module(e), 'decision')]}"
+        )
+    dec = task.decision(scale, results_dir=args.results_dir)
+    n0 = max(2, dec.seeds_done())
+    if n0 > args.max_seeds:
+        print(f"--until-decided: {n0} seeds already exceed --max-seeds {args.max_seeds}")
+        return
+    run_all(dec.configs(n0))
+    print(f"--until-decided: {dec.treated} vs {dec.baseline}, from {n0} to at most "
+          f"{args.max_seeds} seeds, {args.seed_step} per look")  # fmt: skip
+    until_decided(n0, args.max_seeds, args.seed_step, dec.judge,
+                  lambda n: run_all(dec.configs(n)))  # fmt: skip
+
+
+def _task_module(experiment: str) -> Any:
+    return importlib.import_module(f"tasks.{experiment}")
 
 
 def _plan(task: Any, scale: str, args: argparse.Namespace) -> list[Any] | None:

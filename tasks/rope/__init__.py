@@ -44,6 +44,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tasks._lm import TUNE_SEED, LMScale, choose_lr, lm_run, staged_runs
 from tasks._lm import cell_key as cell_key  # the sweep driver asks every task for it
@@ -162,6 +163,22 @@ def runs(scale: str, results_dir: str | Path | None = None) -> list[RunConfig]:
                            lambda v, lr, seed: make_run(scale, v, seed, lr),
                            results_dir=results_dir)  # fmt: skip
     return [make_run(scale, v, seed) for seed in s.seeds for v in s.variants]
+
+
+def decision(scale: str, results_dir: str | Path | None = None) -> Any:
+    """C1 as a paired comparison for `reproduce --until-decided`: the hybrid's test-perplexity
+    gain at T from RoPE in SSD, each model at its own best LR, against CLAIM_C1's threshold."""
+    from tasks._lm import PairDecision
+    from wm_bench.report.rope import c1_rule
+
+    s = spec(scale)
+    if not s.lr_grid:
+        raise ValueError(f"rope @ {scale} has no LR grid; --until-decided needs a tuned scale")
+    treated, baseline = PAIRS[CLAIM_C1["pair"]]
+    return PairDecision(
+        EXPERIMENT, scale, treated, baseline, ppl_metric(s.seq_len), CLAIM_C1["min_gain"],
+        c1_rule(), s.lr_grid, lambda v, lr, seed: make_run(scale, v, seed, lr), results_dir,
+    )  # fmt: skip
 
 
 def eval_lengths(scale: str) -> list[int]:
