@@ -41,6 +41,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in 8 MiB blocks (the data cache's integrity check)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 23):
+            h.update(block)
+    return h.hexdigest()
+
+
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 CORPUS_FORMAT = 1  # bump when parsing or splitting changes: every corpus hash changes with it
 HOLDOUT_FRACTION = 0.01  # of each group, for valid and for test

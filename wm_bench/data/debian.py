@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import hashlib
 import json
 import os
 import re
@@ -42,7 +41,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from wm_bench.data.corpus import ALTERNATIVES, CorpusError, Document
+from wm_bench.data.corpus import ALTERNATIVES, CorpusError, Document, file_sha256
 
 PARTS: dict[str, str] = {
     "austen": "r-cran-janeaustenr",
@@ -365,7 +364,7 @@ def _extract(
     lines = (json.dumps(d.__dict__, ensure_ascii=False) + "\n" for d in found)
     _write_atomic(cache, lines)
     record = {"format": EXTRACT_FORMAT, "part": part, "documents": len(found),
-              "sha256": _file_sha256(cache),
+              "sha256": file_sha256(cache),
               **json.loads((raw / "versions.json").read_text())}  # fmt: skip
     _write_atomic(meta, iter([json.dumps(record, indent=1) + "\n"]))  # meta last
     log(f"corpus debian/{part}: {len(found)} documents in {time.perf_counter() - t0:.0f} s")
@@ -390,18 +389,10 @@ def _read_record(meta: Path) -> dict[str, Any]:
     return record if isinstance(record, dict) else {}
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 23):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _cache_intact(cache: Path, meta: Path, record: dict[str, Any]) -> bool:
     """True when `cache` matches the sha256 in its record; a record from before checksums gets
     the file's sha256 added (the file is trusted once)."""
-    digest = _file_sha256(cache)
+    digest = file_sha256(cache)
     if "sha256" not in record:
         record["sha256"] = digest
         with contextlib.suppress(OSError):

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from wm_bench.data.corpus import SPLITS, Corpus, default_cache_dir
+from wm_bench.data.corpus import SPLITS, Corpus, default_cache_dir, file_sha256
 
 SHARD_FORMAT = 1
 BATCH_CHARS = 2_000_000  # characters per encode_batch call (the Rust backend parallelises a batch)
@@ -72,15 +72,6 @@ class Shards:
 def shard_dir(cache_dir: Path, corpus_hash: str, tokenizer: Any) -> Path:
     """The folder of (corpus, tokenizer): keyed by the corpus hash and tokenizer fingerprint."""
     return cache_dir / "shards" / f"{corpus_hash}-{tokenizer.fingerprint}"
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes, read in 8 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 23):
-            h.update(block)
-    return h.hexdigest()
 
 
 def check_shards(folder: Path) -> tuple[Shards | None, str | None]:
