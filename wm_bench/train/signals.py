@@ -33,7 +33,11 @@ class RunInterrupted(BaseException):
 
     def __init__(self, signum: int, message: str = "") -> None:
         self.signum = int(signum)
-        super().__init__(message or f"interrupted by {signal_name(self.signum)}")
+        super().__init__(
+            message
+            or f"{signal_name(self.signum)} outside a training step: nothing recorded; rerun the "
+            "same command to continue (finished runs are skipped)"
+        )
 
     @property
     def exit_code(self) -> int:
