@@ -19,6 +19,7 @@ from wm_bench.data.passkey import (
     evaluate_grid,
     exact_match,
     generate,
+    generate_mixed,
     key_offset,
     metric_name,
     parse_metric,
@@ -113,6 +114,8 @@ def test_short_lengths_and_the_minimum() -> None:
         ({"key_vocab": 1}, "key_vocab=1"),
         ({"key_len": 0}, "key_len=0"),
         ({"n_test": 0}, "n_test=0"),
+        ({"train_min_len": 9}, "train_min_len=9"),
+        ({"train_min_len": 41}, "train_min_len=41"),
         ({"train_seed_offset": 5, "test_seed_offset": 5}, "train_seed_offset=5"),
     ],
 )
@@ -135,6 +138,22 @@ def test_registered_round_trips_and_seeds_are_disjoint() -> None:
     assert parse_metric("test/accuracy@256:0.25") == (256, 0.25)
     assert parse_metric("valid/accuracy") is None
     assert CFG.cells()[:2] == [(N, 0.0), (N, 0.25)]
+
+
+def test_mixed_lengths_are_right_padded_copies_of_plain_examples() -> None:
+    cfg = dataclasses.replace(CFG, train_min_len=12)
+    x, y = generate_mixed(cfg, 60, seed=4)
+    assert x.shape == y.shape == (60, N)
+    lengths = ((x != 0).sum(1)).tolist()  # PAD = 0 only at the end (no other token is 0)
+    assert min(lengths) >= 12 and max(lengths) <= N and len(set(lengths)) > 5
+    for r, n in enumerate(lengths):
+        assert bool((x[r, n:] == 0).all()) and bool((y[r, n:] == -100).all())
+        assert int((y[r] != -100).sum()) == K and x[r, n - K] == QUERY
+        assert torch.equal(y[r, n - K : n], key_at(x[r : r + 1, :n])[0])
+    again = generate_mixed(cfg, 60, seed=4)
+    assert torch.equal(again[0], x) and torch.equal(again[1], y)
+    plain = generate_mixed(CFG, 5, seed=4)[0]
+    assert bool((plain != 0).all())  # without train_min_len every row is seq_len long
 
 
 def test_train_stream_resumes_at_a_step() -> None:

@@ -14,6 +14,7 @@ from wm_bench.data.resumable import ResumableTrainData, ShuffledBatches
 
 IGNORE_INDEX = -100
 # Token ids: three markers, then the key tokens ("digits"), then the filler tokens.
+PAD = 0  # right padding of shorter training examples (never labelled)
 KEY_OPEN, KEY_CLOSE, QUERY = 1, 2, 3  # "the pass key is", "remember it", "what is the pass key?"
 FIRST_KEY_TOKEN = 4
 FILLERS = ("repeat", "random")
@@ -59,6 +60,10 @@ class PasskeyDataConfig:
 
     filler "repeat" tiles one fixed "sentence" of `filler_period` filler tokens (like the
     repeated text of the usual passkey prompt), "random" draws every filler token uniformly.
+    Training and validation examples: depth uniform in [0, 1]; length n = seq_len, or with
+    `train_min_len` uniform in [train_min_len, seq_len], right-padded with PAD (0, label −100) to
+    seq_len. Right padding leaves every labelled position exactly as in the unpadded example (the
+    model is causal), so one batch mixes lengths without changing any of them.
     Evaluation: `n_test` examples per (length, depth) of test_lengths × test_depths (test_lengths
     () = (seq_len,)); a length above seq_len measures extrapolation.
 
@@ -75,6 +80,7 @@ class PasskeyDataConfig:
     filler_period: int = 24
     n_train: int = 20_000
     n_valid: int = 256
+    train_min_len: int | None = None
     test_lengths: tuple[int, ...] = ()
     test_depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
     n_test: int = 64
@@ -104,6 +110,10 @@ class PasskeyDataConfig:
             if isinstance(n, bool) or not isinstance(n, int) or n < lo:
                 where = "seq_len" if n == self.seq_len else "test_lengths"
                 raise _bad(where, n, f"ints ≥ {lo} (2·key_len + 2: key block and question)")
+        m = self.train_min_len
+        if m is not None and (isinstance(m, bool) or not isinstance(m, int)
+                              or not lo <= m <= self.seq_len):  # fmt: skip
+            raise _bad("train_min_len", m, f"None or an int in [{lo}, seq_len={self.seq_len}]")
         if len(set(self.test_lengths)) != len(self.test_lengths):
             raise _bad("test_lengths", self.test_lengths, "distinct lengths")
         if not self.test_depths or len(set(self.test_depths)) != len(self.test_depths):
@@ -223,6 +233,33 @@ def generate(
     return torch.from_numpy(inputs.copy()), torch.from_numpy(labels), torch.from_numpy(depths)
 
 
+def generate_mixed(
+    cfg: PasskeyDataConfig, n_examples: int, *, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training / validation examples: uniform depths and, with `cfg.train_min_len`, lengths
+    uniform in [train_min_len, seq_len], right-padded with PAD (0, label −100) to seq_len.
+
+    Args:
+        cfg: the data config.
+        n_examples: rows.
+        seed: seeds the lengths and, per length, the examples (same seed, same tensors).
+    Returns:
+        inputs [n_examples, seq_len] int64, labels [n_examples, seq_len] int64.
+    """
+    if cfg.train_min_len is None:
+        x, y, _ = generate(cfg, n_examples, cfg.seq_len, seed=seed)
+        return x, y
+    rng_len = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, 0])))
+    lengths = rng_len.integers(cfg.train_min_len, cfg.seq_len + 1, size=n_examples)  # [n]
+    x = torch.full((n_examples, cfg.seq_len), PAD, dtype=torch.int64)
+    y = torch.full((n_examples, cfg.seq_len), IGNORE_INDEX, dtype=torch.int64)
+    for n in np.unique(lengths):
+        rows = torch.from_numpy(np.flatnonzero(lengths == n))
+        xs, ys, _ = generate(cfg, len(rows), int(n), seed=np.random.SeedSequence([seed, int(n)]))
+        x[rows, : int(n)], y[rows, : int(n)] = xs, ys
+    return x, y
+
+
 def cell_seed(test_seed: int, length: int, depth: float) -> np.random.SeedSequence:
     """The independent stream of one test cell (same cell, same examples for every model)."""
     return np.random.SeedSequence([test_seed, length, round(depth * 1_000_000)])
@@ -306,8 +343,7 @@ class PasskeyDataModule(ResumableTrainData, L.LightningDataModule):
         if split not in self._cache:
             c = self.cfg
             n, s = (c.n_train, self.train_seed) if split == "train" else (c.n_valid, self.test_seed)
-            x, y, _ = generate(c, n, c.seq_len, seed=s)
-            self._cache[split] = TensorDataset(x, y)
+            self._cache[split] = TensorDataset(*generate_mixed(c, n, seed=s))
         return self._cache[split]
 
     def train_dataloader(self) -> DataLoader:
@@ -319,7 +355,7 @@ class PasskeyDataModule(ResumableTrainData, L.LightningDataModule):
         return DataLoader(stream, batch_size=None)
 
     def val_dataloader(self) -> DataLoader:
-        """Held-out examples at seq_len with uniform depths (the test seed's first stream)."""
+        """Held-out examples of the training distribution (the test seed's stream)."""
         return DataLoader(self._dataset("valid"), batch_size=self.batch_size)
 
     def test_dataloader(self) -> DataLoader:
