@@ -215,7 +215,7 @@ def test_empty_results_give_a_report_that_says_so(tmp_path: Path) -> None:
 
 
 def test_build_report_rejects_unknown_experiment(tmp_path: Path) -> None:
-    valid = r"valid: \['arch', 'expert_speed', 'ffn', 'mqar', 'rope'\]"
+    valid = r"valid: \['arch', 'expert_speed', 'ffn', 'mqar', 'mqar_dma', 'passkey', 'rope'\]"
     with pytest.raises(ValueError, match=valid):
         build_report("nope", tmp_path, tmp_path)
 

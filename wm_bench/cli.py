@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 # tasks/<name>/ modules: runs(scale) (training experiments) or reproduce(scale, ...) (measuring)
-EXPERIMENTS = ("mqar", "expert_speed", "rope", "ffn", "arch")
+EXPERIMENTS = ("mqar", "expert_speed", "rope", "ffn", "arch", "mqar_dma", "passkey")
 SCALE_CHOICES = ("smoke", "cpu", "small", "paper", "auto")
 GPU_ACTIONS = ("compile", "bundle", "suite")
 DATA_ACTIONS = ("prepare",)

@@ -15,6 +15,8 @@ BUILDERS: dict[str, str] = {
     "rope": "wm_bench.report.rope",
     "ffn": "wm_bench.report.ffn",
     "arch": "wm_bench.report.arch",
+    "mqar_dma": "wm_bench.report.mqar_dma",
+    "passkey": "wm_bench.report.passkey",
 }
 
 
