@@ -16,7 +16,8 @@ Recipe: AdamW wd 0.1, warm-up 10 %, cosine to 0, one LR (the scale's), the MQAR 
 when the validation accuracy (answer tokens at the training length) reaches 0.99.
 
 Scales (edit the PasskeyScale constants below; `estimate_minutes` prices them):
-- smoke: plumbing only, ≤ 2 minutes: L 32, 2 lengths × 2 depths, 20 steps.
+- smoke: plumbing only (≈ 10 s): training lengths 16-32, test lengths 16, 32, 48 × depths 0, 1,
+  20 steps.
 - cpu (≤ 45 min, ≈ 30 by `estimate_minutes`): training lengths 32-128, test lengths 64, 128,
   256 (256 = 2× extrapolation), depths 0, ¼, ½, ¾, 1, 64 examples per cell; 2 layers, d 64, one
   head, vocabulary 64 (4 markers, 16 key tokens, 44 filler words), keys of 4 tokens, DMA window
@@ -87,7 +88,7 @@ class PasskeyScale:
 
 SCALES: dict[str, PasskeyScale] = {
     "smoke": PasskeyScale(
-        seq_len=32, test_lengths=(16, 32), test_depths=(0.0, 1.0), n_test=8, d_model=16,
+        seq_len=32, test_lengths=(16, 32, 48), test_depths=(0.0, 1.0), n_test=8, d_model=16,
         n_layers=2, n_heads=1, vocab_size=48, key_len=3, key_vocab=8, window=4, batch_size=8,
         max_steps=20, eval_every=10, lr=3e-3, train_min_len=16,
     ),
