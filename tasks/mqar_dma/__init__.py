@@ -21,7 +21,9 @@ valid/accuracy ≥ 0.99). The variants differ in one factor at a time from a nei
   the tie rule's; A₀ ≠ 0 lets the bias, hence the ranking, learn from the start. (2) QK-norm with
   a learned per-head temperature (`DMAConfig.qk_temperature`, dense): QK-norm fixes the scale of
   the scores at initialisation and bounds them by √P times the norm weights; a learned τ lets
-  each head set its own sharpness. τ₀ = QK_TEMPERATURE.
+  each head set its own sharpness. τ₀ follows QKNorm (Henry et al. 2020, which learns a gain
+  g₀ = log2(L² − L) on cosine scores): our scores are √P·cos, so τ₀ = log2(L² − L) / √P
+  (`qk_temperature_init`: 1.50 at L 64 and 1.75 at L 128 with P = 64).
 Every DMA result records mask diagnostics at initialisation and at the end
 (`wm_bench.eval.mask_diagnostics`: kept previous-token and query→value edges, A per head, bias
 spread per row).
@@ -87,7 +89,6 @@ METRIC = "valid/accuracy"
 HIGHER_IS_BETTER = True
 EARLY_STOP_ACCURACY = 0.99
 TUNE_SEED = 0
-QK_TEMPERATURE = 4.0  # ours (2): τ₀ of the learned temperature (see CPU_SIZING for why)
 
 
 @dataclass(frozen=True)
@@ -155,9 +156,9 @@ VARIANTS: dict[str, Variant] = {
         ours=True,
     ),
     "ours_dma_qknorm_temp": Variant(
-        f"ours: DMA no window, QK-norm + learned τ (τ₀ = {QK_TEMPERATURE:g})",
+        "ours: DMA no window, QK-norm + learned τ (τ₀ as QKNorm's)",
         "dma",
-        (*_ATTN, ("qk_norm", True), ("qk_temperature", QK_TEMPERATURE)),
+        (*_ATTN, ("qk_norm", True), ("qk_temperature", "qknorm")),
         None,
         factor="ours",
         ours=True,
@@ -296,7 +297,15 @@ def mixer_config(variant: str, cell: Cell) -> Any:
     kwargs = dict(v.fields)
     if v.mixer == "dma":
         kwargs["window"] = cell.window(v.window)
+    if kwargs.get("qk_temperature") == "qknorm":
+        kwargs["qk_temperature"] = qk_temperature_init(cell.seq_len, cell.d_model)
     return REGISTRY[v.mixer][1](**kwargs)
+
+
+def qk_temperature_init(seq_len: int, head_dim: int) -> float:
+    """QKNorm's initial gain log2(L² − L) (Henry et al. 2020, on cosine scores) in the units of
+    our QK-normed scores (√P · cos): log2(L² − L) / √P, rounded to 4 digits."""
+    return round(math.log2(seq_len * seq_len - seq_len) / math.sqrt(head_dim), 4)
 
 
 def make_run(scale: str, variant: str, cell: Cell, lr: float, seed: int) -> RunConfig:

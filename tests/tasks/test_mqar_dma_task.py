@@ -69,7 +69,8 @@ def test_each_variant_is_its_factor() -> None:
     assert all(m[v].a_init == 0.0 for v in ("dma_kv", "dma_2kv", "dma_dense", "dma_kv_qknorm"))
     assert (m["ours_dma_kv_a1"].window, m["ours_dma_kv_a1"].a_init) == (8, 1.0)
     temp = m["ours_dma_qknorm_temp"]
-    assert temp.qk_norm and temp.qk_temperature == task.QK_TEMPERATURE and temp.window is None
+    assert temp.qk_norm and temp.window is None
+    assert temp.qk_temperature == task.qk_temperature_init(64, 64) == pytest.approx(1.4972, 1e-4)
     assert (m["ssd"].name, m["ssd"].d_state, m["ssd"].n_heads) == ("ssd", 128, 1)
     assert (m["mamba2"].name, m["mamba2"].expand, m["mamba2"].d_state) == ("mamba2", 1, 128)
     # besides the named fields, the DMA variants share every field with the suite default
