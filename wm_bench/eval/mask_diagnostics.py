@@ -12,6 +12,7 @@ from wm_bench.kernels.attention.reference import causal_mask, window_last_row
 IGNORE_INDEX = -100
 EDGES: tuple[str, ...] = ("prev_token", "prev_token_values", "query_value", "diagonal")
 DEFAULT_EXAMPLES = 256  # test examples the diagnostics read (the first ones of the test split)
+PAIR_BUDGET = 1 << 24  # at most ≈ this many (row, key) pairs: fewer examples for long sequences
 
 
 def dma_layers(model: nn.Module) -> list[tuple[int, nn.Module]]:
@@ -200,7 +201,8 @@ def for_run(cfg: Any, dm: Any, model: nn.Module, n_examples: int = DEFAULT_EXAMP
     """The diagnostics a run records (`extra.mask_diagnostics`), or None when they do not apply.
 
     They apply to MQAR runs (`cfg.data.name == "mqar"`) whose model has DMA layers, and read
-    the first `n_examples` examples of the run's test split (the DataModule's validation set).
+    the first `n_examples` examples of the run's test split (the DataModule's validation set),
+    fewer (at least 8) when longer sequences would exceed PAIR_BUDGET (row, key) pairs.
 
     Args:
         cfg: the RunConfig.
@@ -212,7 +214,8 @@ def for_run(cfg: Any, dm: Any, model: nn.Module, n_examples: int = DEFAULT_EXAMP
     if getattr(cfg.data, "name", None) != "mqar" or not dma_layers(model):
         return None
     x, y = dm.val_dataloader().dataset.tensors  # no iteration: no RNG is drawn
-    x, y = x[:n_examples], y[:n_examples]
+    n = min(n_examples, max(8, PAIR_BUDGET // (x.shape[1] * x.shape[1])))
+    x, y = x[:n], y[:n]
     layers = mask_diagnostics(model, x, y, cfg.data.num_kv_pairs)
     return {"n_examples": int(x.shape[0]), "layers": layers}
 
