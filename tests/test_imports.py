@@ -1,4 +1,4 @@
-"""Import rules of DESIGN §1, enforced: references never import triton, reports never torch."""
+"""Import rules of docs/design.md §1, enforced: references never import triton, reports no torch."""
 
 from __future__ import annotations
 

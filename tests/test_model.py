@@ -57,7 +57,7 @@ def test_model_is_causal(name):
 
 def test_cheems_320m_is_near_the_paper_size():
     counts = count_params(preset("cheems", "320m"))
-    # SPEC §2.6/§7: d 1024, 16 layers, 8 heads, vocab 32768, untied, MLP 4d ≈ 336M dense.
+    # docs/spec.md §2.6/§7: d 1024, 16 layers, 8 heads, vocab 32768, untied, MLP 4d ≈ 336M dense.
     assert 0.95 * 336e6 <= counts["total"] <= 1.05 * 336e6, counts
     assert counts["active"] == counts["total"]  # dense MLP: everything is active
 

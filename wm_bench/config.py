@@ -90,7 +90,7 @@ class ModelConfig:
     blocks: dict[str, BlockConfig]
     tie_embeddings: bool = False
     residual_weights: bool = (
-        True  # learnable per-channel residual scales (SPEC §2.6); False = plain
+        True  # learnable per-channel residual scales (docs/spec.md §2.6); False = plain
     )
     norm_eps: float = 1e-6
     init_std: float = 0.02

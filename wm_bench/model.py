@@ -21,7 +21,7 @@ class ModelOutput:
 
 
 class Block(nn.Module):
-    """h ← w₁ ⊙ h + Mixer(RMSNorm(h)); h ← w₂ ⊙ h + FFN(RMSNorm(h))   (SPEC §2.6)."""
+    """h ← w₁ ⊙ h + Mixer(RMSNorm(h)); h ← w₂ ⊙ h + FFN(RMSNorm(h))   (docs/spec.md §2.6)."""
 
     def __init__(
         self, d_model: int, cfg: BlockConfig, *, layer_idx: int, impl: str, model_cfg: ModelConfig

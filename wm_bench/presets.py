@@ -19,8 +19,8 @@ class Size:
     vocab: int
 
 
-# Sizes follow SPEC §7 (≈ 320M: d 1024, 16 layers; ≈ 1.3B: d 2048, 24 layers); the small ones
-# keep head width 64–128. `tiny` runs a training step on a CPU in well under a second.
+# Sizes follow docs/spec.md §7 (≈ 320M: d 1024, 16 layers; ≈ 1.3B: d 2048, 24 layers); the small
+# ones keep head width 64–128. `tiny` runs a training step on a CPU in well under a second.
 SIZES: dict[str, Size] = {
     "tiny": Size(d_model=64, n_layers=4, n_heads=2, vocab=512),
     "cpu": Size(d_model=128, n_layers=4, n_heads=2, vocab=4096),

@@ -46,7 +46,7 @@ def test_cases_listed_shapes_first_then_the_sweep_without_its_duplicate():
 
 def test_bounds_use_the_anchor_minimum_bytes():
     b = case_bounds(Case("m", *SHAPES["mamba2_b8_t2k"], "shape"), 2)
-    # ANCHORS §2: mamba_ssm's graph-replayed forward, 0.298 ms, is 482 GB/s of these bytes.
+    # docs/anchors.md §2: mamba_ssm's graph-replayed forward, 0.298 ms, is 482 GB/s of these bytes.
     assert rl.achieved_gbps(b["fwd"]["bytes"], 0.298) == pytest.approx(482, abs=1)
     assert b["fwd_bwd"]["bytes"] == 2 * b["fwd"]["bytes"]
     assert b["fwd"]["bound"] == "memory" and b["fwd"]["lower_bound_ms"] > 0

@@ -1,4 +1,4 @@
-"""MQAR generator semantics (Zoology, SPEC §5), seeds, errors and the DataModule."""
+"""MQAR generator semantics (Zoology, docs/spec.md §5), seeds, errors and the DataModule."""
 
 from __future__ import annotations
 

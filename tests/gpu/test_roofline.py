@@ -1,4 +1,4 @@
-"""Static H100 roofline: the bound is max(compute, memory) and reproduces ANCHORS.md's numbers."""
+"""Static H100 roofline: bound = max(compute, memory), reproducing docs/anchors.md's numbers."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def test_lower_bound_is_the_larger_term_at_the_measured_ceilings():
     assert math.isclose(rl.lower_bound_ms(787e9, 3.03e12), 1000.0)  # memory dominates
     assert math.isclose(rl.lower_bound_ms(989e12, 0, spec=True), 1000.0)
     assert rl.bound_by(1e12, 1e6) == "compute" and rl.bound_by(1e6, 1e9) == "memory"
-    assert 255 < rl.H100.ridge < 265  # ANCHORS: ≈ 260 FLOP/byte
+    assert 255 < rl.H100.ridge < 265  # docs/anchors.md §1: ≈ 260 FLOP/byte
 
 
 def test_anchor_numbers_are_reproduced():

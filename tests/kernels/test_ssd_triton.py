@@ -191,7 +191,7 @@ GPU_SHAPES = {  # (B, T, H, P, G, N, Q, with D): awkward T, every chunk size, bo
 def test_gpu_bf16_matches_fp32_reference(shape):
     bsz, T, H, P, G, N, Q, with_d = GPU_SHAPES[shape]
     inp = make_inputs(T, (H, P, G, N), batch=bsz, with_d=with_d, seed=1)
-    inp["dt"] = inp["dt"] * 0.1  # Δ log-uniform-ish in [1e-3, 0.1] as at init (SPEC §2.2)
+    inp["dt"] = inp["dt"] * 0.1  # Δ log-uniform-ish in [1e-3, 0.1] as at init (docs/spec.md §2.2)
     low = {k: (v.bfloat16() if k in ("x", "B", "C") else v) for k, v in inp.items()}
     up = {k: (v.float() if v is not None else None) for k, v in low.items()}
     assert_close(run("triton", low, Q), run("reference", up, Q), 2e-2)

@@ -89,7 +89,7 @@ def test_every_parameter_receives_gradient(name: str, kw: dict) -> None:
     (y * torch.randn_like(y)).sum().backward()
     for pname, p in mixer.named_parameters():
         if name == "dma" and pname == "dt_proj.weight" and mixer.cfg.a_init == 0.0:
-            assert torch.count_nonzero(p.grad) == 0  # ∂b/∂dt ∝ A = 0 (SPEC §2.4)
+            assert torch.count_nonzero(p.grad) == 0  # ∂b/∂dt ∝ A = 0 (docs/spec.md §2.4)
         else:
             assert p.grad.abs().max() > 0, pname
 

@@ -58,7 +58,7 @@ def visible_pairs(T: int, window: int | None) -> int:
 
 
 def useful_flops(B: int, H: int, T: int, D: int, window: int | None, backward: bool) -> float:
-    """4·D FLOPs per visible pair forward (q·k and p·v); fwd+bwd 3.5× (ANCHORS §2 convention)."""
+    """4·D FLOPs per visible pair forward (q·k, p·v); fwd+bwd 3.5×, as docs/anchors.md §2 counts."""
     f = 4.0 * D * B * H * visible_pairs(T, window)
     return f * 3.5 if backward else f
 

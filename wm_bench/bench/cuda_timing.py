@@ -10,7 +10,7 @@ import torch
 
 
 def bench_ms(fn: Callable[[], Any], *, warmup_ms: float = 25.0, rep_ms: float = 100.0) -> float:
-    """Median milliseconds of `fn` on the current CUDA device (ANCHORS §4).
+    """Median milliseconds of `fn` on the current CUDA device (docs/anchors.md §4).
 
     `triton.testing.do_bench`: warm-up, the L2 cache flushed before every repetition, CUDA events
     around each call, the median of the repetitions.

@@ -156,13 +156,13 @@ def describe(flops: float, nbytes: float, measured_ms: float | None = None) -> s
     return line
 
 
-# --- minimum work of the suite's operations (ANCHORS.md §2) -----------------------------------
+# --- minimum work of the suite's operations (docs/anchors.md §2) -------------------------------
 
 
 def ssd_min_bytes(
     B: int, T: int, H: int, P: int, G: int, N: int, *, backward: bool = False, elem: int = 2
 ) -> int:
-    """Minimum bytes of the SSD chunked scan (ANCHORS §2): read x, dt, B, C and write y.
+    """Minimum bytes of the SSD chunked scan (docs/anchors.md §2): read x, dt, B, C and write y.
 
     Args:
         B, T, H, P, G, N: batch, time, heads, head dim, groups, state size.
@@ -177,7 +177,7 @@ def ssd_min_bytes(
 
 
 def attention_causal_flops(B: int, H: int, T: int, D: int, *, backward: bool = False) -> float:
-    """Causal attention FLOPs (ANCHORS §2): forward 2·B·H·T²·D; backward 2.5× forward."""
+    """Causal attention FLOPs (docs/anchors.md §2): forward 2·B·H·T²·D; backward 2.5× forward."""
     fwd = 2.0 * B * H * T * T * D
     return fwd * 3.5 if backward else fwd
 
@@ -192,7 +192,7 @@ def attention_min_bytes(
 
 
 _ANCHOR_CASES: list[tuple[str, float, float, float | None]] = [
-    # (case, flops, bytes, anchor ms from ANCHORS.md §2)
+    # (case, flops, bytes, anchor ms from docs/anchors.md §2)
     (f"ssd fwd {s}", 0.0, ssd_min_bytes(*s), ms)
     for s, ms in (
         ((8, 2048, 32, 64, 1, 128), 0.298),

@@ -82,9 +82,10 @@ def build_cases(selection: str, sweep_t: Sequence[int], interpret: bool) -> list
 def case_bounds(case: Case, elem: int) -> dict[str, Any]:
     """Minimum bytes and FLOPs of a case and its static H100 bounds (no measurement).
 
-    Bytes (ANCHORS §2): forward reads x, dt, B, C and writes y; fwd+bwd also reads dy and writes
-    dx, ddt, dB, dC. FLOPs: the recurrence's irreducible 4·B·T·H·P·N (state update + read-out),
-    backward counted twice the forward; SSD sits far below the ridge, so the bound is bandwidth.
+    Bytes (docs/anchors.md §2): forward reads x, dt, B, C and writes y; fwd+bwd also reads dy and
+    writes dx, ddt, dB, dC. FLOPs: the recurrence's irreducible 4·B·T·H·P·N (state update +
+    read-out), backward counted twice the forward; SSD sits far below the ridge, so the bound is
+    bandwidth.
 
     Args:
         case: the problem.

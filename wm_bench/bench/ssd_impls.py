@@ -1,4 +1,4 @@
-"""SSD implementations the benchmark compares: ours (Triton), mamba_ssm and fla (ANCHORS §3)."""
+"""SSD implementations benchmarked: ours (Triton), mamba_ssm and fla (docs/anchors.md §3)."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import torch
 from wm_bench.bench import roofline as rl
 from wm_bench.bench.ssd import Case, case_bounds
 
-TOL = {"bfloat16": 2e-2, "float16": 1e-2, "float32": 1e-3}  # relative RMS (DESIGN §3 GPU tests)
+TOL = {"bfloat16": 2e-2, "float16": 1e-2, "float32": 1e-3}  # relative RMS (docs/design.md §3, GPU)
 GRADS = ("dx", "ddt", "dA", "dB", "dC")
 
 

@@ -1,6 +1,6 @@
 """Downstream tasks through lm-evaluation-harness: which tasks, where their data is, how to run.
 
-The paper's eight (SPEC §7): MMLU, TriviaQA, ARC-Easy, ARC-Challenge, PIQA, HellaSwag,
+The paper's eight (docs/spec.md §7): MMLU, TriviaQA, ARC-Easy, ARC-Challenge, PIQA, HellaSwag,
 OpenBookQA, Winogrande; plus LAMBADA, COPA and BoolQ, which `../shared/data/eval/` also holds.
 Each task has one headline metric: acc (ARC-E, PIQA, Winogrande, MMLU, COPA, BoolQ, LAMBADA),
 acc_norm (ARC-C, HellaSwag, OBQA), exact_match (TriviaQA).

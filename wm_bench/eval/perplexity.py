@@ -4,7 +4,7 @@ Why a sliding window: scoring a long stream in disjoint chunks of length L gives
 of every chunk almost no context and so overstates perplexity; a window of length L moved by a
 stride s ≤ L, scoring only the tokens not scored before (the last s of each window, all L of the
 first), gives every scored token at least L − s tokens of context. Evaluating the same model at
-L = 1×, 2×, 4× its training length measures how it extrapolates (RoPE experiments, SPEC §4).
+L = 1×, 2×, 4× its training length measures how it extrapolates (RoPE experiments, docs/spec.md §4).
 
 Every token after the first is predicted exactly once, so the perplexity is exp(mean NLL) over
 the same tokens whatever L and s are (given the same `max_tokens`).

@@ -66,7 +66,7 @@ _SKIP_CUDA_DM = {"FLASH_DMATTN_SKIP_CUDA_BUILD": "TRUE", "FLASH_DMATTN_FORCE_BUI
 # What the lent device lacks (its package list: torch 2.11, triton 3.6, transformers, einops,
 # tokenizers, tabulate are there; optuna and its database stack, the anchors, lm-eval are not).
 ITEMS: tuple[Item, ...] = (
-    # anchors, ANCHORS.md §3 (never package dependencies of wm_bench)
+    # anchors, docs/anchors.md §3 (never package dependencies of wm_bench)
     Item("fla-core==0.6.0", group="anchor", install="always"),
     Item("flash-linear-attention==0.6.0", group="anchor", install="always"),
     Item("mamba_ssm==2.3.2.post1", "build", "anchor", "always", _SKIP_CUDA),

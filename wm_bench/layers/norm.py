@@ -28,7 +28,7 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float = 1e-6) ->
 
 
 class RMSNorm(nn.Module):
-    """RMSNorm with a learnable gain initialised to 1 (eps 1e-6, fp32 math; SPEC §2.6)."""
+    """RMSNorm with a learnable gain initialised to 1 (eps 1e-6, fp32 math; docs/spec.md §2.6)."""
 
     def __init__(self, dim: int, *, eps: float = 1e-6) -> None:
         super().__init__()

@@ -100,7 +100,7 @@ def attention(
     tie_break: TieBreak = "smaller_index",
     impl: Impl = "reference",
 ) -> Tensor:
-    """Softmax attention with GQA, optional per-key bias and DMA top-w window (SPEC §2.3–2.4).
+    """Softmax attention, GQA, optional per-key bias and DMA top-w window (docs/spec.md §2.3–2.4).
 
     Args:
         q: [B, T, H, K] float.
@@ -160,7 +160,7 @@ def window_last_row(
     tie_break: TieBreak = "smaller_index",
     q_offset: int = 0,
 ) -> Tensor:
-    """The DMA top-w mask in O(S) memory: the last query row that keeps each key (SPEC §2.4).
+    """The DMA top-w mask in O(S) memory: the last query row keeping each key (docs/spec.md §2.4).
 
     Row i (query coordinates; key coordinates i + q_offset) keeps key j iff
     j ≤ i + q_offset and i ≤ last_row[j]. Keys never evicted get S − 1 − q_offset; keys never

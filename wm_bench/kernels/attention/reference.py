@@ -1,4 +1,4 @@
-"""Attention reference (SPEC §2.3–2.4, DMA 2025 form): GQA softmax, per-key bias, top-w window."""
+"""Attention reference (docs/spec.md §2.3–2.4; DMA 2025): GQA softmax, per-key bias, top-w mask."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def priority_rank(key_bias: Tensor, tie_break: TieBreak) -> Tensor:
 def window_last_row(
     key_bias: Tensor, window: int, *, tie_break: TieBreak = "smaller_index", q_offset: int = 0
 ) -> Tensor:
-    """Per key, the last query row that keeps it under the top-`window` rule (SPEC §2.4).
+    """Per key, the last query row that keeps it under the top-`window` rule (docs/spec.md §2.4).
 
     Row i (key coordinates) keeps key j iff j ≤ i and c_j(i) < window, where c_j(i) = #{k ≤ i :
     k outranks j}. The bias does not depend on the query and c_j(i) never decreases in i, so

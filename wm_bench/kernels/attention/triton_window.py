@@ -1,4 +1,4 @@
-"""DMA top-w selection in Triton (SPEC §2.4): per key, the last row that keeps it, O(S) memory.
+"""DMA top-w selection in Triton (docs/spec.md §2.4): per key, the last row keeping it, O(S) memory.
 
 The mask of Dynamic Mask Attention is described by one integer per key. Ranks come from a sort
 of the bias (O(S log S), the tie rule folded in); then key j, of rank r_j, is kept on rows

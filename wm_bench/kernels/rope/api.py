@@ -1,4 +1,4 @@
-"""Public RoPE kernel surface: rotation tables and rotate-half application (SPEC §2.1)."""
+"""Public RoPE kernel surface: rotation tables and rotate-half application (docs/spec.md §2.1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""RoPE reference (Su et al. 2021, "RoFormer"; SPEC §2.1): rotate-half rotary position embedding."""
+"""RoPE reference (Su et al. 2021, "RoFormer"; docs/spec.md §2.1): rotate-half rotary embedding."""
 
 from __future__ import annotations
 

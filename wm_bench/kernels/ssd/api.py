@@ -1,4 +1,4 @@
-"""Public SSD kernel surface: chunked scan, recurrent scan and one decoding step (SPEC §2.2)."""
+"""Public SSD kernel surface: chunked scan, recurrent scan, a decoding step (docs/spec.md §2.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SSD reference (Mamba-2 state space duality, Dao & Gu 2024; SPEC §2.2): chunked and recurrent."""
+"""SSD reference, chunked and recurrent (Mamba-2 SSD, Dao & Gu 2024; docs/spec.md §2.2)."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def chunk_ssd(
     initial_state: Tensor | None = None,
     return_final_state: bool = False,
 ) -> tuple[Tensor, Tensor | None]:
-    """Chunked SSD: intra-chunk quadratic form + inter-chunk state recurrence (SPEC §2.2).
+    """Chunked SSD: intra-chunk quadratic form + inter-chunk state recurrence (docs/spec.md §2.2).
 
     Args:
         x: [B, T, H, P] inputs.

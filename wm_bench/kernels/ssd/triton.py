@@ -1,4 +1,4 @@
-"""Triton SSD (Mamba-2 SSD, SPEC §2.2): launchers and the autograd Function behind chunk_ssd."""
+"""Triton SSD (Mamba-2, docs/spec.md §2.2): launchers and the autograd Function behind chunk_ssd."""
 
 from __future__ import annotations
 

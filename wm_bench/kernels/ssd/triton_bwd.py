@@ -1,4 +1,4 @@
-"""Triton SSD backward kernels (Mamba-2 SSD, SPEC §2.2): state gradients, dx, dB/dC, ddt/dA/dD."""
+"""Triton SSD backward kernels (Mamba-2, docs/spec.md §2.2): state grads, dx, dB/dC, ddt/dA/dD."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Triton SSD forward kernels (Mamba-2 SSD, Dao & Gu 2024; SPEC §2.2): cumsum, states, output."""
+"""Triton SSD fwd kernels (Mamba-2, Dao & Gu 2024; docs/spec.md §2.2): cumsum, states, output."""
 
 from __future__ import annotations
 

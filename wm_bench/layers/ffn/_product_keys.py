@@ -15,7 +15,7 @@ from wm_bench.layers.ffn.mlp import INIT_STD, linear
 def check_square(layer: str, num_experts: object) -> int:
     """Return n = √N, or raise ValueError naming N and nearby valid sizes.
 
-    A non-square N leaves experts unreachable by the i·n + j product map (SPEC §8).
+    A non-square N leaves experts unreachable by the i·n + j product map (docs/spec.md §8).
     """
     if not isinstance(num_experts, int) or isinstance(num_experts, bool) or num_experts < 1:
         raise ValueError(f"{layer} num_experts={num_experts!r} must be a positive perfect square")
@@ -40,7 +40,7 @@ class ProductKeyRetrieval(nn.Module):
     """Per-head queries q_h = W_q x ∈ R^R against two sets of √N sub-keys; exact top-k experts.
 
     Sub-keys are random N(0, 0.02) like every other weight (the authors' zeros make all scores tie,
-    SPEC §8); the same init as the Doge router, whose weight rows are its sub-keys.
+    docs/spec.md §8); the same init as the Doge router, whose weight rows are its sub-keys.
     """
 
     def __init__(self, d_model: int, num_experts: int, num_heads: int, d_key: int, top_k: int):

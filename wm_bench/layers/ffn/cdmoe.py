@@ -31,7 +31,7 @@ from wm_bench.layers.ffn.mlp import (
 
 @dataclass(frozen=True)
 class CDMoEConfig:
-    """CDMoE = SharedMLP(x) + Private(x) (SPEC §2.5).
+    """CDMoE = SharedMLP(x) + Private(x) (docs/spec.md §2.5).
 
     shared_d_ff None means 4·d (the Dec-2024 paper; transformers' Doge uses 2·d: set it).
     num_experts N must be a perfect square. router "per_head": num_heads queries of width
@@ -101,7 +101,7 @@ class CDMoE(nn.Module):
             return self.retrieval(x, impl)
         # Doge router as product keys: with q = [x | x] and sub-keys = the router rows viewed
         # [1, 2, √N, D], s1_i = x·W[i] and s2_j = x·W[√N + j]: logit row (2, √N) of each token on
-        # its own, i.e. `logits.view(M, 2, √N)`, never transformers' `view(2, M, -1)` (SPEC §8).
+        # its own: `logits.view(M, 2, √N)`, not transformers' `view(2, M, -1)` (docs/spec.md §8).
         q = torch.cat([x, x], dim=-1)[:, None, :]  # [M, 1, 2D]
         sub_keys = self.router.weight.view(1, 2, self.n, self.d_model)  # [1, 2, √N, D]
         return product_key_topk(q, sub_keys, self.cfg.top_k, impl=impl)

@@ -51,7 +51,7 @@ class PEERConfig:
 
 
 class PEER(nn.Module):
-    """y = Σ_h Σ_i softmax_k(s_h)_i · act(x·u_e) · w_e, e = e_{h,i} the EXPERT id (SPEC §8)."""
+    """y = Σ_h Σ_i softmax_k(s_h)_i·act(x·u_e)·w_e, e = e_{h,i} the EXPERT id (docs/spec.md §8)."""
 
     def __init__(
         self, d_model: int, cfg: PEERConfig, *, layer_idx: int = 0, impl: str = "auto"

@@ -1,4 +1,4 @@
-"""QCAttn: causal softmax attention with RoPE and optional GQA / QK-norm (SPEC §2.3)."""
+"""QCAttn: causal softmax attention with RoPE and optional GQA / QK-norm (docs/spec.md §2.3)."""
 
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ class QCAttn(nn.Module):
         k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim)
         v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim)
         if self.q_norm is not None:
-            q, k = self.q_norm(q), self.k_norm(k)  # per head, before RoPE (SPEC §2.4 step 5)
+            q, k = self.q_norm(q), self.k_norm(k)  # per head, then RoPE (docs/spec.md §2.4 step 5)
         q, k = self.pos(q, offset=offset), self.pos(k, offset=offset)
         self.resolved_impls.update(self.pos.resolved_impls)
         return q, k, v

@@ -1,4 +1,4 @@
-"""Cheems SSD block: Mamba-2 SSD (Dao & Gu 2024, eq. 16) with RoPE on B and C (SPEC §2.1–2.2)."""
+"""Cheems SSD block: Mamba-2 SSD (Dao & Gu 2024, eq. 16) + RoPE on B, C (docs/spec.md §2.1–2.2)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def _bad(field: str, value: object, valid: str) -> ValueError:
 
 
 def init_a_log(n_heads: int, low: float = 1.0, high: float = 16.0) -> torch.Tensor:
-    """A_log = log U[low, high], so A = −exp(A_log) ∈ [−high, −low] (SPEC §2.2). Returns [H]."""
+    """Returns A_log [H] = log U[low, high]: A = −exp(A_log) ∈ [−high, −low] (docs/spec.md §2.2)."""
     return torch.empty(n_heads).uniform_(low, high).log()
 
 
@@ -86,8 +86,8 @@ class SSDConfig:
 class SSD(nn.Module):
     """Cheems SSD mixer: x, B, C, Δ projections → RoPE(B, C) along N → chunked SSD → out_proj.
 
-    No conv1d, no gate, no D skip (SPEC §2.2). The four input projections are one fused matmul
-    (equal to four separate ones). Head h reads B/C group h // (H / G). Decoding stores the
+    No conv1d, no gate, no D skip (docs/spec.md §2.2). The four input projections are one fused
+    matmul (equal to four separate ones). Head h reads B/C group h // (H / G). Decoding stores the
     rotated B_s x_sᵀ in the state and reads it with C_t rotated at the current position.
     """
 

@@ -1,4 +1,4 @@
-"""No position encoding: the identity, for ablations ("no RoPE", SPEC §2.1) and Based/Mamba-2."""
+"""No position encoding, the identity: "no RoPE" ablations (docs/spec.md §2.1), Based, Mamba-2."""
 
 from __future__ import annotations
 

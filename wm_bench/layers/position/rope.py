@@ -1,4 +1,4 @@
-"""Rotary position embedding (Su et al. 2021, RoFormer eq. 34; rotate-half pairing; SPEC §2.1)."""
+"""Rotary position embedding (Su et al. 2021, RoFormer eq. 34; rotate-half; docs/spec.md §2.1)."""
 
 from __future__ import annotations
 
