@@ -1,6 +1,6 @@
 """What the language-model experiments (rope, ffn, arch) share: the run recipe and cell key.
 
-The recipe is SPEC §7's, scaled down by each experiment's scale constants: AdamW with weight
+The recipe is docs/spec.md §7's, scaled down by each experiment's scale constants: AdamW with weight
 decay 0.01, warm-up 10 %, cosine to 10 % of the peak LR, grad clip 1.0; the corpus' byte-level
 BPE; validation and test perplexity over the first `eval_max_tokens` tokens of each split.
 

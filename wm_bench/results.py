@@ -142,7 +142,7 @@ def make_result(
     extra: dict[str, Any] | None = None,
     resumed_from_step: int | None = None,
 ) -> dict[str, Any]:
-    """Assemble one result record (DESIGN §4) and validate it.
+    """Assemble one result record (docs/design.md §4) and validate it.
 
     `resumed_from_step`: the optimiser step of the checkpoint this run resumed from (None when
     it ran from step 0 in one go).

@@ -17,7 +17,9 @@ _CHUNK_ELEMENTS = 1 << 22  # rows × pool entries held at once while sampling (�
 
 
 def check_mqar_args(seq_len: int, num_kv_pairs: int, vocab_size: int) -> None:
-    """Raise ValueError naming the violated limit (SPEC §5: L even, V > L, 4·kv ≤ L, enough tokens).
+    """Raise ValueError naming the violated limit: L even, V > L, 4·kv ≤ L, enough tokens.
+
+    The limits of docs/spec.md §5.
 
     Args:
         seq_len: L, the model's input length.
@@ -87,7 +89,7 @@ def generate(
     power_a: float = 0.01,
     random_filler: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """MQAR examples with the semantics of Zoology's `multiquery_ar` (SPEC §5).
+    """MQAR examples with the semantics of Zoology's `multiquery_ar` (docs/spec.md §5).
 
     Each example draws kv distinct keys uniformly from 1 … V/2−1 (V/2 = V // 2) and kv distinct
     values from V/2 … V−1, and writes them interleaved k₁ v₁ k₂ v₂ … at positions 0 … 2kv−1. The
@@ -158,7 +160,7 @@ def generate(
 
 @dataclass(frozen=True)
 class MqarDataConfig:
-    """An MQAR train/test pair of fixed-size sets (SPEC §5).
+    """An MQAR train/test pair of fixed-size sets (docs/spec.md §5).
 
     Seeds: the train set of run seed s is generated with seed `train_seed_offset + s`, the test set
     with `test_seed_offset + s`. With the defaults (0 and 1_000_000) and 0 ≤ s < 1_000_000 the two
@@ -245,7 +247,7 @@ class MqarDataModule(ResumableTrainData, L.LightningDataModule):
         return DataLoader(stream, batch_size=None)
 
     def val_dataloader(self) -> DataLoader:
-        """The test set (SPEC §5 reports accuracy on it)."""
+        """The test set (docs/spec.md §5 reports accuracy on it)."""
         return DataLoader(self._dataset("test"), batch_size=self.batch_size)
 
     def test_dataloader(self) -> DataLoader:
