@@ -19,7 +19,6 @@ same hash): it is not rerun.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from wm_bench.config import ModelConfig, OptimConfig, RunConfig, TrainConfig
+from wm_bench.results import load_result
 
 
 @dataclass(frozen=True)
@@ -139,19 +139,6 @@ def record_value(rec: dict[str, Any] | None) -> float | None:
     return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
 
 
-def _stored(cfg: RunConfig, results_dir: Path | str | None) -> dict[str, Any] | None:
-    """The result record of a config in results/, whatever its status; None when absent."""
-    from wm_bench.config import config_hash
-    from wm_bench.results import default_results_dir, result_path, run_id
-
-    rdir = Path(results_dir) if results_dir is not None else default_results_dir()
-    p = result_path(rdir, cfg.experiment, cfg.scale, run_id(cfg.variant, config_hash(cfg)))
-    try:
-        return json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
 def staged_runs(
     variants: Sequence[str],
     lr_grid: Sequence[float],
@@ -176,7 +163,7 @@ def staged_runs(
     tune = [make(v, lr, TUNE_SEED) for v in variants for lr in lr_grid]
     out = list(tune)
     for v in variants:
-        recs = [_stored(c, results_dir) for c in tune if c.variant == v]
+        recs = [load_result(c, results_dir) for c in tune if c.variant == v]
         if any(r is None for r in recs):
             continue  # the variant's tune stage has not finished
         best, _ = choose_lr((lr, TUNE_SEED, record_value(r)) for lr, r in zip(lr_grid, recs))
@@ -212,7 +199,9 @@ class PairDecision:
 
     def best_lr(self, variant: str) -> float | None:
         """The variant's LR from its tune runs (None until they all have results)."""
-        recs = [_stored(self.make(variant, lr, TUNE_SEED), self.results_dir) for lr in self.lr_grid]
+        recs = [
+            load_result(self.make(variant, lr, TUNE_SEED), self.results_dir) for lr in self.lr_grid
+        ]
         if any(r is None for r in recs):
             return None
         best, _ = choose_lr((lr, TUNE_SEED, record_value(r)) for lr, r in zip(self.lr_grid, recs))
@@ -239,7 +228,7 @@ class PairDecision:
             pair = []
             for v in (self.baseline, self.treated):
                 lr = self.best_lr(v)
-                rec = _stored(self.make(v, lr, seed), self.results_dir) if lr else None
+                rec = load_result(self.make(v, lr, seed), self.results_dir) if lr else None
                 x = (rec or {}).get("metrics", {}).get(self.metric)
                 ok = rec is not None and rec.get("status") == "ok"
                 pair.append(float(x) if ok and isinstance(x, (int, float)) else None)

@@ -281,6 +281,20 @@ def _read_record(p: Path, *, required: bool) -> dict | None:
     return rec
 
 
+def load_result(cfg: Any, results_dir: Path | str | None = None) -> dict[str, Any] | None:
+    """The stored result record of RunConfig `cfg` whatever its status; None when there is none
+    or it cannot be read (the staged tasks read their tune stage through this)."""
+    from wm_bench.config import config_hash
+
+    rdir = results_dir if results_dir is not None else default_results_dir()
+    p = result_path(rdir, cfg.experiment, cfg.scale, run_id(cfg.variant, config_hash(cfg)))
+    try:
+        rec = json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
 def find_done(
     config_hash: str,
     experiment: str,

@@ -69,7 +69,6 @@ prices them with the per-step times measured on this machine):
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +82,7 @@ from wm_bench.config import (
     TrainConfig,
     config_hash,
 )
+from wm_bench.results import load_result
 
 EXPERIMENT = "mqar_dma"
 METRIC = "valid/accuracy"
@@ -337,18 +337,6 @@ def make_run(scale: str, variant: str, cell: Cell, lr: float, seed: int) -> RunC
     )  # fmt: skip
 
 
-def _stored(cfg: RunConfig, results_dir: Path | str | None) -> dict[str, Any] | None:
-    """The result record of a config in results/ (any status); None when absent or unreadable."""
-    from wm_bench.results import default_results_dir, result_path, run_id
-
-    rdir = Path(results_dir) if results_dir is not None else default_results_dir()
-    p = result_path(rdir, cfg.experiment, cfg.scale, run_id(cfg.variant, config_hash(cfg)))
-    try:
-        return json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
 def accuracy_of(rec: dict[str, Any] | None) -> float | None:
     """A result's valid/accuracy, None unless the run is "ok" with a finite value."""
     if not rec or rec.get("status") != "ok":
@@ -373,7 +361,7 @@ def best_lr(scale: str, variant: str, results_dir: Path | str | None = None) -> 
     """The variant's LR from its tune runs in the first cell; None until they all have results
     (or when every LR failed)."""
     s = spec(scale)
-    recs = [_stored(make_run(scale, variant, s.cells[0], lr, TUNE_SEED), results_dir)
+    recs = [load_result(make_run(scale, variant, s.cells[0], lr, TUNE_SEED), results_dir)
             for lr in s.lrs]  # fmt: skip
     if any(r is None for r in recs):
         return None

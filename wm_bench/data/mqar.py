@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from wm_bench.data.resumable import ResumableTrainData, ShuffledBatches
+from wm_bench.data.resumable import ResumableTrainData
 
 IGNORE_INDEX = -100
 _CHUNK_ELEMENTS = 1 << 22  # rows × pool entries held at once while sampling (≈ 32 MB of int64)
@@ -239,12 +239,7 @@ class MqarDataModule(ResumableTrainData, L.LightningDataModule):
         return self._cache[split]
 
     def train_dataloader(self) -> DataLoader:
-        x, y = self._dataset("train").tensors
-        stream = ShuffledBatches(
-            x, y, batch_size=self.batch_size, seed=self.seed,
-            drop_last=len(x) >= self.batch_size, start=self._start_batch,
-        )  # fmt: skip
-        return DataLoader(stream, batch_size=None)
+        return self.shuffled_loader(*self._dataset("train").tensors)
 
     def val_dataloader(self) -> DataLoader:
         """The test set (docs/spec.md §5 reports accuracy on it)."""

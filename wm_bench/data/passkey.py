@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from wm_bench.data.resumable import ResumableTrainData, ShuffledBatches
+from wm_bench.data.resumable import ResumableTrainData
 
 IGNORE_INDEX = -100
 # Token ids: three markers, then the key tokens ("digits"), then the filler tokens.
@@ -347,12 +347,7 @@ class PasskeyDataModule(ResumableTrainData, L.LightningDataModule):
         return self._cache[split]
 
     def train_dataloader(self) -> DataLoader:
-        x, y = self._dataset("train").tensors
-        stream = ShuffledBatches(
-            x, y, batch_size=self.batch_size, seed=self.seed,
-            drop_last=len(x) >= self.batch_size, start=self._start_batch,
-        )  # fmt: skip
-        return DataLoader(stream, batch_size=None)
+        return self.shuffled_loader(*self._dataset("train").tensors)
 
     def val_dataloader(self) -> DataLoader:
         """Held-out examples of the training distribution (the test seed's stream)."""

@@ -111,3 +111,19 @@ class ResumableTrainData:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._start_batch = int(state.get("next_train_batch", 0))
+
+    def shuffled_loader(
+        self, inputs: torch.Tensor, labels: torch.Tensor, *, drop_last: bool | None = None
+    ) -> DataLoader:
+        """The training loader over (inputs, labels) rows: `ShuffledBatches` from the next batch.
+
+        Uses the DataModule's `batch_size` and `seed`; drop_last None drops each epoch's partial
+        batch unless the set is smaller than one batch.
+        """
+        bs = self.batch_size  # type: ignore[attr-defined]
+        drop = len(inputs) >= bs if drop_last is None else drop_last
+        stream = ShuffledBatches(
+            inputs, labels, batch_size=bs, seed=self.seed,  # type: ignore[attr-defined]
+            drop_last=drop, start=self._start_batch,
+        )  # fmt: skip
+        return DataLoader(stream, batch_size=None)

@@ -9,7 +9,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from wm_bench.data.resumable import ResumableTrainData, ShuffledBatches
+from wm_bench.data.resumable import ResumableTrainData
 
 
 @dataclass(frozen=True)
@@ -69,11 +69,7 @@ class SyntheticDataModule(ResumableTrainData, L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         x, y = self._dataset(self.cfg.n_train, 10_000 + self.seed).tensors
-        stream = ShuffledBatches(
-            x, y, batch_size=self.batch_size, seed=self.seed, drop_last=True,
-            start=self._start_batch,
-        )  # fmt: skip
-        return DataLoader(stream, batch_size=None)
+        return self.shuffled_loader(x, y, drop_last=True)
 
     def val_dataloader(self) -> DataLoader:
         ds = self._dataset(self.cfg.n_valid, 1_000_000 + self.seed)  # disjoint seed range
