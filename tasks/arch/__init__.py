@@ -1,4 +1,4 @@
-"""Architecture comparison (SPEC §4 "arch", Table 3, claim C4): Llama3-style vs Mamba2 vs
+"""Architecture comparison (docs/spec.md §4 "arch", Table 3, claim C4): Llama3-style vs Mamba2 vs
 Jamba-style vs Cheems (MLP and CDMoE) vs Doge, parameter-matched, same data and tokens;
 validation perplexity and the downstream tasks through lm-eval.
 
@@ -21,25 +21,13 @@ Evaluation, per run: test perplexity at the training length (sliding window, the
 "not run: no data" unless their files are added). The paper used lighteval prompts, 5-shot; our
 prompts are the Eval Gauntlet's, so only the within-table comparison is meaningful.
 
-Scales (edit the ArchScale constants below):
-- smoke: CPU plumbing, ≤ 3 minutes: d 64, 4 layers, BPE 512 on `debian:austen`, T 64, 30 steps,
-  1 seed; 4 examples per task, 0 and 5 shots.
-- cpu (issues 11 and 17): d 64, 8 layers, vocabulary 2048, T 128, batch 16, 300 steps (0.6M
-  tokens per run); the first 100 examples of each multiple-choice task at 0 and 5 shots with
-  prompts up to 512 tokens, recording per example the gold answer's log-likelihood per token
-  and its margin over the best distractor (accuracy sits at chance at this size; the
-  log-likelihoods still separate the models, paired on the same examples). Per-variant tuning
-  (`tasks/_lm.py`): every architecture at LR 1.5e-3, 3e-3 and 6e-3 with seed 0, then seed 1 at
-  its own best LR: 4 runs per architecture. Cut to fit the hour: from the committed runs (400
-  steps: llama 69 s, mamba2 199, jamba 182, cheems_mlp 92, cheems_cdmoe 210, doge 165 of
-  training, plus ≈ 45 s of downstream tasks each) the old protocol would take ≈ 80 min, so
-  the steps go from 400 to 300, Doge (not part of claim C4) is not run at this scale, and
-  TriviaQA (exact match 0 for every model this size; greedy generation, the slowest request
-  kind) is left out: 20 runs ≈ 50–55 min on 2 cores. The 12 committed 400-step runs stay in
-  results/ and are reported until the new ones exist (then as superseded).
-- small (one H100): d 512, 8 layers, vocabulary 16384, T 512, batch 64, 2000 steps (65M tokens),
-  1 seed, full task sets.
-- paper: SPEC §7, ≈ 320M (d 1024, 16 layers), context 2048 (not run here).
+Scales (edit the ArchScale constants below): smoke is CPU plumbing in ≤ 3 minutes (d 64,
+4 layers, 30 steps, 4 examples per task); cpu is d 64, 8 layers, vocabulary 2048, T 128,
+300 steps, the first 100 examples of each multiple-choice task with per-example log-likelihoods,
+LR tuning per architecture (3 LRs, seed 0, then seed 1 at the best), without Doge or TriviaQA;
+small is d 512, 8 layers on one H100 with full task sets; paper is docs/spec.md §7, ≈ 320M
+(d 1024, 16 layers), context 2048 (not run here). How the cpu scale was sized — the committed
+run times, and what was cut to fit the hour — is in tasks/arch/README.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Expert-retrieval speed (SPEC §6, claim C3): time of each expert layer vs N experts and k.
+"""Expert-retrieval speed (docs/spec.md §6, claim C3): time of each expert layer vs N experts and k.
 
 What runs. For every method, N ∈ experts(scale) and ratio ∈ ratios(scale), one FFN layer with
 N experts and k = round(ratio·√N) experts per token (the paper's k: N = 1024 → 8, 16, 24, 32) is
@@ -10,7 +10,8 @@ Methods and the choices the paper does not state:
   the N experts (gather, MLP, index_add), one sigmoid-gated shared expert. Each expert is a
   non-gated MLP of width 4 (SEIMOE_D_FF): then a token activates 2·d·4·k expert parameters,
   exactly CDMoE's private 2·d·H_e·k with H_e = 4 heads, and the N experts hold 8·N·d parameters
-  (at N = 16384, d = 1024: 134M, which fits; the paper's wider experts would not, ANCHORS §2).
+  (at N = 16384, d = 1024: 134M, which fits; the paper's wider experts would not,
+  docs/anchors.md §2).
 - MoE: the fair baseline — the same kind of router, tokens sorted by expert, one grouped matmul
   per projection (`torch._grouped_mm` on Hopper GPUs; the loop over expert slices elsewhere),
   gated experts of width 8 (MOE_D_FF: the narrowest whose rows are 16-byte multiples in bf16,
@@ -21,7 +22,6 @@ Methods and the choices the paper does not state:
 Every layer runs with impl="auto" (Triton / grouped paths on CUDA, references on the CPU); the
 impls that ran are recorded in each result.
 
-Scales (edit the SpeedScale constants below):
 How it times (issue 17). The methods of one (N, ratio) are built together and timed
 round-robin (`wm_bench.bench.common.interleaved_times`): after one untimed first call each and
 `warmup` untimed rounds, each of `repeats` rounds times every method's forward and
@@ -34,21 +34,13 @@ report bootstraps the CDMoE speed-up from the repeats. Results timed the old way
 one method at a time, no repeats kept) still load; a round-robin result of the same point
 replaces them in the report.
 
-Scales (edit the SpeedScale constants below):
-- smoke: plumbing only, CPU: B·T = 64 tokens, d = 32, N ∈ {16, 64}, two ratios, 3 round-robin
-  repeats; seconds.
-- cpu (issues 11 and 17): CPU, one process with 2 threads: B·T = 512 tokens (B = 2, T = 256),
-  d = 64, N ∈ {16, …, 16384}, the four ratios, fp32, 10 round-robin repeats after 1 warm-up
-  round — 24 groups of 5 methods. Cost: 12 calls of each forward and forward + backward (first
-  call, warm-up, 10 repeats) against the old 5, i.e. ≈ 2.4 × the 5.5 min the committed
-  median-of-3 run took from first to last point: ≈ 13–15 min on 2 idle cores, most of it SEIMoE
-  and MoE at N = 16384 (longer when other work shares the cores). Why this size: SEIMoE's Python
-  loop costs per expert, not per token, so the
-  SEIMoE/CDMoE ratio at large N is set by N, and a small B·T keeps every point of the N grid
-  (N = 16384 included) within the 45-minute budget; d = 64 keeps the parameter tables (N·d)
-  in cache-sized territory like the GPU's d = 1024 keeps them in HBM. Times are CPU times:
-  not comparable with the paper's GPU milliseconds, only the ratios between methods are.
-- small / paper: one GPU, the paper's input (B = 8, T = 2048, d = 1024) in bf16, N up to 16384.
+Scales (edit the SpeedScale constants below): smoke is CPU plumbing in seconds (B·T = 64 tokens,
+d = 32, N ∈ {16, 64}, two ratios, 3 repeats); cpu is one CPU process with 2 threads, B·T = 512
+tokens, d = 64, N ∈ {16, …, 16384}, the four ratios, fp32, 10 round-robin repeats (≈ 13–15 min
+on 2 idle cores); small / paper is one GPU with the paper's input (B = 8, T = 2048, d = 1024) in
+bf16. CPU times are not comparable with the paper's GPU milliseconds; only the ratios between
+methods are. How the cpu scale was sized, and its cost against the committed runs, is in
+tasks/expert_speed/README.md.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""FFN comparison (SPEC §4 "ffn", Table 2): MLP vs MoE vs SEIMoE vs PEER vs CDMoE at matched
-active parameters — perplexity, total and active parameters, training tokens/s.
+"""FFN comparison (docs/spec.md §4 "ffn", Table 2): MLP vs MoE vs SEIMoE vs PEER vs CDMoE at
+matched active parameters — perplexity, total and active parameters, training tokens/s.
 
 What runs. The same backbone (QCAttn with RoPE in every layer, untied embeddings) with each FFN,
 trained on the same tokens and evaluated by sliding-window test perplexity at the training length.
@@ -14,25 +14,13 @@ key "active") by one knob per method:
   retrieval width min(256, d)), for N ∈ experts(scale); knob = the shared MLP's width.
 So total parameters differ (that is the point: retrieval methods add capacity at equal compute).
 
-Scales (edit the FfnScale constants below):
-- smoke: CPU plumbing: d 64, 4 layers, BPE 512, T 64, 30 steps, 1 seed, N ∈ {256}, corpus
-  `debian:austen`.
-- cpu (issues 11 and 17): d 128, 4 layers, vocabulary 4096, T 128, batch 16, 500 steps (≈ 1M
-  tokens per run). Per-variant tuning (`tasks/_lm.py`): MLP, MoE, SEIMoE and CDMoE-1024 each at
-  LR 1e-3, 2e-3 and 4e-3 with seed 0 (12 runs), then MLP and CDMoE-1024 (the compared pair,
-  paired by seed) at their own best LR with seeds 0–2 (4 more runs). Cut to fit the hour: PEER
-  (≈ 300 s a run, and 20 % behind the MLP in the committed runs) and CDMoE-256 are not tuned at
-  this scale; their committed LR-2e-3 runs stay in results/ and in the report, marked "one LR".
-  From the committed wall times (MLP 143 s, MoE 187, SEIMoE 183, CDMoE-1024 298 a run) the
-  16 runs take ≈ 55 min on 2 cores from scratch; the LR-2e-3 runs already in results/ have the
-  same configs and are reused, which leaves 8–12 runs (≈ 27–42 min).
-  Sized in issue 11 by a measurement on this machine (2 threads, 2026-12-06, fwd+bwd+AdamW):
-  MLP 9 100 tokens/s, MoE 7 100, SEIMoE 8 000, PEER 4 500, CDMoE-256 6 100, CDMoE-1024 4 000;
-  ten runs of 1M tokens are then ≈ 30 minutes of training, which leaves room for Lightning's
-  overhead and evaluation within the 45-minute budget. 1M tokens for a 2.1M-active-parameter
-  model is far from converged; the table compares methods at equal tokens, not final quality.
-- small (one H100): d 512, 8 layers, vocabulary 16384, T 512, batch 64, 2000 steps, 1 seed,
-  N ∈ {1024, 4096, 16384}.
+Scales (edit the FfnScale constants below): smoke is CPU plumbing (d 64, 4 layers, 30 steps,
+N ∈ {256}, `debian:austen`); cpu is d 128, 4 layers, vocabulary 4096, T 128, 500 steps, with
+per-variant LR tuning for MLP, MoE, SEIMoE and CDMoE-1024 (3 LRs, seed 0) and then MLP and
+CDMoE-1024 paired over seeds 0–2 (PEER and CDMoE-256 keep their one-LR runs); small is d 512,
+8 layers on one H100 with N ∈ {1024, 4096, 16384}. How the cpu scale was sized — what was cut to
+fit the hour, the run times and the throughput measured on this machine — is in
+tasks/ffn/README.md.
 """
 
 from __future__ import annotations

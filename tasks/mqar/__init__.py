@@ -1,40 +1,26 @@
-"""MQAR accuracy grid (SPEC §5, claim C2): run configs per scale, the paper's values, report layout.
+"""MQAR accuracy grid (docs/spec.md §5, claim C2): configs per scale, paper values, report layout.
 
-What runs. Every cell (L, d, mixer) is a 2-layer model whose blocks are mixer + MLP FFN (SPEC §5:
-"2 layers, MLP state mixer"), trained with AdamW (wd 0.1), linear warm-up then cosine to 0, early
-stop once `valid/accuracy` ≥ 0.99, swept over `lr_grid(scale)` × the scale's seeds. The cell's
-reported accuracy is the best LR's (highest mean over seeds). Choices the paper does not state:
+What runs. Every cell (L, d, mixer) is a 2-layer model whose blocks are mixer + MLP FFN
+(docs/spec.md §5: two layers, an MLP as the state mixer), trained with AdamW (wd 0.1), linear
+warm-up then cosine to 0, early stop once `valid/accuracy` ≥ 0.99, swept over `lr_grid(scale)` ×
+the scale's seeds. The cell's reported accuracy is the best LR's (highest mean over seeds).
+Choices the paper does not state:
 - Tied input/output embeddings (Zoology ties them; on a CPU it also keeps the head cheap).
 - QCAttn: 1 head, RoPE (Zoology's attention has 1 head and learned absolute positions; the suite
   has RoPE or none, and RoPE is the closest position-aware choice).
 - DMA: 1 head like QCAttn, so the two differ only in the dynamic mask; window = #KV pairs
-  (SPEC §5); other fields default (RoPE, QK-norm).
+  (docs/spec.md §5); other fields default (RoPE, QK-norm).
 - SSD: the suite's (Cheems) SSD with N = d_state = 128, 1 head, 1 group, default RoPE and expand.
 - Based: the layer's defaults (feature dim 16, sliding window 64). At L = 64 that window covers
   the whole sequence, so Based is exact attention there; from L = 128 on it is not.
 - FFN: the gated MLP with its default width (8/3·d rounded up to 64).
 
-Scales (edit the ScaleSpec constants below; `planned_tokens(scale)` recomputes the cost):
-- smoke: plumbing only. L = 64, d = 32, all 4 mixers, 1 LR, 1 seed, 40 steps of batch 16.
-- cpu (issue 11): L = 64, d = 64, kv = 8, vocabulary 512, the four mixers plus DMA under the
-  other tie rule, 2 seeds, one LR (3e-3), ≤ 5000 steps of 2048 tokens (batch 32) with early
-  stop at 0.99 = 10 runs, ≈ 35 min on 2 cores. Why this shape, from calibrations on this
-  machine (2026-11-23): 2-layer QCAttn sits on a plateau at 1/kv accuracy until it forms its
-  induction circuit, and the step where it leaves depends on the LR schedule, not only on the
-  step count. Under a 2500-step cosine schedule both seeds were still at 0.15 / 0.45 at the end
-  (the LR had decayed before the break); under a 5000-step schedule both seeds left the plateau
-  by step 2000 and passed 0.98 by 2750. Vocabulary 128 or LR 1e-2 did not shorten the plateau
-  (1500-step probes, both at 0.14). So the 45-minute budget buys one cell with a long schedule
-  rather than several cells that only measure the plateau: a first cpu grid with a second
-  length (L = 128, kv = 16) left EVERY mixer at 1/kv after 2500 steps (results in git history,
-  commit 425447e). kv = L/8 rather than the paper's L/4 and vocabulary 512 (SPEC §5 and
-  ANCHORS §5: with 8192 the output layer dominates the CPU cost), so the row has no paper
-  value beside it.
-- small (one H100, ≈ 20 min): the paper's grid L ∈ {256, …, 2048} × d ∈ {32, …, 256}, kv = L/4,
-  vocab 8192, 2 LRs × 1 seed = 128 runs of ≤ 500 steps × 32768 tokens (2.1B tokens at most;
-  ≈ 17 min at 2M tokens/s before early stops), 10k training examples reused across epochs.
-- paper: SPEC §5 / Zoology Fig. 2: 100k train / 3k test, batch 512, 64 epochs (12 500 steps),
-  lr ∈ logspace(−4, −2, 4), evaluated about once per epoch.
+Scales (edit the ScaleSpec constants below; `planned_tokens(scale)` recomputes the cost): smoke
+is plumbing only (L = 64, d = 32, 40 steps); cpu is one cell (L = 64, d = 64, kv = 8, vocabulary
+512) for the four mixers plus DMA under the other tie rule, 2 seeds, one LR, ≤ 5000 steps with
+early stop, ≈ 35 min on 2 cores; small is the paper's grid on one H100 (≈ 20 min); paper is
+Zoology's Fig. 2 setting. Why each scale has its shape — the calibrations on this machine, what
+was tried and dropped — is in tasks/mqar/README.md.
 """
 
 from __future__ import annotations
@@ -59,9 +45,9 @@ EXPERIMENT = "mqar"
 METRIC = "valid/accuracy"
 HIGHER_IS_BETTER = True
 EARLY_STOP_ACCURACY = 0.99
-# The paper's four mixers, plus DMA under the other tie rule (SPEC §2.4: "run C2 under both rules
-# at least once"): "dma" ranks equal biases smaller-index first (at init it keeps the FIRST w keys),
-# "dma_li" larger-index first (at init a sliding window over the LAST w keys).
+# The paper's four mixers, plus DMA under the other tie rule (docs/spec.md §2.4: C2 is run under
+# both rules at least once): "dma" ranks equal biases smaller-index first (at init it keeps the
+# FIRST w keys), "dma_li" larger-index first (at init a sliding window over the LAST w keys).
 PAPER_MIXERS: tuple[str, ...] = ("based", "qcattn", "ssd", "dma")
 MIXERS: tuple[str, ...] = (*PAPER_MIXERS, "dma_li")
 MIXER_LABELS: dict[str, str] = {
@@ -80,7 +66,7 @@ MIXER_KWARGS: dict[str, dict[str, Any]] = {
     "dma": {"n_heads": 1},
     "dma_li": {"n_heads": 1, "tie_break": "larger_index"},
 }
-# Claim C2 (SPEC §1): DMA at 100 % (we accept the early-stop level 0.99) and a gain
+# Claim C2 (docs/spec.md §1): DMA at 100 % (we accept the early-stop level 0.99) and a gain
 # acc_dma / acc_x − 1 ≥ 1.5 over QCAttn and SSD.
 CLAIM_C2: dict[str, Any] = {
     "subject": "dma",
@@ -103,7 +89,7 @@ class ScaleSpec:
     widths: tuple[int, ...]
     lrs: tuple[float, ...]
     seeds: tuple[int, ...]
-    kv_divisor: int  # num_kv_pairs = L // kv_divisor (≥ 4: SPEC §5 needs 4·kv ≤ L)
+    kv_divisor: int  # num_kv_pairs = L // kv_divisor (≥ 4: docs/spec.md §5 needs 4·kv ≤ L)
     vocab_size: int
     max_steps: int
     eval_every: int

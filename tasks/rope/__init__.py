@@ -1,4 +1,4 @@
-"""RoPE inside SSD (SPEC §4 "rope", Table 1, claim C1): perplexity with and without it.
+"""RoPE inside SSD (docs/spec.md §4 "rope", Table 1, claim C1): perplexity with and without it.
 
 What runs. Five language models trained on the same tokens, evaluated by sliding-window test
 perplexity at 1×, 2× and 4× the training length (`wm_bench.eval.perplexity`):
@@ -12,32 +12,15 @@ Claim C1: (ppl_norope − ppl_rope) / ppl_norope > 4 % for the hybrid; the gain 
 (both models of a seed see the same data stream) and judged by its t interval against 4 %
 (`wm_bench.report.rope`), at each evaluation length; the training length is the headline.
 
-Recipe (SPEC §7, scaled down): AdamW wd 0.01, warm-up 10 %, cosine to 10 % of the peak, grad
-clip 1.0, untied embeddings, byte-level BPE trained on the corpus' training split.
+Recipe (docs/spec.md §7, scaled down): AdamW wd 0.01, warm-up 10 %, cosine to 10 % of the peak,
+grad clip 1.0, untied embeddings, byte-level BPE trained on the corpus' training split.
 
-Scales (edit the RopeScale constants below):
-- smoke: plumbing, CPU: d 64, 4 layers, BPE 512, T = 64, 30 steps, 1 seed, corpus
-  `debian:austen` (the smallest part: its tokenizer and shards build in seconds).
-- cpu (issues 11 and 17): d 64, 8 layers (the 7:1 hybrid needs 8), vocabulary 2048, T = 128,
-  batch 16, 600 steps (1.2M training tokens per run); test perplexity over the first 32 768 test
-  tokens at T, 2T, 4T. Per-variant tuning (`tasks/_lm.py`): every variant at LR 1.5e-3, 3e-3 and
-  6e-3 with seed 0 (15 runs), then the hybrid pair (the claim) at its own best LR with seeds
-  0–5 (10 more runs); the SSD-only and attention-only references keep their tune run (n = 1).
-  25 runs at the ≈ 129 s each that the 15 committed runs took (32.2 min, issue 11) ≈ 54 min
-  on 2 cores from scratch; the LR-3e-3 runs already in results/ (seeds 0–2) have the same
-  configs and are reused, which leaves 16–20 runs (≈ 35–43 min). Why six seeds: the 3-seed
-  paired gains (2.2 / 3.1 / 3.7 %, sd 0.75 points) put the interval across the 4 % threshold;
-  at that spread 6–7 seeds decide a 1-point gap at 80 % power, and 7 would not fit the hour.
-  Why this size:
-  measured on this machine (2 threads, 2026-11-23), the d 128 / vocabulary 4096 hybrid
-  (3.4M parameters) trains at ≈ 4 000 tokens/s, so 15 runs of 2.5M tokens would take 2.6 hours;
-  d 64 / vocabulary 2048 (0.79M parameters) runs at ≈ 9 600 tokens/s. Within 45 minutes, three
-  seeds per compared pair leave ≈ 1.2M tokens for each 0.8M-parameter model — below the
-  "1–5M parameters, a few million tokens" the issue suggests; fewer seeds would break its
-  "≥ 3 seeds" rule, which matters more for a 4 % threshold.
-- small (one H100, ≈ 20 min): d 512, 8 layers (≈ 40M parameters with vocabulary 16384),
-  T = 512, batch 64, 2000 steps (65M tokens per run), 2 seeds.
-- paper: SPEC §7 (not run here).
+Scales (edit the RopeScale constants below): smoke is plumbing (d 64, 4 layers, 30 steps on
+`debian:austen`); cpu is d 64, 8 layers, vocabulary 2048, T = 128, 600 steps, with per-variant LR
+tuning (3 LRs, seed 0) and then the hybrid pair at its best LR with seeds 0–5; small is d 512,
+8 layers on one H100; paper is docs/spec.md §7 (not run here). How the cpu scale was sized — the
+run counts and times, why six seeds, the throughput measured on this machine — is in
+tasks/rope/README.md.
 """
 
 from __future__ import annotations
