@@ -10,7 +10,7 @@ valid/accuracy ≥ 0.99). The variants differ in one factor at a time from a nei
 - "DMA, paper-figure form": what the authors' Dec-2024 code computed for the paper's MQAR figure.
   Its mask test `exp(A·softplus(Δ)) < 1` never fires with A initialised to 1 (the exponent is
   ≥ 0), so no key is ever masked: dense attention plus the key bias exp(A·softplus(Δ)), A₀ = 1,
-  and no QK-norm (the older small-doge code has none, SPEC §2.4). The variant closest to the
+  and no QK-norm (the older small-doge code has none, docs/spec.md §2.4). The variant closest to the
   figure, so claim C2 is judged on it;
 - SSD: the Cheems SSD (no short convolution, N = 128, 1 head, as in `tasks.mqar`) beside the
   Mamba-2 block at the same width (expand 1, one head of 64, N = 128) with what the Cheems SSD
@@ -174,7 +174,7 @@ LANES: dict[str, int] = {
     "mamba2": 1, "ours_dma_kv_a1": 1, "ours_dma_qknorm_temp": 1,
 }  # fmt: skip
 BASELINES = ("qcattn", "ssd")  # C2's baselines (the paper's QCAttn and SSD)
-# Claim C2 (SPEC §1): DMA at 100 % (the early-stop level 0.99) and acc_DMA / acc_x − 1 ≥ 1.5.
+# Claim C2 (docs/spec.md §1): DMA at 100 % (the early-stop level 0.99) and acc_DMA / acc_x − 1 ≥ 1.5.
 CLAIM_C2: dict[str, Any] = {"min_accuracy": EARLY_STOP_ACCURACY, "min_gain": 1.5}
 
 

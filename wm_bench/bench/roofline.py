@@ -46,7 +46,7 @@ H100 = Ceilings(
     tflops_spec=989.0,
     tbps=3.03,
     tbps_spec=3.35,
-    source="../shared/perf/ANCHORS.md §1 (bf16 8192³ GEMM; D2D copy), measured on the lent H100",
+    source="docs/anchors.md §1 (bf16 8192³ GEMM; D2D copy), measured on the lent H100",
 )
 
 

@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Chunked SSD (Mamba-2 scan), forward and forward+backward: our Triton kernel side\n"
             "by side with mamba_ssm's mamba_chunk_scan_combined and fla's chunk_simple_gla\n"
-            "(ANCHORS.md §3; each used when importable). Every implementation is first checked\n"
+            "(docs/anchors.md §3; each used when importable). Every implementation is first checked\n"
             "against the float64 reference (relative RMS of y and every gradient; a wrong one is\n"
             "reported, not timed), then timed with triton.testing.do_bench (median, L2 flushed):\n"
             "forward with autograd on, forward + torch.autograd.grad, a CUDA-graph replayed\n"

@@ -16,7 +16,7 @@ SCALE_TITLES: dict[str, str] = {
     "smoke": "smoke (plumbing only, numbers meaningless)",
 }
 SCALE_BANNERS: dict[str, str] = {
-    "paper": "**Paper scale**: the paper's settings (SPEC §5).",
+    "paper": "**Paper scale**: the paper's settings (docs/spec.md §3).",
     "small": "**Small scale (one GPU)**: the paper's grid with fewer training examples and steps.",
     "cpu": (
         "**CPU scale**: real results from a 2-core CPU machine at reduced lengths, widths, "

@@ -1,4 +1,4 @@
-"""DMA: dynamic mask attention, 2025 form (Shi et al., arXiv 2508.02124; SPEC §2.4)."""
+"""DMA: dynamic mask attention, 2025 form (Shi et al., arXiv 2508.02124; docs/spec.md §2.4)."""
 
 from __future__ import annotations
 
