@@ -174,7 +174,7 @@ LANES: dict[str, int] = {
     "mamba2": 1, "ours_dma_kv_a1": 1, "ours_dma_qknorm_temp": 1,
 }  # fmt: skip
 BASELINES = ("qcattn", "ssd")  # C2's baselines (the paper's QCAttn and SSD)
-# Claim C2 (docs/spec.md §1): DMA at 100 % (the early-stop level 0.99) and acc_DMA / acc_x − 1 ≥ 1.5.
+# Claim C2 (docs/spec.md §1): DMA at 100 % (early-stop level 0.99), acc_DMA / acc_x − 1 ≥ 1.5.
 CLAIM_C2: dict[str, Any] = {"min_accuracy": EARLY_STOP_ACCURACY, "min_gain": 1.5}
 
 

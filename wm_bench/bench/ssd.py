@@ -225,9 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Chunked SSD (Mamba-2 scan), forward and forward+backward: our Triton kernel side\n"
             "by side with mamba_ssm's mamba_chunk_scan_combined and fla's chunk_simple_gla\n"
-            "(docs/anchors.md §3; each used when importable). Every implementation is first checked\n"
-            "against the float64 reference (relative RMS of y and every gradient; a wrong one is\n"
-            "reported, not timed), then timed with triton.testing.do_bench (median, L2 flushed):\n"
+            "(docs/anchors.md §3; each used when importable). Every implementation is first\n"
+            "checked against the float64 reference (relative RMS of y and every gradient; a wrong\n"
+            "one is reported, not timed), then timed with triton.testing.do_bench (median, L2 flushed):\n"
             "forward with autograd on, forward + torch.autograd.grad, a CUDA-graph replayed\n"
             "forward; also peak memory, first-call time, achieved GB/s and % of the H100\n"
             "bandwidth roofline. The JSON (<results>/bench/ssd-<device>.json) is rewritten after\n"
