@@ -102,7 +102,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="DIR",
         help="downstream task files (JSON lines) for runs with downstream tasks (default: "
-        "$WM_BENCH_EVAL_DATA, else ../shared/data/eval beside the checkout)",
+        "$WM_BENCH_EVAL_DATA, else the sets shipped with the package, recorded as package:eval)",
     )
     p.add_argument(
         "--save-model",
@@ -306,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--eval-data",
         default=None,
         metavar="DIR",
-        help="task files (default: $WM_BENCH_EVAL_DATA, else ../shared/data/eval)",
+        help="task files (default: $WM_BENCH_EVAL_DATA, else the packaged sets: package:eval)",
     )
     p.add_argument("--batch-size", type=_int_at_least(1), default=16, help="≥ 1 (16)")
     p.add_argument(
@@ -730,7 +730,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         lm, keys, shots=args.shots, limit=args.limit, eval_data=args.eval_data,
         source=args.source, seed=args.seed, progress=not args.quiet,
     )  # fmt: skip
-    rec["model_dir"] = str(args.model_dir)
+    from wm_bench.results import portable_path
+
+    rec["model_dir"] = portable_path(args.model_dir)  # relative to the repository when inside it
+    if rec.get("eval_data"):
+        print(f"eval data: {rec['eval_data']}")
     print(f"{'task':<16} " + " ".join(f"{k}-shot".rjust(8) for k in rec["shots"]))
     for k in keys:
         if k in rec["not_run"]:
@@ -755,10 +759,9 @@ def cmd_lm_eval(argv: list[str]) -> int:
     from wm_bench.eval.downstream import render_tasks, resolve_eval_data
 
     with tempfile.TemporaryDirectory(prefix="wm_bench_tasks_") as tmp:
-        data = resolve_eval_data(None)
         extra = []
-        if data is not None and "--include_path" not in argv and argv and argv[0] != "--help":
-            render_tasks(data, tmp)
+        if "--include_path" not in argv and argv and argv[0] != "--help":
+            render_tasks(resolve_eval_data(None), tmp)
             extra = ["--include_path", tmp]
         old = sys.argv
         sys.argv = ["lm-eval", *argv, *extra]

@@ -215,7 +215,7 @@ class DownstreamConfig:
     source: str = "local"  # "local" (offline YAMLs + JSONL files) or "hub" (lm-eval's names)
     batch_size: int = 16
     max_length: int | None = None  # longest prompt given to the model (None: the training T)
-    eval_data: str | None = runtime_field(None)  # None → $WM_BENCH_EVAL_DATA or ../shared/data/eval
+    eval_data: str | None = runtime_field(None)  # None → $WM_BENCH_EVAL_DATA, else package:eval
 
     def __post_init__(self) -> None:
         from wm_bench.eval.downstream import SOURCES, check_tasks

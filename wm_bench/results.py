@@ -48,6 +48,23 @@ def repo_root() -> Path:
     return here if (here / "pyproject.toml").exists() else Path.cwd()
 
 
+def portable_path(path: str | Path, root: str | Path | None = None) -> str:
+    """How a path is recorded in results and reports: relative to the repository root (POSIX
+    separators) when it lies inside it, else exactly as given (never made absolute).
+
+    Args:
+        path: a path as the user or the code gave it (relative to the working directory or
+            absolute).
+        root: the folder to relativise against (default: `repo_root()`).
+    """
+    base = Path(root) if root is not None else repo_root()
+    try:
+        rel = Path(path).expanduser().resolve().relative_to(base.resolve())
+    except (ValueError, OSError):
+        return str(path)
+    return rel.as_posix() if rel.parts else "."
+
+
 def default_results_dir() -> Path:
     return Path(os.environ.get("WM_BENCH_RESULTS", repo_root() / "results"))
 

@@ -1,8 +1,8 @@
 """lm-eval adapter (WmBenchLM), offline downstream tasks, model directories, `wm-bench eval`.
 
 Tiny random models and a BPE trained on generated text; task data is written as fixtures in a
-temporary folder, so nothing here needs the network or ../shared. One test also reads
-../shared/data/eval when it is there.
+temporary folder, so nothing here needs the network or anything outside the repository. One test
+runs every task on the data shipped with the package.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from wm_bench.eval.harness import WmBenchLM, direct_loglikelihood
 from wm_bench.model import build_model
 from wm_bench.presets import preset
 
-SHARED_EVAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "eval"
 WORDS = [
     "the",
     "a",
@@ -271,13 +270,15 @@ def test_rendered_yaml_points_at_the_data_dir(eval_dir: Path, tmp_path: Path) ->
     assert str(eval_dir.resolve() / "arc_easy.jsonl") in text and "${EVAL_DATA}" not in text
 
 
-@pytest.mark.skipif(not SHARED_EVAL.is_dir(), reason="../shared/data/eval not present")
-def test_every_shipped_task_file_loads_through_its_yaml(llama, tok) -> None:
+def test_every_shipped_task_file_loads_through_its_yaml(llama, tok, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("WM_BENCH_CACHE", str(tmp_path / "cache"))  # an empty cache
+    monkeypatch.delenv(downstream.ENV_VAR, raising=False)
     lm = WmBenchLM(model=llama, tokenizer=tok, batch_size=8, max_length=128, device="cpu")
-    keys = [k for k, t in downstream.TASKS.items() if (SHARED_EVAL / t.file).is_file()]
-    rec = downstream.evaluate(lm, keys, shots=(0,), limit=2, eval_data=SHARED_EVAL,
-                              progress=False)  # fmt: skip
-    assert set(rec["n_samples"]) == set(keys) and not rec["not_run"]
+    rec = downstream.evaluate(lm, list(downstream.TASKS), shots=(0,), limit=2, progress=False)
+    assert set(rec["not_run"]) == {"mmlu", "hellaswag"}  # the two sets without an offline file
+    assert set(rec["n_samples"]) == set(downstream.TASKS) - {"mmlu", "hellaswag"}
+    assert rec["eval_data"] == "package:eval"
+    assert rec["not_run"]["mmlu"] == "not run: no data (mmlu.jsonl not in package:eval)"
     assert rec.get("truncated_continuations", 0) > 0  # PIQA's long answers at max_length 128
 
 
@@ -296,7 +297,10 @@ def test_cli_eval_prints_a_table_and_writes_json(
                str(eval_dir), "--output", str(out), "--quiet", "--device", "cpu"])  # fmt: skip
     text = capsys.readouterr().out
     assert rc == 0 and "arc_easy" in text and "not run: no data" in text
-    assert json.loads(out.read_text())["n_samples"] == {"arc_easy": 2}
+    assert f"eval data: {eval_dir}" in text  # outside the repository: the path as given
+    rec = json.loads(out.read_text())
+    assert rec["n_samples"] == {"arc_easy": 2}
+    assert rec["eval_data"] == str(eval_dir) and rec["model_dir"] == str(d)
     assert main(["eval", str(tmp_path / "missing")]) == 2
     assert "not a wm_bench model directory" in capsys.readouterr().err
     assert main(["eval", str(d), "--tasks", "arc"]) == 2

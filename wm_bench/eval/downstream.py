@@ -1,21 +1,25 @@
 """Downstream tasks through lm-evaluation-harness: which tasks, where their data is, how to run.
 
 The paper's eight (docs/spec.md §7): MMLU, TriviaQA, ARC-Easy, ARC-Challenge, PIQA, HellaSwag,
-OpenBookQA, Winogrande; plus LAMBADA, COPA and BoolQ, which `../shared/data/eval/` also holds.
+OpenBookQA, Winogrande; plus LAMBADA, COPA and BoolQ, whose offline files ship with the package.
 Each task has one headline metric: acc (ARC-E, PIQA, Winogrande, MMLU, COPA, BoolQ, LAMBADA),
 acc_norm (ARC-C, HellaSwag, OBQA), exact_match (TriviaQA).
 
 Two sources:
 - "local" (the default; offline): the suite's own task YAMLs in `wm_bench/eval/tasks/`, named
-  `wm_<task>`, read JSON-lines files from an eval-data directory (the schema of
-  `../shared/data/eval/README.md`). A task whose file is absent is reported as
-  "not run: no data" — never silently dropped. Prompts are the Eval Gauntlet's ("Question: …
-  Answer:"), not lm-eval's own, so scores compare within the suite only.
+  `wm_<task>`, read JSON-lines files from an eval-data directory (schemas in each YAML's
+  header). A task whose file is absent is reported as "not run: no data" — never silently
+  dropped (MMLU and HellaSwag with the packaged data). Prompts are the Eval Gauntlet's
+  ("Question: … Answer:"), not lm-eval's own, so scores compare within the suite only.
 - "hub": lm-eval's standard task names (`arc_easy`, `mmlu`, …); lm-eval downloads their data
   from the Hugging Face hub, so this needs the network.
 
-The eval-data directory: `--eval-data DIR`, else `$WM_BENCH_EVAL_DATA`, else `../shared/data/eval`
-beside the checkout when it exists.
+The eval-data directory (`resolve_eval_source`): `--eval-data DIR`, else `$WM_BENCH_EVAL_DATA`,
+else the nine sets shipped in `wm_bench/eval/data/` (xz; sources and licences in its NOTICE.md),
+decompressed once into `<$WM_BENCH_CACHE>/eval_data/` and checked against their manifest's
+sha256 on every load (`wm_bench.eval.packaged`). Results name it symbolically: `package:eval`,
+`$WM_BENCH_EVAL_DATA`, or the given path (relative to the repository root when inside it) —
+never this machine's cache path.
 
 The paper used lighteval's prompts and 5-shot (0-shot before Dec 18, 2024); the suite runs
 lm-eval at 0 and 5 shots, so its numbers are not the paper's protocol.
@@ -78,26 +82,41 @@ def check_tasks(keys: Any) -> tuple[str, ...]:
     return keys
 
 
-def default_eval_data() -> Path | None:
-    """$WM_BENCH_EVAL_DATA, else ../shared/data/eval next to the checkout, else None."""
+def resolve_eval_source(path: str | Path | None) -> tuple[Path, str]:
+    """(eval-data directory, its symbolic label for results) in the order `--eval-data DIR`
+    (label: the path as given, relative to the repository root when inside it), then
+    `$WM_BENCH_EVAL_DATA` (label: "$WM_BENCH_EVAL_DATA"), then the packaged sets (label:
+    "package:eval"; decompressed and sha256-checked by `wm_bench.eval.packaged`).
+
+    Raises FileNotFoundError when a given path or the variable's value is not a directory, and
+    `EvalDataError` (a ValueError) naming the packaged file that fails its check.
+    """
+    if path is not None:
+        p = Path(path)
+        if not p.is_dir():
+            raise FileNotFoundError(
+                f"--eval-data {str(path)!r} is not a directory; it should hold the task files "
+                f"({', '.join(TASKS[k].file for k in PAPER_TASKS)}, …)"
+            )
+        from wm_bench.results import portable_path
+
+        return p, portable_path(path)
     env = os.environ.get(ENV_VAR)
     if env:
-        return Path(env)
-    here = Path(__file__).resolve().parents[3] / "shared" / "data" / "eval"
-    return here if here.is_dir() else None
+        if not Path(env).is_dir():
+            raise FileNotFoundError(
+                f"${ENV_VAR}={env!r} is not a directory; point it at a folder of task files, or "
+                "unset it to use the packaged data"
+            )
+        return Path(env), f"${ENV_VAR}"
+    from wm_bench.eval.packaged import LABEL, packaged_eval_data
+
+    return packaged_eval_data(), LABEL
 
 
-def resolve_eval_data(path: str | Path | None) -> Path | None:
-    """The eval-data directory to use; a given path that is not a directory is an error."""
-    if path is None:
-        return default_eval_data()
-    p = Path(path)
-    if not p.is_dir():
-        raise FileNotFoundError(
-            f"--eval-data {str(path)!r} is not a directory; it should hold the task files "
-            f"({', '.join(TASKS[k].file for k in PAPER_TASKS)}, …)"
-        )
-    return p
+def resolve_eval_data(path: str | Path | None) -> Path:
+    """The eval-data directory to use (see `resolve_eval_source`, which also gives its label)."""
+    return resolve_eval_source(path)[0]
 
 
 def task_yaml(key: str, eval_data: Path) -> str:
@@ -122,8 +141,13 @@ def render_tasks(eval_data: Path, out_dir: str | Path, keys: Any = None) -> list
     return names
 
 
-def plan(keys: Any, eval_data: Path | None, source: str) -> tuple[list[str], dict[str, str]]:
-    """(tasks to run, {task: reason} for those that cannot): missing local files → no data."""
+def plan(
+    keys: Any, eval_data: Path | None, source: str, label: str | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """(tasks to run, {task: reason} for those that cannot): missing local files → no data.
+
+    `label` names the data directory in the reasons (default: the path itself).
+    """
     if source not in SOURCES:
         raise ValueError(f"downstream source {source!r}; valid: {list(SOURCES)}")
     keys = check_tasks(keys)
@@ -134,7 +158,9 @@ def plan(keys: Any, eval_data: Path | None, source: str) -> tuple[list[str], dic
         if eval_data is not None and (eval_data / TASKS[k].file).is_file():
             run.append(k)
         else:
-            where = eval_data if eval_data is not None else f"no eval-data directory (${ENV_VAR})"
+            where = label or eval_data
+            if eval_data is None:
+                where = f"no eval-data directory (${ENV_VAR})"
             skipped[k] = f"{NO_DATA} ({TASKS[k].file} not in {where})"
     return run, skipped
 
@@ -264,7 +290,7 @@ def evaluate(
         keys: task keys (see TASKS).
         shots: few-shot counts, each run separately (e.g. (0, 5)).
         limit: at most this many examples per task (the first ones; None: all).
-        eval_data: local data directory (see the module docstring for the default).
+        eval_data: local data directory (see `resolve_eval_source` for the default).
         source: "local" or "hub".
         seed: seeds lm-eval's few-shot sampling and its RNGs.
         progress: False silences lm-eval's progress bars and its informational log lines.
@@ -273,17 +299,19 @@ def evaluate(
          "not_run": {task: reason}, "versions": {task: lm-eval task version},
          "n_samples": {task: examples scored}, "per_example": {"<task>@<k>shot": see
          `per_example`}, "shots": [...], "limit": limit, "source": source,
-         "eval_data": str | None, "lm_eval_version": str}
+         "eval_data": where the local data came from, symbolically ("package:eval",
+         "$WM_BENCH_EVAL_DATA" or the given path, see `resolve_eval_source`; None for hub),
+         "lm_eval_version": str}
     """
     import lm_eval
     from lm_eval.tasks import TaskManager
 
-    data = resolve_eval_data(eval_data) if source == "local" else None
-    run, not_run = plan(keys, data, source)
+    data, label = resolve_eval_source(eval_data) if source == "local" else (None, None)
+    run, not_run = plan(keys, data, source, label)
     rec: dict[str, Any] = {
         "metrics": {}, "stderr": {}, "not_run": dict(not_run), "versions": {}, "n_samples": {},
         "per_example": {}, "shots": [int(s) for s in shots], "limit": limit, "source": source,
-        "eval_data": str(data) if data else None, "lm_eval_version": lm_eval.__version__,
+        "eval_data": label, "lm_eval_version": lm_eval.__version__,
     }  # fmt: skip
     if not run:
         return rec

@@ -100,6 +100,22 @@ def _downstream(
     return {f"downstream/{k}": v for k, v in rec.pop("metrics").items()}, rec
 
 
+def recorded_model_dir(saved: str | Path, out_dir: str | Path) -> str:
+    """A saved model's folder as results record it, never as this machine's absolute path:
+    relative to the repository root when inside it (e.g. "outputs/models/arch/cpu/<run>"), else
+    relative to the out-dir ("<out-dir>/models/arch/cpu/<run>"), else as given."""
+    from wm_bench.results import portable_path
+
+    label = portable_path(saved)
+    if not Path(label).is_absolute():
+        return label
+    try:
+        rel = Path(saved).resolve().relative_to(Path(out_dir).resolve())
+    except ValueError:
+        return label
+    return f"<out-dir>/{rel.as_posix()}"
+
+
 class Throughput(L.Callback):
     """Training tokens/s measured over optimiser steps only (validation excluded)."""
 
@@ -423,7 +439,8 @@ def _train_and_eval(
         from wm_bench.eval.checkpoint import save_pretrained
 
         path = out_dir / "models" / cfg.experiment / cfg.scale / rid
-        extra["model_dir"] = str(save_pretrained(path, module.model, cfg, dm.prepared.tokenizer))
+        saved = save_pretrained(path, module.model, cfg, dm.prepared.tokenizer)
+        extra["model_dir"] = recorded_model_dir(saved, out_dir)
     return {
         "extra": extra,
         "metrics": metrics,
