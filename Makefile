@@ -8,7 +8,7 @@ OP ?= ssd
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup smoke test test-interpret test-gpu lint format reproduce-figure-mqar reproduce-figure-speed reproduce-table1 reproduce-table2 reproduce-table3 report pdf clean
+.PHONY: help setup smoke test test-interpret test-gpu lint format reproduce-figure-mqar reproduce-figure-speed reproduce-table1 reproduce-table2 reproduce-table3 reproduce-mqar-dma reproduce-passkey report pdf clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -61,6 +61,12 @@ reproduce-table2: $(STAMP) ## FFN comparison table + report (SCALE=smoke|cpu|sma
 
 reproduce-table3: $(STAMP) ## the main job: architecture comparison (Table 3) + downstream tasks + report (SCALE=auto: small with CUDA, smoke without)
 	$(VENV)/bin/wm-bench reproduce arch --scale $(SCALE)
+
+reproduce-mqar-dma: $(STAMP) ## DMA-on-MQAR ablation + report (SCALE=smoke|cpu|small|paper|auto)
+	$(VENV)/bin/wm-bench reproduce mqar_dma --scale $(SCALE)
+
+reproduce-passkey: $(STAMP) ## needle-in-a-haystack passkey grid + heat maps (SCALE=smoke|cpu|small|paper|auto)
+	$(VENV)/bin/wm-bench reproduce passkey --scale $(SCALE)
 
 report: $(STAMP) ## regenerate reports/*.md and figures from results/
 	$(VENV)/bin/wm-bench report
