@@ -11,7 +11,7 @@ from wm_bench.config import DownstreamConfig, RunConfig, config_hash, run_from_d
 from wm_bench.data.lm import LMDataConfig
 from wm_bench.migrate_paths import main, migrate_record, portable
 from wm_bench.presets import preset
-from wm_bench.results import make_result, write_json_atomic
+from wm_bench.results import make_result, repo_root, write_json_atomic, write_result
 
 ROOT = "/work/main"  # the repository root of the (other) machine that made the fixture
 
@@ -115,3 +115,13 @@ def test_what_counts_as_an_absolute_machine_path(text: str, found: list[str]) ->
     from wm_bench.migrate_paths import ABSOLUTE_PATH
 
     assert [m.group(0) for m in ABSOLUTE_PATH.finditer(text)] == found
+
+
+def test_new_results_are_written_without_the_checkout_path(tmp_path: Path) -> None:
+    rec = _record()
+    rec["error"] = f'Traceback:\n  File "{repo_root() / "wm_bench" / "cli.py"}", line 1'
+    rec["extra"]["model_dir"] = str(repo_root() / "outputs" / "models" / "m")
+    written = json.loads(write_result(rec, tmp_path).read_text())
+    assert written["error"] == 'Traceback:\n  File "wm_bench/cli.py", line 1'
+    assert written["extra"]["model_dir"] == "outputs/models/m"
+    assert written["config"] == rec["config"] and written["metrics"] == rec["metrics"]

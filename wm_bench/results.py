@@ -254,7 +254,16 @@ def write_json_atomic(path: Path | str, obj: Any) -> Path:
 
 
 def write_result(rec: dict[str, Any], results_dir: Path | str | None = None) -> Path:
+    """Validate `rec` and write it to its place under `results_dir` (default: results/).
+
+    Absolute paths inside the checkout or beside it, in any field but `config`, are written
+    relative to the repository root (`wm_bench.migrate_paths`), so that an error's traceback or
+    message never carries this machine's path; `config` (and so the hash) is left as it is.
+    """
+    from wm_bench.migrate_paths import migrate_record
+
     validate(rec)
+    rec = migrate_record(rec, repo_root())[0]
     rdir = results_dir if results_dir is not None else default_results_dir()
     return write_json_atomic(result_path(rdir, rec["experiment"], rec["scale"], rec["run_id"]), rec)
 
