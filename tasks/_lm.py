@@ -139,6 +139,42 @@ def record_value(rec: dict[str, Any] | None) -> float | None:
     return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
 
 
+def tune_variant(
+    variant: str,
+    lr_grid: Sequence[float],
+    make: Callable[[str, float, int], RunConfig],
+    *,
+    results_dir: Path | str | None = None,
+    max_extend: int = 0,
+) -> tuple[float | None, list[RunConfig]]:
+    """(the variant's best LR, or None while undecided; its tune configs so far).
+
+    The tune runs are make(variant, lr, TUNE_SEED) for every LR of the grid. When the best LR
+    sits on the grid's edge, the grid is extended by one geometric step beyond that edge (up to
+    `max_extend` times), since the optimum may lie past it; the best LR is decided once it is
+    inside the grid or the extensions are used up. Failed and diverged runs count as worst.
+    """
+    if len(set(lr_grid)) != len(lr_grid) or not lr_grid:
+        raise ValueError(f"lr_grid={tuple(lr_grid)} must hold distinct LRs (at least one)")
+    grid = sorted(lr_grid)
+    step = grid[1] / grid[0] if len(grid) > 1 else 2.0
+    for extension in range(max_extend + 1):
+        tune = [make(variant, lr, TUNE_SEED) for lr in grid]
+        recs = [load_result(c, results_dir) for c in tune]
+        if any(r is None for r in recs):
+            return None, tune  # the tune stage has not finished
+        best, _ = choose_lr((lr, TUNE_SEED, record_value(r)) for lr, r in zip(grid, recs))
+        if best is None or len(grid) < 2 or extension == max_extend:
+            return best, tune
+        if best == grid[-1]:
+            grid.append(grid[-1] * step)
+        elif best == grid[0]:
+            grid.insert(0, grid[0] / step)
+        else:
+            return best, tune
+    return None, tune  # unreachable: the loop returns at extension == max_extend
+
+
 def staged_runs(
     variants: Sequence[str],
     lr_grid: Sequence[float],
@@ -146,9 +182,11 @@ def staged_runs(
     make: Callable[[str, float, int], RunConfig],
     *,
     results_dir: Path | str | None = None,
+    max_extend: int = 0,
 ) -> list[RunConfig]:
-    """The tune stage (every variant × every LR at TUNE_SEED), then for each variant whose tune
-    runs all have a result the seeds stage: make(variant, best LR, seed) for its other seeds.
+    """The tune stage (every variant × every LR at TUNE_SEED, the grid extended past an edge
+    that wins, `tune_variant`), then for each variant whose best LR is decided the seeds stage:
+    make(variant, best LR, seed) for its other seeds.
 
     Args:
         variants: the compared variants.
@@ -157,20 +195,17 @@ def staged_runs(
         make: (variant, lr, seed) → RunConfig.
         results_dir: where the tune results are looked up (default: results/ or
             $WM_BENCH_RESULTS).
+        max_extend: how many times a variant's grid may grow past a winning edge.
     """
-    if len(set(lr_grid)) != len(lr_grid) or not lr_grid:
-        raise ValueError(f"lr_grid={tuple(lr_grid)} must hold distinct LRs (at least one)")
-    tune = [make(v, lr, TUNE_SEED) for v in variants for lr in lr_grid]
-    out = list(tune)
-    for v in variants:
-        recs = [load_result(c, results_dir) for c in tune if c.variant == v]
-        if any(r is None for r in recs):
-            continue  # the variant's tune stage has not finished
-        best, _ = choose_lr((lr, TUNE_SEED, record_value(r)) for lr, r in zip(lr_grid, recs))
-        if best is None:
-            continue  # every LR failed or diverged: nothing to add seeds to
-        out += [make(v, best, seed) for seed in seeds_of(v) if seed != TUNE_SEED]
-    return out
+    tune: list[RunConfig] = []
+    seeds: list[RunConfig] = []
+    for v in variants:  # every tune run first, then the seeds of the variants that are tuned
+        best, v_tune = tune_variant(v, lr_grid, make, results_dir=results_dir,
+                                    max_extend=max_extend)  # fmt: skip
+        tune += v_tune
+        if best is not None:
+            seeds += [make(v, best, seed) for seed in seeds_of(v) if seed != TUNE_SEED]
+    return tune + seeds
 
 
 # --------------------------------------------------------------------------------------------
@@ -196,15 +231,12 @@ class PairDecision:
     lr_grid: tuple[float, ...]
     make: Callable[[str, float, int], RunConfig]
     results_dir: Path | str | None = None
+    max_extend: int = 0
 
     def best_lr(self, variant: str) -> float | None:
-        """The variant's LR from its tune runs (None until they all have results)."""
-        recs = [
-            load_result(self.make(variant, lr, TUNE_SEED), self.results_dir) for lr in self.lr_grid
-        ]
-        if any(r is None for r in recs):
-            return None
-        best, _ = choose_lr((lr, TUNE_SEED, record_value(r)) for lr, r in zip(self.lr_grid, recs))
+        """The variant's LR from its tune runs (`tune_variant`; None until decided)."""
+        best, _ = tune_variant(variant, self.lr_grid, self.make, results_dir=self.results_dir,
+                               max_extend=self.max_extend)  # fmt: skip
         return best
 
     def configs(self, n: int) -> list[RunConfig]:

@@ -52,6 +52,7 @@ class FfnScale(LMScale):
     eval_max_tokens: int = 65536
     methods: tuple[str, ...] = BASE_METHODS  # the base methods run at this scale
     lr_grid: tuple[float, ...] = ()  # per-variant tuning when set (tasks/_lm.py)
+    lr_extend: int = 0  # times a variant's grid may grow past a winning edge (tune_variant)
 
     def seeds_of(self, variant: str) -> tuple[int, ...]:
         return self.seeds.get(variant, (TUNE_SEED,))
@@ -62,7 +63,7 @@ SCALES: dict[str, FfnScale] = {
                       corpus="debian:austen", eval_max_tokens=4096),
     "cpu": FfnScale(128, 4, 2, 4096, 128, 16, 500, 2e-3, (1024,),
                     {"mlp": (0, 1, 2), "cdmoe_1024": (0, 1, 2)},
-                    methods=("mlp", "moe", "seimoe"), lr_grid=(1e-3, 2e-3, 4e-3)),
+                    methods=("mlp", "moe", "seimoe"), lr_grid=(1e-3, 2e-3, 4e-3), lr_extend=1),
     "small": FfnScale(512, 8, 8, 16384, 512, 64, 2000, 1e-3, (1024, 4096, 16384), {},
                       peer_experts=4096),
     "paper": FfnScale(1024, 16, 8, 32768, 2048, 256, 20000, 4e-4, (1024, 4096, 16384), {},
@@ -151,7 +152,7 @@ def runs(scale: str, results_dir: str | Path | None = None) -> list[RunConfig]:
     if s.lr_grid:
         return staged_runs(vs, s.lr_grid, s.seeds_of,
                            lambda v, lr, seed: make_run(scale, v, seed, lr),
-                           results_dir=results_dir)  # fmt: skip
+                           results_dir=results_dir, max_extend=s.lr_extend)  # fmt: skip
     max_seeds = max([len(s.seeds.get(v, (0,))) for v in vs])
     out = []
     for i in range(max_seeds):

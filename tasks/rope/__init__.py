@@ -59,6 +59,7 @@ class RopeScale(LMScale):
     eval_multiples: tuple[int, ...] = (1, 2, 4)
     variants: tuple[str, ...] = VARIANTS
     lr_grid: tuple[float, ...] = ()  # per-variant tuning when set (tasks/_lm.py)
+    lr_extend: int = 0  # times a variant's grid may grow past a winning edge (tune_variant)
     seeds_by_variant: tuple[tuple[str, tuple[int, ...]], ...] = ()  # seeds at the best LR
 
     def seeds_of(self, variant: str) -> tuple[int, ...]:
@@ -71,7 +72,7 @@ SCALES: dict[str, RopeScale] = {
         64, 4, 2, 512, 64, 8, 30, 3e-3, (0,), corpus="debian:austen", eval_max_tokens=4096
     ),
     "cpu": RopeScale(64, 8, 2, 2048, 128, 16, 600, 3e-3, (TUNE_SEED,), eval_max_tokens=32768,
-                     lr_grid=(1.5e-3, 3e-3, 6e-3), seeds_by_variant=(
+                     lr_grid=(1.5e-3, 3e-3, 6e-3), lr_extend=1, seeds_by_variant=(
                          ("hybrid_rope", _PAIR_SEEDS), ("hybrid_norope", _PAIR_SEEDS))),
     "small": RopeScale(512, 8, 8, 16384, 512, 64, 2000, 1e-3, (0, 1)),
     "paper": RopeScale(1024, 16, 8, 32768, 2048, 256, 20000, 4e-4, (0,)),
@@ -144,7 +145,7 @@ def runs(scale: str, results_dir: str | Path | None = None) -> list[RunConfig]:
     if s.lr_grid:
         return staged_runs(s.variants, s.lr_grid, s.seeds_of,
                            lambda v, lr, seed: make_run(scale, v, seed, lr),
-                           results_dir=results_dir)  # fmt: skip
+                           results_dir=results_dir, max_extend=s.lr_extend)  # fmt: skip
     return [make_run(scale, v, seed) for seed in s.seeds for v in s.variants]
 
 
@@ -161,6 +162,7 @@ def decision(scale: str, results_dir: str | Path | None = None) -> Any:
     return PairDecision(
         EXPERIMENT, scale, treated, baseline, ppl_metric(s.seq_len), CLAIM_C1["min_gain"],
         c1_rule(), s.lr_grid, lambda v, lr, seed: make_run(scale, v, seed, lr), results_dir,
+        s.lr_extend,
     )  # fmt: skip
 
 
