@@ -344,6 +344,23 @@ def lr_cell(choice: tuple[float | None, dict]) -> str:
     return f"{fmt_lr(best)} (of {len(scores)}){edge}"
 
 
+def lr_score_cells(
+    choice: tuple[float | None, dict], lrs: Sequence[float], digits: int
+) -> list[str]:
+    """One table row's cells: the tune score at each LR of `lrs` ("—" where not run, "failed /
+    diverged" where not finite), the chosen LR's in bold."""
+    best, scores = choice
+    cells = []
+    for lr in lrs:
+        if lr not in scores:
+            cells.append("—")
+            continue
+        x = scores[lr]
+        text = fmt_num(x, digits) if math.isfinite(x) else "failed / diverged"
+        cells.append(f"**{text}**" if lr == best else text)
+    return cells
+
+
 def lr_grid_section(
     records: Sequence[dict[str, Any]],
     choice: dict[str, tuple[float | None, dict]],
@@ -360,16 +377,7 @@ def lr_grid_section(
         return [*out, f"Not tuned at this scale: every variant ran at one LR ({one})."]
     rows = []
     for v in [v for v in order if v in choice]:
-        best, scores = choice[v]
-        cells = []
-        for lr in lrs:
-            if lr not in scores:
-                cells.append("—")
-                continue
-            x = scores[lr]
-            text = fmt_num(x, 2) if math.isfinite(x) else "failed / diverged"
-            cells.append(f"**{text}**" if lr == best else text)
-        rows.append([label(v), *cells, lr_cell(choice[v])])
+        rows.append([label(v), *lr_score_cells(choice[v], lrs, 2), lr_cell(choice[v])])
     head = ["variant", *(f"valid ppl @ LR {fmt_lr(x)}" for x in lrs), "chosen LR"]
     return [*out, *md_table(head, rows, "l" + "r" * (len(lrs) + 1)), "",
             "Each variant's LR: the lowest validation perplexity at the tune seed (seed 0, the "

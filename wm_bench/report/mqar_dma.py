@@ -138,18 +138,7 @@ def accuracy_section(
 
 def tune_section(choice: dict[str, tuple[float | None, dict]]) -> list[str]:
     lrs = sorted({lr for _, sc in choice.values() for lr in sc})
-    rows = []
-    for v in _order(set(choice)):
-        best, scores = choice[v]
-        cells = []
-        for lr in lrs:
-            if lr not in scores:
-                cells.append("—")
-                continue
-            x = scores[lr]
-            text = c.fmt_num(x, 3) if math.isfinite(x) else "failed"
-            cells.append(f"**{text}**" if lr == best else text)
-        rows.append([_label(v), *cells])
+    rows = [[_label(v), *c.lr_score_cells(choice[v], lrs, 3)] for v in _order(set(choice))]
     head = ["variant", *(f"LR {c.fmt_lr(x)}" for x in lrs)]
     return c.md_table(head, rows, "l" + "r" * len(lrs)) if rows else ["No tune runs yet."]
 
