@@ -235,7 +235,7 @@ def measure_group(
 
     from wm_bench.bench.common import interleaved_times, synchronizer
     from wm_bench.bench.cuda_timing import timed_call
-    from wm_bench.bench.ffn_speed import DTYPES
+    from wm_bench.bench.ffn_speed import DTYPES, layer_calls
     from wm_bench.layers.ffn import build_ffn
 
     dev = device or pts[0].device
@@ -253,18 +253,7 @@ def measure_group(
             x = torch.randn(p.batch, p.seq_len, p.d_model, generator=g).to(dev, dtype)
             x.requires_grad_(True)
             dy = torch.randn(p.batch, p.seq_len, p.d_model, generator=g).to(dev, dtype)
-            params = [q for q in layer.parameters() if q.requires_grad]
-
-            def fwd(layer=layer, x=x) -> Any:
-                return layer(x)
-
-            def fwd_bwd(layer=layer, x=x, dy=dy, params=params) -> Any:
-                y, aux = layer(x)
-                outs, cots = [y], [dy]
-                if isinstance(aux, torch.Tensor) and aux.requires_grad:
-                    outs.append(aux)
-                    cots.append(torch.ones_like(aux))
-                return torch.autograd.grad(outs, [x, *params], cots, allow_unused=True)
+            fwd, fwd_bwd = layer_calls(layer, x, dy)
 
             rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             _, first_fwd = timed_call(fwd, sync)
@@ -286,7 +275,8 @@ def measure_group(
         fns[f"{p.method}/fwd"], fns[f"{p.method}/fwd_bwd"] = fwd, fwd_bwd
         out[p.method] = {
             "first_fwd_s": first_fwd, "first_fwd_bwd_s": first_fwd_bwd, "peak_mib": peak,
-            "peak_kind": kind, "params": sum(q.numel() for q in params),
+            "peak_kind": kind,
+            "params": sum(q.numel() for q in layer.parameters() if q.requires_grad),
             "impls": dict(getattr(layer, "resolved_impls", {}) or {}),
         }  # fmt: skip
     if fns:

@@ -24,6 +24,27 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+def layer_calls(
+    layer: torch.nn.Module, x: torch.Tensor, dy: torch.Tensor
+) -> tuple[Callable[[], Any], Callable[[], Any]]:
+    """(forward, forward + backward into x and every parameter) of an FFN at input x [B, T, D]
+    with cotangent dy [B, T, D] (and 1 for a differentiable auxiliary loss)."""
+    params = [p for p in layer.parameters() if p.requires_grad]
+
+    def fwd() -> Any:
+        return layer(x)
+
+    def fwd_bwd() -> Any:
+        y, aux = layer(x)
+        outs, cots = [y], [dy]
+        if isinstance(aux, torch.Tensor) and aux.requires_grad:
+            outs.append(aux)
+            cots.append(torch.ones_like(aux))
+        return torch.autograd.grad(outs, [x, *params], cots, allow_unused=True)
+
+    return fwd, fwd_bwd
+
+
 def time_ffn(
     layer: torch.nn.Module,
     *,
@@ -56,21 +77,10 @@ def time_ffn(
     x = torch.randn(batch, seq_len, d_model, generator=g).to(device, DTYPES[dtype])
     x.requires_grad_(True)
     dy = torch.randn(batch, seq_len, d_model, generator=g).to(device, DTYPES[dtype])
-    params = [p for p in layer.parameters() if p.requires_grad]
-
-    def fwd() -> Any:
-        return layer(x)
-
-    def fwd_bwd() -> Any:
-        y, aux = layer(x)
-        outs, cots = [y], [dy]
-        if isinstance(aux, torch.Tensor) and aux.requires_grad:
-            outs.append(aux)
-            cots.append(torch.ones_like(aux))
-        return torch.autograd.grad(outs, [x, *params], cots, allow_unused=True)
+    fwd, fwd_bwd = layer_calls(layer, x, dy)
 
     sync: Callable[[], None] = torch.cuda.synchronize if cuda else (lambda: None)
-    out: dict[str, Any] = {"params": sum(p.numel() for p in params)}
+    out: dict[str, Any] = {"params": sum(p.numel() for p in layer.parameters() if p.requires_grad)}
     rss0 = _rss_mib()
     for name, fn in (("fwd", fwd), ("fwd_bwd", fwd_bwd)):
         sync()
