@@ -125,3 +125,17 @@ def test_new_results_are_written_without_the_checkout_path(tmp_path: Path) -> No
     assert written["error"] == 'Traceback:\n  File "wm_bench/cli.py", line 1'
     assert written["extra"]["model_dir"] == "outputs/models/m"
     assert written["config"] == rec["config"] and written["metrics"] == rec["metrics"]
+
+
+@pytest.mark.parametrize("root", ["/check/work/main", "/builds/ci/wm_bench"])
+def test_a_checkout_under_any_top_folder_is_made_relative(root: str) -> None:
+    # CI clones under /check/…, which the generic pattern does not know: the checkout itself must
+    # still be recognised, and a sibling folder that only shares a name prefix must not be.
+    parent = root.rsplit("/", 1)[0]
+    rec = _record()
+    rec["error"] = f'File "{root}/wm_bench/cli.py", line 1; data in {parent}/shared/eval.'
+    rec["extra"]["model_dir"] = f"{root}x/outputs"
+    new, fields = migrate_record(rec, root)
+    assert new["error"] == 'File "wm_bench/cli.py", line 1; data in ../shared/eval.'
+    assert new["extra"]["model_dir"] == f"../{root.rsplit('/', 1)[1]}x/outputs"
+    assert "error" in fields and new["config"] == rec["config"]

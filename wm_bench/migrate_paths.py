@@ -70,6 +70,18 @@ def _rewrite(obj: Any, fix: Any) -> Any:
     return obj
 
 
+def _paths_under(root: str | Path) -> re.Pattern[str]:
+    """ABSOLUTE_PATH, widened by the checkout `root` and the folder above it, so a checkout under
+    an unusual top folder (CI's /check/…) is made relative too."""
+    base = PurePosixPath(str(root))
+    anchors = [str(a) for a in (base, base.parent) if a != PurePosixPath("/")]
+    if not anchors:
+        return ABSOLUTE_PATH
+    literal = "|".join(re.escape(a) for a in anchors)
+    tail = r"(?:/[^\s\"'`()<>,;|]*[^\s\"'`()<>,;|.:])?"
+    return re.compile(rf"(?<![\w.~/\\-])(?:{literal})(?![\w.-]){tail}|{ABSOLUTE_PATH.pattern}")
+
+
 def migrate_record(rec: dict[str, Any], root: str | Path) -> tuple[dict[str, Any], list[str]]:
     """(the record with its absolute paths made relative, dotted fields that changed).
 
@@ -77,8 +89,10 @@ def migrate_record(rec: dict[str, Any], root: str | Path) -> tuple[dict[str, Any
     folder beside it is left as it is (`offenders` still lists it).
     """
 
+    pattern = _paths_under(root)
+
     def fix(s: str) -> str:
-        return ABSOLUTE_PATH.sub(lambda m: portable(m.group(0), root) or m.group(0), s)
+        return pattern.sub(lambda m: portable(m.group(0), root) or m.group(0), s)
 
     out = {k: (v if k in FROZEN else _rewrite(v, fix)) for k, v in rec.items()}
     before, after = dict(_walk(rec, "")), dict(_walk(out, ""))
