@@ -63,7 +63,8 @@ class WmBenchLM(TemplateLM):
     """A wm_bench LanguageModel as an lm-eval model (see the module docstring).
 
     Args:
-        pretrained: a model directory written by `wm_bench.eval.checkpoint.save_pretrained`.
+        pretrained: a model directory (config.json + model.safetensors + tokenizer.json, or the
+            old model.pt form), loaded with `wm_bench.from_pretrained` (docs/export.md).
         model, tokenizer: or an in-memory LanguageModel and `wm_bench` Tokenizer (Python use).
         batch_size: loglikelihood requests per forward ("auto" → 16).
         max_length: longest input the model is given (default: the training context saved with
@@ -94,10 +95,12 @@ class WmBenchLM(TemplateLM):
         if pretrained is not None:
             if model is not None:
                 raise ValueError("WmBenchLM: pass either pretrained=DIR or model=…, not both")
-            from wm_bench.eval.checkpoint import load_pretrained
+            from wm_bench import from_pretrained, load_tokenizer
+            from wm_bench.eval.checkpoint import read_config
 
-            model, tokenizer, meta = load_pretrained(pretrained, device=self._device, impl=impl)
-            saved_len = meta.get("max_length")
+            saved_len = read_config(pretrained).get("max_length")
+            tokenizer = load_tokenizer(pretrained)  # checked before the (slower) weights
+            model = from_pretrained(pretrained, device=self._device, impl=impl)
         if model is None or tokenizer is None:
             raise ValueError("WmBenchLM needs pretrained=DIR, or both model= and tokenizer=")
         self.model = model.to(self._device).eval()
