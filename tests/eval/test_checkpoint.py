@@ -101,6 +101,8 @@ def test_round_trip_gives_bitwise_identical_logits(tok, tmp_path: Path, name, ti
     assert meta["weights"]["tied"] == ({"head.weight": "embed.weight"} if tie else {})
     assert meta["max_length"] == 48 and meta["run"] == to_dict(cfg)
     assert (meta["tie_word_embeddings"], meta["hidden_size"]) == (tie, cfg.model.d_model)
+    modes = {(out / f).stat().st_mode for f in ("config.json", "model.safetensors")}
+    assert len(modes) == 1  # the weights as readable as the rest (safetensors writes 0600)
 
 
 def test_the_safetensors_file_is_readable_alone_under_the_state_dict_names(tok, tmp_path) -> None:

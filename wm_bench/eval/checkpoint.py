@@ -171,6 +171,7 @@ def write_model_dir(
         save_file(tensors, str(tmp / WEIGHTS), metadata={"format": "pt", "wm_bench_format": "2"})
         (tmp / TOKENIZER).write_text(tokenizer_json, encoding="utf-8")
         (tmp / CONFIG).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+        shutil.copymode(tmp / CONFIG, tmp / WEIGHTS)  # safetensors writes 0600: the umask's mode
         if path.exists():
             shutil.rmtree(old, ignore_errors=True)
             path.rename(old)
