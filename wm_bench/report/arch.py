@@ -7,6 +7,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from wm_bench import stats
 from wm_bench.report import common as c
 from wm_bench.report import verdicts as vd
@@ -45,28 +47,10 @@ def _values(recs: list[dict[str, Any]], key: str) -> list[float]:
     return [float(r["metrics"][key]) for r in _ok(recs) if c.finite(r["metrics"].get(key))]
 
 
-def _tokens_per_s(recs: list[dict[str, Any]]) -> list[float]:
-    out = []
-    for r in _ok(recs):
-        tps = (r.get("timing") or {}).get("tokens_per_s")
-        if c.finite(tps):
-            out.append(float(tps))
-    return out
-
-
-def _cell(values: list[float], best: bool, digits: int) -> str:
-    if not values:
-        return "—"
-    text = c.fmt_mean_std(*c.mean_std(values), digits=digits)
-    return f"**{text}**" if best else text
-
-
-def _best(means: dict[str, float], higher: bool) -> set[str]:
-    """Variants with the best mean; none when every mean is equal (nothing to mark)."""
-    if len(set(means.values())) < 2:
-        return set()
-    target = max(means.values()) if higher else min(means.values())
-    return {v for v, m in means.items() if m == target}
+def _cells(summary: pd.DataFrame, column: str, best: set[str], digits: int) -> list[str | None]:
+    """A column's 'mean ± std (n)' per variant, the best in bold (see `c.best_of`)."""
+    cells = c.mean_std_cells(summary, column, digits)
+    return [f"**{x}**" if x is not None and v in best else x for v, x in cells.items()]
 
 
 def _columns(records: list[dict[str, Any]]) -> tuple[list[int], list[str], dict[str, str]]:
@@ -123,27 +107,24 @@ def model_table(records: list[dict[str, Any]], ppl_key: str | None, choice: dict
     """Parameters, LR, training speed and perplexities per architecture; best marked in bold."""
     task = _task()
     by_v = _by_variant(records)
-    cols = {"tps": (True, 0), "valid": (False, 2), "test": (False, 2)}
-    vals: dict[str, dict[str, list[float]]] = {}
-    for v, recs in by_v.items():
-        vals[v] = {"tps": _tokens_per_s(recs), "valid": _values(recs, "valid/ppl"),
-                   "test": _values(recs, ppl_key) if ppl_key else []}  # fmt: skip
-    best = {k: _best({v: c.mean_std(x[k])[0] for v, x in vals.items() if x[k]}, hi)
-            for k, (hi, _) in cols.items()}  # fmt: skip
-    rows = []
-    for v, recs in by_v.items():
-        p = (recs[0].get("params") or {}) if recs else {}
-        rows.append([
-            task.LABELS.get(v, v),
-            f"{p.get('total', 0):,}" if p else "—",
-            f"{p.get('active', 0):,}" if p else "—",
-            c.lr_cell(choice[v]) if v in choice else "—",
-            *(_cell(vals[v][k], v in best[k], d) for k, (_, d) in cols.items()),
-        ])  # fmt: skip
+    order = list(by_v)
+    test_key = ppl_key or "test/ppl"
     test_head = f"test ppl @ {ppl_key.split('@')[1]}" if ppl_key else "test ppl"
-    head = ["model", "total params", "active params", "LR", "train tokens/s", "valid ppl",
-            test_head]  # fmt: skip
-    return c.md_table(head, rows, "lrrlrrr")
+    # (column of the runs' frame, header, higher is better, digits)
+    cols = [("timing/tokens_per_s", "train tokens/s", True, 0),
+            ("valid/ppl", "valid ppl", False, 2), (test_key, test_head, False, 2)]  # fmt: skip
+    runs = c.ok_frame(records, lambda k: k in ("valid/ppl", ppl_key), ("tokens_per_s",))
+    summary = c.mean_std_by(runs, "variant", [col for col, *_ in cols]).reindex(order)
+    params = {v: (recs[0].get("params") or {}) if recs else {} for v, recs in by_v.items()}
+    out = pd.DataFrame({
+        "model": [task.LABELS.get(v, v) for v in order],
+        "total params": [f"{params[v].get('total', 0):,}" if params[v] else None for v in order],
+        "active params": [f"{params[v].get('active', 0):,}" if params[v] else None for v in order],
+        "LR": [c.lr_cell(choice[v]) if v in choice else None for v in order],
+    }, index=order)  # fmt: skip
+    for col, head, higher, digits in cols:
+        out[head] = _cells(summary, col, c.best_of(summary[(col, "mean")], higher), digits)
+    return c.frame_table(out, "lrrlrrr")
 
 
 # --------------------------------------------------------------------------------------------
@@ -203,29 +184,20 @@ def informative(by_v: dict[str, list[dict[str, Any]]], task: str, shot: int) -> 
 
 
 def downstream_table(records: list[dict[str, Any]], shot: int, tasks: list[str]) -> list[str]:
-    """One row per architecture: each task's headline metric at `shot` shots and their average;
-    columns at chance marked °."""
+    """One row per architecture: each task's headline metric at `shot` shots and their average
+    (per run, over runs that have every task); columns at chance marked °."""
     ds = _downstream()
     by_v = _by_variant(records)
-    vals: dict[str, dict[str, list[float]]] = {}
-    for v, recs in by_v.items():
-        row = {t: _values(recs, metric_key(t, shot)) for t in tasks}
-        avgs = []
-        for r in _ok(recs):
-            xs = [r["metrics"].get(metric_key(t, shot)) for t in tasks]
-            if xs and all(c.finite(x) for x in xs):
-                avgs.append(sum(xs) / len(xs))
-        row["avg"] = avgs
-        vals[v] = row
-    keys = [*tasks, "avg"]
-    best = {k: _best({v: c.mean_std(x[k])[0] for v, x in vals.items() if x[k]}, True)
-            for k in keys}  # fmt: skip
-    rows = [[_task().LABELS.get(v, v), *(_cell(vals[v][k], v in best[k], 3) for k in keys)]
-            for v in by_v]  # fmt: skip
+    keys = [metric_key(t, shot) for t in tasks]
+    runs = c.ok_frame(records, lambda k: k in keys)
+    runs["avg"] = runs.reindex(columns=keys).mean(axis=1, skipna=False)
+    summary = c.mean_std_by(runs, "variant", [*keys, "avg"]).reindex(list(by_v))
     mark = {t: "" if informative(by_v, t, shot) else " °" for t in tasks}
-    head = ["model", *(f"{ds.TASKS[t].label} ({ds.TASKS[t].metric}){mark[t]}" for t in tasks),
-            "average"]  # fmt: skip
-    return c.md_table(head, rows, "l" + "r" * len(keys))
+    heads = [*(f"{ds.TASKS[t].label} ({ds.TASKS[t].metric}){mark[t]}" for t in tasks), "average"]
+    out = pd.DataFrame({"model": [_task().LABELS.get(v, v) for v in by_v]}, index=list(by_v))
+    for key, head in zip([*keys, "avg"], heads):
+        out[head] = _cells(summary, key, c.best_of(summary[(key, "mean")], True), 3)
+    return c.frame_table(out, "l" + "r" * (len(keys) + 1))
 
 
 def ll_table(records: list[dict[str, Any]], shot: int, tasks: list[str]) -> list[str]:

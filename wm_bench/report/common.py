@@ -1,11 +1,13 @@
-"""Shared report pieces: number formats, Markdown tables, scale banners, timing, provenance."""
+"""Shared report pieces: run tables (pandas), number formats, Markdown, banners, provenance."""
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
+
+import pandas as pd
 
 # Most meaningful first; scales not listed here follow alphabetically.
 SCALE_ORDER: tuple[str, ...] = ("paper", "small", "cpu", "smoke")
@@ -83,8 +85,13 @@ def escape_cell(text: Any) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
-def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str = "") -> list[str]:
-    """A GitHub-style Markdown table as lines; `align` is one letter per column (l, r, c)."""
+def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], align: str = "") -> list[str]:
+    """A GitHub-style Markdown table as lines; `align` is one letter per column (l, r, c).
+
+    Written here rather than by `DataFrame.to_markdown` (tabulate): tabulate pads every cell to
+    its column's width, so one wider cell rewrites every line of a table in the diff of a
+    regenerated report, and it neither escapes "|" inside a cell nor leaves numeric-looking text
+    alone unless told to. `frame_table` writes a DataFrame through this function."""
     marks = {"l": ":---", "r": "---:", "c": ":---:"}
     seps = [marks.get(a, "---") for a in align.ljust(len(headers), "-")]
     lines = [
@@ -93,6 +100,68 @@ def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str =
     ]
     lines += ["| " + " | ".join(escape_cell(c) for c in row) + " |" for row in rows]
     return lines
+
+
+def frame_table(frame: pd.DataFrame, align: str = "") -> list[str]:
+    """A DataFrame as a Markdown table (its columns as the header, its index left out); a
+    missing value (None, NaN) is shown as "—"."""
+    cells = frame.astype(object).where(frame.notna(), "—")
+    return md_table([str(h) for h in frame.columns], cells.itertuples(index=False), align)
+
+
+# --------------------------------------------------------------------------------------------
+# Runs as a pandas DataFrame: the per-variant tables are groupby/agg over it
+
+
+def ok_frame(
+    records: Iterable[dict[str, Any]],
+    metrics: Callable[[str], bool] = lambda _: False,
+    timing: Sequence[str] = (),
+) -> pd.DataFrame:
+    """One row per "ok" run: "variant", "seed", "lr", then one float column per metric name that
+    `metrics` accepts and per `timing` field (named "timing/<field>"); NaN where a run lacks the
+    value or it is not finite."""
+    rows = []
+    for r in records:
+        if not is_ok(r):
+            continue
+        row: dict[str, Any] = {"variant": str(r.get("variant")), "seed": int(r.get("seed") or 0),
+                               "lr": run_lr(r)}  # fmt: skip
+        row.update({k: float(v) for k, v in (r.get("metrics") or {}).items()
+                    if metrics(k) and finite(v)})  # fmt: skip
+        tim = r.get("timing") or {}
+        row.update({f"timing/{k}": float(tim[k]) for k in timing if finite(tim.get(k))})
+        rows.append(row)
+    columns = ["variant", "seed", "lr", *sorted({k for row in rows for k in row} - {"variant",
+                                                 "seed", "lr"})]  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)
+
+
+def mean_std_by(frame: pd.DataFrame, by: str | list[str], columns: Sequence[str]) -> pd.DataFrame:
+    """Per group of `by`: "mean", "std" (sample, NaN below two values) and "count" of each of
+    `columns` over its non-missing values; the columns are a (column, statistic) MultiIndex.
+    A column the frame lacks is all missing (count 0)."""
+    full = frame.reindex(columns=[*([by] if isinstance(by, str) else by), *columns])
+    return full.groupby(by, sort=False)[list(columns)].agg(["mean", "std", "count"])
+
+
+def mean_std_cells(summary: pd.DataFrame, column: str, digits: int = 2) -> pd.Series:
+    """Per group of a `mean_std_by` summary: '0.98 ± 0.01 (2)', '0.98 (1)' for one value, None
+    for none or a group the summary was reindexed to (shown as "—" by `frame_table`)."""
+    part = summary[column]
+    cells = [fmt_mean_std(m, None if pd.isna(s) else s, int(n), digits) if n > 0 else None
+             for m, s, n in part[["mean", "std", "count"]].fillna({"count": 0})
+             .itertuples(index=False)]  # fmt: skip
+    return pd.Series(cells, index=summary.index, dtype=object)
+
+
+def best_of(means: pd.Series, higher: bool) -> set[Any]:
+    """The groups with the best mean (missing means ignored); none when every mean is equal."""
+    means = means.dropna()
+    if means.nunique() < 2:
+        return set()
+    target = means.max() if higher else means.min()
+    return set(means.index[means == target])
 
 
 def first_error_line(error: Any) -> str:

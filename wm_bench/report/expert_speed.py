@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from wm_bench import stats
 from wm_bench.report import common as c
@@ -116,16 +117,29 @@ def grid(points: list[Point]) -> dict[tuple[int, float], dict[str, Point]]:
     return dict(out)
 
 
+def points_frame(points: list[Point]) -> pd.DataFrame:
+    """One row per point: method, n, ratio, k, fwd and fwd_bwd (ms; NaN unless ok) and peak_mib
+    (NaN unless ok with a finite peak)."""
+    rows = [(p.method, p.n, p.ratio, p.k, p.fwd if p.ok and c.finite(p.fwd) else None,
+             p.fwd_bwd if p.ok and c.finite(p.fwd_bwd) else None,
+             peak if p.ok and c.finite(peak := (p.record.get("timing") or {}).get("peak_mib"))
+             else None) for p in points]  # fmt: skip
+    cols = ["method", "n", "ratio", "k", "fwd", "fwd_bwd", "peak_mib"]
+    return pd.DataFrame(rows, columns=cols).astype({k: float for k in cols[4:]})
+
+
 def time_table(points: list[Point], methods: list[str], key: str) -> list[str]:
     """Rows (N, ratio, k), one column per method: forward or forward+backward ms."""
     task = _task()
-    g = grid(points)
-    rows = []
-    for (n, ratio), by in sorted(g.items()):
-        k = next(iter(by.values())).k
-        rows.append([n, f"{ratio:g}", k, *(fmt_ms(getattr(by.get(m), key, None)) for m in methods)])
-    heads = ["N", "ratio", "k", *(task.LABELS[m] for m in methods)]
-    return c.md_table(heads, rows, "rrr" + "r" * len(methods))
+    frame = points_frame(points)
+    times = frame.pivot(index=["n", "ratio"], columns="method", values=key)
+    k = frame.groupby(["n", "ratio"])["k"].first()
+    out = pd.DataFrame({"N": times.index.get_level_values("n"),
+                        "ratio": [f"{r:g}" for r in times.index.get_level_values("ratio")],
+                        "k": k.reindex(times.index).to_numpy()})  # fmt: skip
+    for m in methods:
+        out[task.LABELS[m]] = [fmt_ms(x) for x in times.reindex(columns=methods)[m]]
+    return c.frame_table(out, "rrr" + "r" * len(methods))
 
 
 def ratio_table(points: list[Point]) -> list[str]:
@@ -349,19 +363,16 @@ def verdicts(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def memory_section(points: list[Point], methods: list[str]) -> list[str]:
     """Peak memory per method at each N (the largest over its ratios)."""
     task = _task()
-    ns = sorted({p.n for p in points})
     kind = next((p.record.get("timing", {}).get("peak_kind") for p in points if p.ok), None)
-    rows = []
-    for m in methods:
-        row: list[Any] = [task.LABELS[m]]
-        for n in ns:
-            peaks = [p.record["timing"].get("peak_mib") for p in points
-                     if p.method == m and p.n == n and p.ok]  # fmt: skip
-            peaks = [x for x in peaks if c.finite(x)]
-            row.append(f"{max(peaks):,.0f}" if peaks else "—")
-        rows.append(row)
-    lines = c.md_table(["method", *(f"N={n} MiB" for n in ns)], rows, "l" + "r" * len(ns))
-    return [f"Peak memory ({kind or 'unknown kind'}):", "", *lines]
+    frame = points_frame(points)
+    ns = sorted(frame["n"].unique())
+    peaks = frame.pivot_table(index="method", columns="n", values="peak_mib", aggfunc="max")
+    peaks = peaks.reindex(index=methods, columns=ns)
+    out = pd.DataFrame({"method": [task.LABELS[m] for m in methods]}, index=methods)
+    for n in ns:
+        out[f"N={n} MiB"] = [None if pd.isna(x) else f"{x:,.0f}" for x in peaks[n]]
+    table = c.frame_table(out, "l" + "r" * len(ns))
+    return [f"Peak memory ({kind or 'unknown kind'}):", "", *table]
 
 
 def failures_section(points: list[Point]) -> list[str]:
@@ -378,9 +389,7 @@ def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None)
     task = _task()
     figures = figures or {}
     src = task.load_paper()
-    by_scale: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for rec in records:
-        by_scale[str(rec.get("scale"))].append(rec)
+    by_scale = c.by_scale(records)
     out = [
         "# Expert-retrieval speed (claim C3)",
         "",
@@ -398,7 +407,7 @@ def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None)
             "",
             "No results yet: run `wm-bench reproduce expert_speed --scale smoke|cpu|small`.",
         ]
-    for scale in c.ordered_scales(by_scale):
+    for scale in by_scale:
         recs = by_scale[scale]
         points, superseded = current(parse(recs))
         methods = [m for m in task.METHODS if any(p.method == m for p in points)]
@@ -430,7 +439,7 @@ def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None)
         out += ["", "### Memory", "", *memory_section(points, methods)]
         out += ["", "### Failed points", "", *failures_section(points)]
         out += c.timing_section(recs, noun="point")
-    out += c.provenance_section(c.by_scale(records))
+    out += c.provenance_section(by_scale)
     return "\n".join(out) + "\n"
 
 
@@ -479,11 +488,9 @@ def build(records: list[dict[str, Any]], reports_dir: Path) -> list[Path]:
     """Write reports/expert_speed.md and one reports/expert_speed-<scale>.png per scale."""
     reports_dir = Path(reports_dir)
     reports_dir.mkdir(parents=True, exist_ok=True)
-    by_scale: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for rec in records:
-        by_scale[str(rec.get("scale"))].append(rec)
+    by_scale = c.by_scale(records)
     figures, written = {}, []
-    for scale in c.ordered_scales(by_scale):
+    for scale in by_scale:
         points = [p for p in current(parse(by_scale[scale]))[0] if p.ok]
         if points and not all(math.isnan(p.fwd_bwd or math.nan) for p in points):
             name = f"{EXPERIMENT}-{scale}.png"

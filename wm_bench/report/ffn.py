@@ -6,6 +6,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from wm_bench import stats
 from wm_bench.report import common as c
 from wm_bench.report import verdicts as vd
@@ -40,31 +42,28 @@ def _ppl_key(records: list[dict[str, Any]]) -> str | None:
 
 
 def table(records: list[dict[str, Any]], choice: dict) -> list[str]:
+    """Per FFN (report order): parameters (total, active), LR, test perplexity (mean ± std over
+    its ok runs' seeds) and the mean training tokens/s."""
     task = _task()
-    by_v: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in records:
-        by_v[r["variant"]].append(r)
     key = _ppl_key(records)
-    order = _ordered(by_v)
-    rows = []
-    for v in order:
-        recs = by_v[v]
-        ok = [r for r in recs if c.is_ok(r)]
-        params = (recs[0].get("params") or {}) if recs else {}
-        ppl = [r["metrics"][key] for r in ok if key and c.finite(r["metrics"].get(key))]
-        tps = [r["timing"]["tokens_per_s"] for r in ok
-               if c.finite((r.get("timing") or {}).get("tokens_per_s"))]  # fmt: skip
-        rows.append([
-            task.label(v),
-            f"{params.get('total', 0):,}" if params else "—",
-            f"{params.get('active', 0):,}" if params else "—",
-            c.lr_cell(choice[v]) if v in choice else "—",
-            c.fmt_mean_std(*c.mean_std(ppl), digits=2) if ppl else "—",
-            f"{c.mean_std(tps)[0]:,.0f}" if tps else "—",
-        ])  # fmt: skip
-    head = ["FFN", "total params", "active params", "LR", f"test ppl @ {key.split('@')[1]}"
-            if key else "test ppl", "train tokens/s"]  # fmt: skip
-    return c.md_table(head, rows, "lrrlrr")
+    runs = c.ok_frame(records, lambda k: k == key, ("tokens_per_s",))
+    summary = c.mean_std_by(runs, "variant", [key or "test/ppl", "timing/tokens_per_s"])
+    params: dict[str, dict] = {}
+    for r in records:  # the first run of each variant
+        params.setdefault(r["variant"], r.get("params") or {})
+    order = _ordered(params)
+    summary = summary.reindex(order)
+    tps = summary[("timing/tokens_per_s", "mean")]
+    out = pd.DataFrame({
+        "FFN": [task.label(v) for v in order],
+        "total params": [f"{params[v].get('total', 0):,}" if params[v] else None for v in order],
+        "active params": [f"{params[v].get('active', 0):,}" if params[v] else None for v in order],
+        "LR": [c.lr_cell(choice[v]) if v in choice else None for v in order],
+        f"test ppl @ {key.split('@')[1]}" if key else "test ppl": c.mean_std_cells(
+            summary, key or "test/ppl", 2),
+        "train tokens/s": [None if pd.isna(x) else f"{x:,.0f}" for x in tps],
+    }, index=order)  # fmt: skip
+    return c.frame_table(out, "lrrlrr")
 
 
 RULE = (

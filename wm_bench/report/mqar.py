@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from wm_bench import stats
 from wm_bench.report import common as c
@@ -67,19 +68,17 @@ def parse_runs(records: Iterable[dict[str, Any]], metric: str) -> tuple[list[Run
 
 def aggregate(runs: Iterable[Run]) -> dict[Row, dict[str, Cell]]:
     """Best-LR cells: the LR with the highest mean accuracy over seeds (ties → smaller LR)."""
-    acc: dict[Row, dict[str, dict[float, list[float]]]] = defaultdict(
-        lambda: defaultdict(lambda: defaultdict(list))
-    )
-    for r in runs:
-        if r.ok:
-            acc[r.row][r.mixer][r.lr].append(float(r.accuracy))
+    acc = pd.DataFrame([(r.row, r.mixer, r.lr, float(r.accuracy)) for r in runs if r.ok],
+                       columns=["row", "mixer", "lr", "acc"])  # fmt: skip
+    per_lr = acc.groupby(["row", "mixer", "lr"])["acc"].agg(mean="mean", std="std", n="count")
+    per_lr = per_lr.reset_index()
+    per_lr["n_lrs"] = per_lr.groupby(["row", "mixer"])["lr"].transform("size")
+    best = per_lr.sort_values(["mean", "lr"], ascending=[False, True])
     grid: dict[Row, dict[str, Cell]] = {}
-    for row, by_mixer in acc.items():
-        for mixer, by_lr in by_mixer.items():
-            stats = {lr: c.mean_std(v) for lr, v in by_lr.items()}
-            best = min(stats, key=lambda lr: (-stats[lr][0], lr))
-            mean, std, n = stats[best]
-            grid.setdefault(row, {})[mixer] = Cell(best, mean, std, n, len(stats))
+    for x in best.drop_duplicates(["row", "mixer"]).itertuples(index=False):
+        std = None if pd.isna(x.std) else float(x.std)
+        grid.setdefault(x.row, {})[x.mixer] = Cell(float(x.lr), float(x.mean), std,
+                                                   int(x.n), int(x.n_lrs))  # fmt: skip
     return grid
 
 
@@ -321,11 +320,9 @@ def verdicts(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """reports/verdicts.json entries: C2 per scale."""
     task = _task()
     subject = "DMA accuracy and its gain over QCAttn and SSD at the largest complete cell"
-    by_scale: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for rec in records:
-        by_scale[str(rec.get("scale"))].append(rec)
+    by_scale = c.by_scale(records)
     out = []
-    for scale in c.ordered_scales(by_scale):
+    for scale in by_scale:
         if not c.judged(scale):
             out.append(vd.not_judged("C2", scale, subject=subject, unit="accuracy",
                                      rule=C2_RULE))  # fmt: skip
@@ -388,9 +385,7 @@ def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None)
     layout, paper_src = task.TABLE, task.load_paper()
     paper = task.paper_grid()
     figures = figures or {}
-    by_scale: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for rec in records:
-        by_scale[str(rec.get("scale"))].append(rec)
+    by_scale = c.by_scale(records)
     out = [
         "# MQAR: multi-query associative recall (claim C2)",
         "",
@@ -406,7 +401,7 @@ def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None)
     ]
     if not records:
         out += ["", "No results yet: run `wm-bench reproduce mqar --scale smoke|cpu|small|paper`."]
-    for scale in c.ordered_scales(by_scale):
+    for scale in by_scale:
         recs = by_scale[scale]
         runs, skipped = parse_runs(recs, task.TABLE.metric)
         # Only the mixers this scale ran get columns (e.g. the second DMA tie rule runs at cpu).
@@ -436,11 +431,7 @@ def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None)
         out += c2_section(scale, rows, grid, paper, task, runs)
         out += ["", "### Failed runs", "", *failures_section(runs, layout)]
         out += ["", "### Timing", "", *timing_section(runs, layout)]
-    if records:
-        out += ["", "## Provenance", ""]
-        for scale in c.ordered_scales(by_scale):
-            out += [f"{c.scale_title(scale)}:", "", *c.provenance_lines(by_scale[scale]), ""]
-        out.pop()
+    out += c.provenance_section(by_scale)
     return "\n".join(out) + "\n"
 
 
@@ -513,10 +504,8 @@ def build(records: list[dict[str, Any]], reports_dir: Path) -> list[Path]:
     metric = _task().TABLE.metric
     figures: dict[str, str] = {}
     written: list[Path] = []
-    by_scale: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for rec in records:
-        by_scale[str(rec.get("scale"))].append(rec)
-    for scale in c.ordered_scales(by_scale):
+    by_scale = c.by_scale(records)
+    for scale in by_scale:
         runs, _ = parse_runs(by_scale[scale], metric)
         if runs:
             name = f"{EXPERIMENT}-{scale}.png"

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from wm_bench.report import common as c
 
 EXPERIMENT = "passkey"
-Grid = dict[tuple[int, float], float]  # (length, depth) → mean key accuracy over seeds
 
 
 def _task() -> Any:
@@ -32,21 +32,17 @@ def _parse_metric(name: str) -> tuple[int, float] | None:
         return None
 
 
-def grids(records: Sequence[dict[str, Any]]) -> dict[str, tuple[Grid, int]]:
-    """Per model: ((length, depth) → mean accuracy over its ok runs, number of ok runs)."""
-    acc: dict[str, dict[tuple[int, float], list[float]]] = defaultdict(lambda: defaultdict(list))
-    n: dict[str, int] = defaultdict(int)
-    for rec in records:
-        if not c.is_ok(rec):
-            continue
-        model = str(rec.get("variant"))
-        n[model] += 1
-        for k, v in (rec.get("metrics") or {}).items():
-            cell = _parse_metric(k)
-            if cell is not None and c.finite(v):
-                acc[model][cell].append(float(v))
-    return {m: ({cl: math.fsum(v) / len(v) for cl, v in cells.items()}, n[m])
-            for m, cells in acc.items()}  # fmt: skip
+def grids(records: Sequence[dict[str, Any]]) -> dict[str, tuple[pd.Series, int]]:
+    """Per model: (mean key accuracy over its ok runs, indexed by (length, depth); the number of
+    its ok runs)."""
+    rows = [(str(rec.get("variant")), *cell, float(v)) for rec in records if c.is_ok(rec)
+            for k, v in (rec.get("metrics") or {}).items()
+            if (cell := _parse_metric(k)) is not None and c.finite(v)]  # fmt: skip
+    acc = pd.DataFrame(rows, columns=["model", "length", "depth", "accuracy"])
+    means = acc.groupby(["model", "length", "depth"])["accuracy"].mean()
+    runs = pd.Series([str(r.get("variant")) for r in records if c.is_ok(r)]).value_counts()
+    return {str(m): (grid.droplevel("model"), int(runs[m]))
+            for m, grid in means.groupby(level="model")}  # fmt: skip
 
 
 def _order(models: set[str]) -> list[str]:
@@ -58,33 +54,31 @@ def _label(m: str) -> str:
     return _task().LABELS.get(m, m)
 
 
-def model_table(grid: Grid, train_len: int | None) -> list[str]:
-    lengths = sorted({n for n, _ in grid})
-    depths = sorted({d for _, d in grid})
-    rows = []
-    for n in lengths:
-        mark = ""
-        if train_len is not None:
-            mark = " (train)" if n == train_len else (" (extrap.)" if n > train_len else "")
-        cells = [c.fmt_num(grid[(n, d)], 2) if (n, d) in grid else "—" for d in depths]
-        rows.append([f"{n}{mark}", *cells])
-    return c.md_table(["length \\ depth", *(f"{d:g}" for d in depths)], rows,
-                      "l" + "r" * len(depths))  # fmt: skip
+def model_table(grid: pd.Series, train_len: int | None) -> list[str]:
+    """One model's grid: a row per length (marked train / extrap.), a column per depth."""
+    table = grid.unstack("depth").sort_index().sort_index(axis=1)
+    cells = table.apply(lambda col: col.map(lambda x: None if pd.isna(x) else c.fmt_num(x, 2)))
+    marks = {n: "" if train_len is None else " (train)" if n == train_len
+             else " (extrap.)" if n > train_len else "" for n in table.index}  # fmt: skip
+    cells.columns = [f"{d:g}" for d in table.columns]
+    cells.insert(0, "length \\ depth", [f"{n}{marks[n]}" for n in table.index])
+    return c.frame_table(cells, "l" + "r" * len(table.columns))
 
 
-def summary_table(by_model: dict[str, tuple[Grid, int]], train_len: int | None) -> list[str]:
+def summary_table(by_model: dict[str, tuple[pd.Series, int]], train_len: int | None) -> list[str]:
+    """Per model: runs, mean accuracy over the grid, at the training length and beyond it."""
+
+    def mean(xs: pd.Series) -> str | None:
+        return c.fmt_num(xs.mean(), 2) if len(xs) else None
+
     rows = []
     for m in _order(set(by_model)):
         grid, n = by_model[m]
-        at_train = [v for (n_, _), v in grid.items() if n_ == train_len]
-        longer = [v for (n_, _), v in grid.items() if train_len is not None and n_ > train_len]
-
-        def mean(xs: list[float]) -> str:
-            return c.fmt_num(math.fsum(xs) / len(xs), 2) if xs else "—"
-
-        rows.append([_label(m), n, mean(list(grid.values())), mean(at_train), mean(longer)])
+        length = grid.index.get_level_values("length")
+        longer = grid[length > train_len] if train_len is not None else grid.iloc[:0]
+        rows.append([_label(m), n, mean(grid), mean(grid[length == train_len]), mean(longer)])
     head = ["model", "runs", "mean over the grid", "at the training length", "beyond it"]
-    return c.md_table(head, rows, "lrrrr")
+    return c.frame_table(pd.DataFrame(rows, columns=head, dtype=object), "lrrrr")
 
 
 def _train_len(records: Sequence[dict[str, Any]]) -> int | None:
@@ -143,10 +137,9 @@ def plot_scale(scale: str, records: Sequence[dict[str, Any]], path: Path) -> Pat
     axes = fig.subplots(1, len(models), squeeze=False)[0]
     image = None
     for ax, m in zip(axes, models):
-        grid, _ = by_model[m]
-        lengths = sorted({n for n, _ in grid})
-        depths = sorted({d for _, d in grid})
-        data = [[grid.get((n, d), math.nan) for d in depths] for n in lengths]
+        table = by_model[m][0].unstack("depth").sort_index().sort_index(axis=1)
+        lengths, depths = list(table.index), list(table.columns)
+        data = table.to_numpy(dtype=float).tolist()
         image = ax.imshow(data, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto", origin="lower")
         for i, row in enumerate(data):
             for j, v in enumerate(row):

@@ -6,6 +6,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from wm_bench import stats
 from wm_bench.report import common as c
 from wm_bench.report import verdicts as vd
@@ -56,29 +58,26 @@ def paired_gain(rope: dict[int, float], norope: dict[int, float]) -> stats.Inter
 def table(
     records: list[dict[str, Any]], lengths: list[int], seq_len: int | None, choice: dict
 ) -> list[str]:
+    """Per variant (task order): parameters, LR, test perplexity at each length (mean ± std over
+    its ok runs' seeds) and the mean training tokens/s."""
     task = _task()
-    cells = ppl_cells(records)
+    ppl = [f"{task.METRIC_PREFIX}{L}" for L in lengths]
+    runs = c.ok_frame(records, lambda k: k.startswith(task.METRIC_PREFIX), ("tokens_per_s",))
+    summary = c.mean_std_by(runs, "variant", [*ppl, "timing/tokens_per_s"])
     params = {r["variant"]: (r.get("params") or {}).get("total") for r in records}
-    tps: dict[str, list[float]] = defaultdict(list)
-    for r in records:
-        t = (r.get("timing") or {}).get("tokens_per_s")
-        if c.is_ok(r) and c.finite(t):
-            tps[r["variant"]].append(float(t))
-    heads = ["variant", "params", "LR"]
-    heads += [f"ppl @ {L}" + (f" ({L // seq_len}×)" if seq_len else "") for L in lengths]
-    heads += ["train tokens/s"]
-    rows = []
-    for v in task.VARIANTS:
-        if not any(k[0] == v for k in cells) and v not in params:
-            continue
-        row: list[Any] = [task.LABELS[v], f"{params.get(v):,}" if params.get(v) else "—",
-                          c.lr_cell(choice[v]) if v in choice else "—"]  # fmt: skip
-        for L in lengths:
-            vals = list(cells.get((v, L), {}).values())
-            row.append(c.fmt_mean_std(*c.mean_std(vals), digits=2) if vals else "—")
-        row.append(f"{c.mean_std(tps[v])[0]:,.0f}" if tps.get(v) else "—")
-        rows.append(row)
-    return c.md_table(heads, rows, "lrl" + "r" * (len(lengths) + 1))
+    order = [v for v in task.VARIANTS if v in summary.index or v in params]
+    summary = summary.reindex(order)
+    out = pd.DataFrame({
+        "variant": [task.LABELS[v] for v in order],
+        "params": [f"{params[v]:,}" if params.get(v) else None for v in order],
+        "LR": [c.lr_cell(choice[v]) if v in choice else None for v in order],
+    }, index=order)  # fmt: skip
+    for L, key in zip(lengths, ppl):
+        out[f"ppl @ {L}" + (f" ({L // seq_len}×)" if seq_len else "")] = c.mean_std_cells(
+            summary, key, 2)  # fmt: skip
+    tps = summary[("timing/tokens_per_s", "mean")]
+    out["train tokens/s"] = [None if pd.isna(x) else f"{x:,.0f}" for x in tps]
+    return c.frame_table(out, "lrl" + "r" * (len(lengths) + 1))
 
 
 def _pct(x: float) -> str:
