@@ -2,9 +2,15 @@
 
 A corpus is chosen by a spec string:
 
-- ``debian`` (default) or ``debian:<part>[,<part>…]`` with parts ``austen``, ``python-doc``,
-  ``gcide``: real English text from Debian packages, fetched once with ``apt-get download``
-  and unpacked with ``dpkg -x`` (no root, nothing installed); see `wm_bench.data.debian`.
+- ``bundled`` (the default, `DEFAULT_CORPUS`) or ``bundled:<part>[,<part>…]`` with part
+  ``austen``: public-domain English shipped inside the package (Jane Austen's six novels, one
+  document per chapter, one group per novel), xz-compressed and sha256-checked on every load;
+  needs nothing but the installed package (no apt, no network, no cache). See
+  `wm_bench.data.bundled` and docs/corpus.md.
+- ``debian`` or ``debian:<part>[,<part>…]`` with parts ``austen``, ``python-doc``,
+  ``gcide``: real English text from Debian packages (≈ 49 MB, the default before the bundled
+  corpus), fetched once with ``apt-get download`` and unpacked with ``dpkg -x`` (no root,
+  nothing installed); see `wm_bench.data.debian`.
 - ``files:<glob>``: your own text files, one document per file (``**`` recurses).
 - ``wikitext2:<dir>``: a WikiText-2 raw folder, one document per article (an article starts at
   a `` = Title = `` line). With ``train.txt`` present the official splits are used; with only
@@ -18,11 +24,12 @@ A corpus is chosen by a spec string:
 
 Splits are by DOCUMENT, never by line, and deterministic. In-memory sources: exact duplicate
 documents are dropped; within each group (a sub-source: austen, python-doc, gcide, files,
-wikitext) documents are ordered by the sha256 of their text, the first max(1, round(1 % · n))
-go to valid, the next max(1, round(1 % · n)) to test, the rest to train (a group of fewer than
-3 documents goes wholly to train); each split is then ordered by the same hash, which mixes the
-groups (so the first N tokens of train are a sample of all of them). Streamed hf training rows
-go to train / valid / test when their text's hash modulo 10 000 is < 9800 / < 9900 / else.
+wikitext; for ``bundled``, each novel) documents are ordered by the sha256 of their text, the
+first max(1, round(1 % · n)) go to valid, the next max(1, round(1 % · n)) to test, the rest to
+train (a group of fewer than 3 documents goes wholly to train); each split is then ordered by
+the same hash, which mixes the groups (so the first N tokens of train are a sample of all of
+them). Streamed hf training rows go to train / valid / test when their text's hash modulo
+10 000 is < 9800 / < 9900 / else.
 
 `Corpus.hash` identifies the content for caching and provenance: for in-memory sources the
 sha256 of every document's digest in split order (so it changes with the text or the split
@@ -54,15 +61,18 @@ def file_sha256(path: Path) -> str:
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 CORPUS_FORMAT = 1  # bump when parsing or splitting changes: every corpus hash changes with it
 HOLDOUT_FRACTION = 0.01  # of each group, for valid and for test
-KINDS = ("debian", "files", "wikitext2", "hf")
+DEFAULT_CORPUS = "bundled"  # the corpus of LM runs that name none (docs/corpus.md)
+KINDS = ("bundled", "debian", "files", "wikitext2", "hf")
 SPEC_FORMS = (
+    "'bundled' (the default) or 'bundled:<parts>' (parts: austen)",
     "'debian' or 'debian:<parts>' (parts: austen, python-doc, gcide)",
     "'files:<glob>'",
     "'wikitext2:<dir>'",
     "'hf:<dataset>[:<config>][@<N>]'",
 )
 ALTERNATIVES = (
-    "Other corpus sources: 'files:<glob>' (your own text files, one document per file), "
+    "Other corpus sources: 'bundled' (the default: public-domain text shipped with wm_bench, "
+    "nothing to fetch), 'files:<glob>' (your own text files, one document per file), "
     "'hf:<dataset>[:<config>]' (a Hugging Face dataset; pip install 'wm_bench[hf]'), "
     "'wikitext2:<dir>' (a WikiText-2 raw folder)."
 )
@@ -122,13 +132,16 @@ def default_cache_dir() -> Path:
 def parse_spec(spec: str) -> tuple[str, str]:
     """(kind, argument) of a corpus spec; ValueError naming the valid forms."""
     kind, _, arg = spec.partition(":")
-    ok = kind in KINDS and (kind == "debian" or bool(arg))
-    if kind == "debian" and arg:
-        from wm_bench.data.debian import PARTS
+    ok = kind in KINDS and (kind in ("bundled", "debian") or bool(arg))
+    if kind in ("bundled", "debian") and arg:
+        if kind == "bundled":
+            from wm_bench.data.bundled import PARTS
+        else:
+            from wm_bench.data.debian import PARTS
 
         bad = sorted(set(arg.split(",")) - set(PARTS))
         if bad:
-            raise ValueError(f"corpus {spec!r}: unknown debian part(s) {bad}; valid: {list(PARTS)}")
+            raise ValueError(f"corpus {spec!r}: unknown {kind} part(s) {bad}; valid: {list(PARTS)}")
     if not ok:
         raise ValueError(f"corpus {spec!r} not understood; valid forms: {', '.join(SPEC_FORMS)}")
     return kind, arg
@@ -188,20 +201,26 @@ def _in_memory(spec: str, splits: dict[str, list[Document]], info: dict[str, Any
 
 
 def load_corpus(
-    spec: str = "debian", *, cache_dir: str | Path | None = None, progress: bool = True
+    spec: str = DEFAULT_CORPUS, *, cache_dir: str | Path | None = None, progress: bool = True
 ) -> Corpus:
     """Load (fetching once where needed) the corpus named by `spec`.
 
     Args:
         spec: a corpus spec (module docstring).
         cache_dir: cache root (default `default_cache_dir()`); the debian source keeps its
-            extracted text under ``<cache_dir>/corpus/debian``.
+            extracted text under ``<cache_dir>/corpus/debian`` (the bundled source needs none).
         progress: print what is being fetched.
     Returns:
         The Corpus. Raises ValueError on a bad spec, CorpusError when the source is unavailable.
     """
     kind, arg = parse_spec(spec)
     cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    if kind == "bundled":
+        from wm_bench.data.bundled import PARTS as BUNDLED_PARTS
+        from wm_bench.data.bundled import bundled_documents
+
+        docs, info = bundled_documents(tuple(arg.split(",")) if arg else BUNDLED_PARTS)
+        return _in_memory(spec, split_documents(docs), info)
     if kind == "debian":
         from wm_bench.data.debian import PARTS, debian_documents
 

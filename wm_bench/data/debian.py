@@ -1,4 +1,7 @@
-"""The offline default corpus: English text from Debian packages (apt-get download + dpkg -x).
+"""A larger corpus: English text from Debian packages (apt-get download + dpkg -x); needs apt.
+
+It was the default until the package shipped its own (`wm_bench.data.bundled`, spec
+``bundled``); the committed cpu-scale results were trained on it (docs/corpus.md).
 
 Parts (one group each for the document-level split of `wm_bench.data.corpus`):
 
