@@ -26,7 +26,8 @@ Scales (edit the ArchScale constants below): smoke is CPU plumbing in ≤ 3 minu
 300 steps, the first 100 examples of each multiple-choice task with per-example log-likelihoods,
 LR tuning per architecture (3 LRs, seed 0, then seed 1 at the best), without Doge or TriviaQA;
 small is d 512, 8 layers on one H100 with full task sets; paper is docs/spec.md §7, ≈ 320M
-(d 1024, 16 layers), context 2048 (not run here). How the cpu scale was sized — the committed
+(d 1024, 16 layers), context 2048 (not run here). smoke and cpu train on the default corpus
+`bundled`, small and paper on the larger `debian`. How the cpu scale was sized — the committed
 run times, and what was cut to fit the hour — is in tasks/arch/README.md.
 """
 
@@ -66,7 +67,7 @@ class ArchScale(LMScale):
     """One scale: model shape, data, schedule, seeds and the downstream protocol."""
 
     seeds: tuple[int, ...]
-    corpus: str = "debian"
+    corpus: str = "bundled"  # the default corpus (wm_bench.data.corpus.DEFAULT_CORPUS)
     eval_max_tokens: int = 65536
     tasks: tuple[str, ...] = (
         "mmlu", "triviaqa", "arc_easy", "arc_challenge", "piqa", "hellaswag", "openbookqa",
@@ -85,13 +86,14 @@ class ArchScale(LMScale):
 _CPU_VARIANTS = ("llama", "mamba2", "jamba", "cheems_mlp", "cheems_cdmoe")
 _CPU_TASKS = ("mmlu", "arc_easy", "arc_challenge", "piqa", "hellaswag", "openbookqa", "winogrande")
 SCALES: dict[str, ArchScale] = {
-    "smoke": ArchScale(64, 4, 2, 512, 64, 8, 30, 3e-3, (0,), corpus="debian:austen",
-                       eval_max_tokens=4096, limit=4, max_length=256),
+    "smoke": ArchScale(64, 4, 2, 512, 64, 8, 30, 3e-3, (0,), eval_max_tokens=4096, limit=4,
+                       max_length=256),
     "cpu": ArchScale(64, 8, 2, 2048, 128, 16, 300, 3e-3, (TUNE_SEED, 1), eval_max_tokens=32768,
                      tasks=_CPU_TASKS, limit=100, max_length=512, variants=_CPU_VARIANTS,
                      lr_grid=(1.5e-3, 3e-3, 6e-3)),
-    "small": ArchScale(512, 8, 8, 16384, 512, 64, 2000, 1e-3, (0,), max_length=2048),
-    "paper": ArchScale(1024, 16, 8, 32768, 2048, 256, 20000, 4e-4, (0,)),
+    "small": ArchScale(512, 8, 8, 16384, 512, 64, 2000, 1e-3, (0,), max_length=2048,
+                       corpus="debian"),
+    "paper": ArchScale(1024, 16, 8, 32768, 2048, 256, 20000, 4e-4, (0,), corpus="debian"),
 }  # fmt: skip
 
 

@@ -15,12 +15,12 @@ key "active") by one knob per method:
 So total parameters differ (that is the point: retrieval methods add capacity at equal compute).
 
 Scales (edit the FfnScale constants below): smoke is CPU plumbing (d 64, 4 layers, 30 steps,
-N ∈ {256}, `debian:austen`); cpu is d 128, 4 layers, vocabulary 4096, T 128, 500 steps, with
-per-variant LR tuning for MLP, MoE, SEIMoE and CDMoE-1024 (3 LRs, seed 0) and then MLP and
-CDMoE-1024 paired over seeds 0–2 (PEER and CDMoE-256 keep their one-LR runs); small is d 512,
-8 layers on one H100 with N ∈ {1024, 4096, 16384}. How the cpu scale was sized — what was cut to
-fit the hour, the run times and the throughput measured on this machine — is in
-tasks/ffn/README.md.
+N ∈ {256}); cpu is d 128, 4 layers, vocabulary 4096, T 128, 500 steps, with per-variant LR
+tuning for MLP, MoE, SEIMoE and CDMoE-1024 (3 LRs, seed 0) and then MLP and CDMoE-1024 paired
+over seeds 0–2 (PEER and CDMoE-256 keep their one-LR runs); both on the default corpus
+`bundled`. small is d 512, 8 layers on one H100 with N ∈ {1024, 4096, 16384}, on the larger
+`debian` corpus, like paper. How the cpu scale was sized — what was cut to fit the hour, the
+run times and the throughput measured on this machine — is in tasks/ffn/README.md.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class FfnScale(LMScale):
     experts: tuple[int, ...]
     seeds: dict[str, tuple[int, ...]]  # variant → seeds (missing: (0,))
     peer_experts: int = 1024
-    corpus: str = "debian"
+    corpus: str = "bundled"  # the default corpus (wm_bench.data.corpus.DEFAULT_CORPUS)
     eval_max_tokens: int = 65536
     methods: tuple[str, ...] = BASE_METHODS  # the base methods run at this scale
     lr_grid: tuple[float, ...] = ()  # per-variant tuning when set (tasks/_lm.py)
@@ -60,14 +60,14 @@ class FfnScale(LMScale):
 
 SCALES: dict[str, FfnScale] = {
     "smoke": FfnScale(64, 4, 2, 512, 64, 8, 30, 3e-3, (256,), {}, peer_experts=256,
-                      corpus="debian:austen", eval_max_tokens=4096),
+                      eval_max_tokens=4096),
     "cpu": FfnScale(128, 4, 2, 4096, 128, 16, 500, 2e-3, (1024,),
                     {"mlp": (0, 1, 2), "cdmoe_1024": (0, 1, 2)},
                     methods=("mlp", "moe", "seimoe"), lr_grid=(1e-3, 2e-3, 4e-3), lr_extend=1),
     "small": FfnScale(512, 8, 8, 16384, 512, 64, 2000, 1e-3, (1024, 4096, 16384), {},
-                      peer_experts=4096),
+                      peer_experts=4096, corpus="debian"),
     "paper": FfnScale(1024, 16, 8, 32768, 2048, 256, 20000, 4e-4, (1024, 4096, 16384), {},
-                      peer_experts=16384),
+                      peer_experts=16384, corpus="debian"),
 }  # fmt: skip
 
 

@@ -15,12 +15,12 @@ Claim C1: (ppl_norope − ppl_rope) / ppl_norope > 4 % for the hybrid; the gain 
 Recipe (docs/spec.md §7, scaled down): AdamW wd 0.01, warm-up 10 %, cosine to 10 % of the peak,
 grad clip 1.0, untied embeddings, byte-level BPE trained on the corpus' training split.
 
-Scales (edit the RopeScale constants below): smoke is plumbing (d 64, 4 layers, 30 steps on
-`debian:austen`); cpu is d 64, 8 layers, vocabulary 2048, T = 128, 600 steps, with per-variant LR
-tuning (3 LRs, seed 0) and then the hybrid pair at its best LR with seeds 0–5; small is d 512,
-8 layers on one H100; paper is docs/spec.md §7 (not run here). How the cpu scale was sized — the
-run counts and times, why six seeds, the throughput measured on this machine — is in
-tasks/rope/README.md.
+Scales (edit the RopeScale constants below): smoke is plumbing (d 64, 4 layers, 30 steps); cpu
+is d 64, 8 layers, vocabulary 2048, T = 128, 600 steps, with per-variant LR tuning (3 LRs, seed
+0) and then the hybrid pair at its best LR with seeds 0–5; both on the default corpus `bundled`.
+small is d 512, 8 layers on one H100; paper is docs/spec.md §7 (not run here); both on the
+larger `debian` corpus. How the cpu scale was sized — the run counts and times, why six seeds,
+the throughput measured on this machine — is in tasks/rope/README.md.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class RopeScale(LMScale):
     """One scale: model size, data, schedule, seeds."""
 
     seeds: tuple[int, ...]
-    corpus: str = "debian"
+    corpus: str = "bundled"  # the default corpus (wm_bench.data.corpus.DEFAULT_CORPUS)
     eval_max_tokens: int = 65536
     eval_multiples: tuple[int, ...] = (1, 2, 4)
     variants: tuple[str, ...] = VARIANTS
@@ -68,14 +68,12 @@ class RopeScale(LMScale):
 
 _PAIR_SEEDS = (0, 1, 2, 3, 4, 5)
 SCALES: dict[str, RopeScale] = {
-    "smoke": RopeScale(
-        64, 4, 2, 512, 64, 8, 30, 3e-3, (0,), corpus="debian:austen", eval_max_tokens=4096
-    ),
+    "smoke": RopeScale(64, 4, 2, 512, 64, 8, 30, 3e-3, (0,), eval_max_tokens=4096),
     "cpu": RopeScale(64, 8, 2, 2048, 128, 16, 600, 3e-3, (TUNE_SEED,), eval_max_tokens=32768,
                      lr_grid=(1.5e-3, 3e-3, 6e-3), lr_extend=1, seeds_by_variant=(
                          ("hybrid_rope", _PAIR_SEEDS), ("hybrid_norope", _PAIR_SEEDS))),
-    "small": RopeScale(512, 8, 8, 16384, 512, 64, 2000, 1e-3, (0, 1)),
-    "paper": RopeScale(1024, 16, 8, 32768, 2048, 256, 20000, 4e-4, (0,)),
+    "small": RopeScale(512, 8, 8, 16384, 512, 64, 2000, 1e-3, (0, 1), corpus="debian"),
+    "paper": RopeScale(1024, 16, 8, 32768, 2048, 256, 20000, 4e-4, (0,), corpus="debian"),
 }  # fmt: skip
 
 

@@ -216,3 +216,15 @@ def test_the_shipped_content_is_rebuilt_exactly_from_its_source() -> None:
     src_docs = [json.loads(line) for line in src.decode().splitlines() if line]
     content = bundled.jsonl_bytes(bundled.austen_chapter_documents(src_docs))
     assert bundled._sha256(content) == entry["content_sha256"]
+
+
+def test_smoke_and_cpu_scales_use_the_default_corpus() -> None:
+    import tasks.arch as arch
+    import tasks.ffn as ffn
+    import tasks.rope as rope
+
+    for task in (rope, ffn, arch):
+        for scale in ("smoke", "cpu"):
+            assert task.SCALES[scale].corpus == DEFAULT_CORPUS, (task.EXPERIMENT, scale)
+        for scale in ("small", "paper"):  # far more tokens than the bundled corpus holds
+            assert task.SCALES[scale].corpus == "debian", (task.EXPERIMENT, scale)
