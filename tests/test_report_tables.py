@@ -1,14 +1,18 @@
-"""Report tables through pandas: groupby / agg for mean ± std, pivots for grids."""
+"""Report tables through pandas (groupby / agg, pivots) and the corpus each LM result used."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from wm_bench.report import build_report
 from wm_bench.report import common as c
+from wm_bench.results import make_result, write_result
 
 
 def _rec(variant: str, seed: int, metrics: dict, *, status: str = "ok", corpus: str | None = None,
@@ -69,6 +73,78 @@ def test_best_of_marks_the_best_mean_and_nothing_when_all_tie() -> None:
     assert c.best_of(means, higher=False) == {"b", "c"}
     assert c.best_of(means, higher=True) == {"a"}
     assert c.best_of(pd.Series({"a": 0.25, "b": 0.25}), higher=True) == set()
+
+
+# --------------------------------------------------------------------------------------------
+# Which corpus the results used
+
+
+def test_corpus_sentence_names_the_corpus_and_its_content_hash() -> None:
+    recs = [_rec(v, 0, {}, corpus="debian", corpus_hash="6e25743b589d5ccc") for v in "ab"]
+    assert c.corpus_sentence(recs) == "corpus `debian` (content hash 6e25743b589d5ccc)"
+    assert c.corpus_sentence([_rec("a", 0, {}, corpus="bundled")]) == "corpus `bundled`"
+    assert c.corpus_sentence([_rec("a", 0, {})]) == "corpus not recorded"
+
+
+def test_corpus_sentence_lists_mixed_corpora_per_group_with_their_variants() -> None:
+    recs = [_rec("attn", 0, {}, corpus="debian"), _rec("attn", 1, {}, corpus="debian"),
+            _rec("ssd", 0, {}, corpus="bundled", corpus_hash="abc"),
+            _rec("hybrid", 0, {}, corpus="bundled", corpus_hash="abc")]  # fmt: skip
+    assert c.corpus_sentence(recs) == (
+        "corpora differ between the runs: `bundled` (content hash abc): 2 run(s) of ssd, "
+        "hybrid; `debian`: 2 run(s) of attn"
+    )
+
+
+def test_corpus_sentence_names_the_corpus_of_results_left_out() -> None:
+    now = [_rec("a", 0, {}, corpus="bundled")]
+    old = [_rec("a", 0, {}, corpus="debian"), _rec("b", 0, {}, corpus="bundled")]
+    assert c.corpus_sentence(now, old) == (
+        "corpus `bundled` (the results left out of the tables used `debian`)"
+    )
+    assert c.corpus_sentence(now, old[1:]) == "corpus `bundled`"  # same corpus: nothing to add
+
+
+def _write_lm(res: Path, exp: str, variant: str, seed: int, ppl: float, corpus: str,
+              finished: str, steps: int = 100) -> None:  # fmt: skip
+    h = hashlib.sha256(repr((exp, variant, seed, corpus)).encode()).hexdigest()[:16]
+    metrics = {"test/ppl@128": ppl, "valid/ppl": ppl - 1}
+    rec = make_result(
+        experiment=exp, variant=variant, seed=seed, scale="cpu",
+        config={"data": {"corpus": corpus, "seq_len": 128}, "train": {"max_steps": steps},
+                "optim": {"lr": 3e-3}, "tags": {"variant": variant}},
+        config_hash=h, status="ok", metrics=metrics, higher_is_better={k: False for k in metrics},
+        params={"total": 1000, "active": 1000}, timing={"wall_s": 1.0, "tokens_per_s": 10.0},
+        extra={"data": {"corpus": corpus, "corpus_hash": f"hash-{corpus}"}},
+        device={"type": "cpu", "threads": 1},
+    )  # fmt: skip
+    rec["finished_at"] = finished
+    write_result(rec, res)
+
+
+@pytest.mark.parametrize(
+    ("exp", "variants"),
+    [("rope", ("hybrid_rope", "hybrid_norope")), ("ffn", ("mlp", "cdmoe_1024")),
+     ("arch", ("llama", "cheems_mlp"))],
+)  # fmt: skip
+def test_lm_reports_name_the_corpus_of_a_scale_whose_runs_mixed_corpora(
+    tmp_path: Path, exp: str, variants: tuple[str, str]
+) -> None:
+    """A scale first run on `debian`, then rerun on `bundled`: its tables hold the bundled runs,
+    and the report says so and names the corpus of the runs it left out."""
+    res = tmp_path / "results"
+    for seed in (0, 1):
+        for v in variants:
+            _write_lm(res, exp, v, seed, 40.0, "debian", "2026-01-01T00:00:00")
+        _write_lm(res, exp, variants[0], seed, 30.0 + seed, "bundled", "2026-02-01T00:00:00")
+    md = build_report(exp, res, tmp_path / "rep")[0].read_text()
+    cpu = md.split("## CPU scale")[1]
+    assert (
+        "2 run(s), 2 ok; corpus `bundled` (content hash hash-bundled) (the results left out "
+        "of the tables used `debian`)" in cpu
+    )
+    assert "4 result file(s) from an earlier configuration" in cpu
+    assert "30.50 ± 0.71 (2)" in cpu and "40.00" not in cpu.split("### Learning rate")[0]
 
 
 # --------------------------------------------------------------------------------------------

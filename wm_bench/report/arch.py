@@ -415,7 +415,8 @@ def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None)
                 if n is not None:
                     n_samples[t].add(int(n))
         out += ["", f"## {c.scale_title(scale)}", "", c.scale_banner(scale), ""]
-        out += [f"{len(recs)} run(s), {len(_ok(recs))} ok.", *c.superseded_note(old)]
+        out += [f"{len(recs)} run(s), {len(_ok(recs))} ok; {c.corpus_sentence(recs, old)}.",
+                *c.superseded_note(old)]  # fmt: skip
         out += ["", "### Models", "", *model_table(chosen, ppl_key, choice)]
         out += c.lr_grid_section(recs, choice, lambda v: _task().LABELS.get(v, v),
                                  _task().VARIANTS)  # fmt: skip

@@ -1,4 +1,4 @@
-"""Shared report pieces: run tables (pandas), number formats, Markdown, banners, provenance."""
+"""Shared report pieces: run tables (pandas), number formats, Markdown, banners, corpora."""
 
 from __future__ import annotations
 
@@ -162,6 +162,54 @@ def best_of(means: pd.Series, higher: bool) -> set[Any]:
         return set()
     target = means.max() if higher else means.min()
     return set(means.index[means == target])
+
+
+# --------------------------------------------------------------------------------------------
+# Corpora: which text each language-model result was trained and scored on
+
+
+def corpus_of(rec: dict[str, Any]) -> str | None:
+    """The corpus spec of a run (config.data.corpus), None when the record has none."""
+    data = (rec.get("config") or {}).get("data")
+    return str(data["corpus"]) if isinstance(data, dict) and data.get("corpus") else None
+
+
+def _corpus_hash(rec: dict[str, Any]) -> str | None:
+    h = ((rec.get("extra") or {}).get("data") or {}).get("corpus_hash")
+    return str(h) if h else None
+
+
+def corpus_sentence(records: Sequence[dict[str, Any]], old: Sequence[dict[str, Any]] = ()) -> str:
+    """Which corpus the results of one scale used (config.data.corpus, with the content hash the
+    runs recorded in extra.data.corpus_hash), e.g. "corpus `debian` (content 6e25743b589d5ccc)".
+    Records that mix corpora are listed per corpus with their variants; `old` (results left out
+    of the tables) is named when its corpora differ from those of the tables."""
+    frame = pd.DataFrame(
+        [(corpus_of(r) or "not recorded", _corpus_hash(r), str(r.get("variant"))) for r in records],
+        columns=["corpus", "hash", "variant"],
+    )
+
+    def one(name: str, part: pd.DataFrame) -> str:
+        hashes = sorted(part["hash"].dropna().unique())
+        text = f"`{name}`" if name != "not recorded" else "not recorded"
+        return text + (f" (content hash {', '.join(hashes)})" if hashes else "")
+
+    groups = list(frame.groupby("corpus", sort=True))
+    if not groups:
+        text = "corpus: no runs"
+    elif len(groups) == 1:
+        text = "corpus " + one(*groups[0])
+    else:
+        parts = []
+        for name, part in groups:
+            variants = ", ".join(dict.fromkeys(part["variant"]))
+            parts.append(f"{one(name, part)}: {len(part)} run(s) of {variants}")
+        text = "corpora differ between the runs: " + "; ".join(parts)
+    left = sorted({corpus_of(r) or "not recorded" for r in old} - set(frame["corpus"]))
+    if left:
+        names = ", ".join(f"`{x}`" if x != "not recorded" else x for x in left)
+        text += f" (the results left out of the tables used {names})"
+    return text
 
 
 def first_error_line(error: Any) -> str:

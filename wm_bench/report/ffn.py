@@ -148,8 +148,9 @@ def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None)
         chosen = c.at_chosen_lr(recs, choice)
         n_ok = sum(c.is_ok(r) for r in recs)
         out += ["", f"## {c.scale_title(scale)}", "", c.scale_banner(scale), ""]
-        out += [f"{len(recs)} run(s), {n_ok} ok. Each FFN at its chosen LR: mean ± std over "
-                "seeds (number of seeds).", *c.superseded_note(old), "",
+        out += [f"{len(recs)} run(s), {n_ok} ok; {c.corpus_sentence(recs, old)}. Each FFN at "
+                "its chosen LR: mean ± std over seeds (number of seeds).",
+                *c.superseded_note(old), "",
                 *table(chosen, choice)]  # fmt: skip
         out += c.lr_grid_section(recs, choice, _task().label, _ordered(choice))
         out += versus_mlp(chosen, scale)

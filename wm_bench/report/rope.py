@@ -224,11 +224,10 @@ def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None)
         lengths = lengths_of(chosen)
         seq = next((r["config"]["data"].get("seq_len") for r in recs
                     if isinstance(r.get("config", {}).get("data"), dict)), None)  # fmt: skip
-        corpus = next((r["config"]["data"].get("corpus") for r in recs
-                       if isinstance(r.get("config", {}).get("data"), dict)), None)  # fmt: skip
         n_ok = sum(c.is_ok(r) for r in recs)
         out += ["", f"## {c.scale_title(scale)}", "", c.scale_banner(scale), ""]
-        out.append(f"{len(recs)} run(s), {n_ok} ok; corpus `{corpus}`, training length {seq}.")
+        out.append(f"{len(recs)} run(s), {n_ok} ok; {c.corpus_sentence(recs, old)}, training "
+                   f"length {seq}.")  # fmt: skip
         out += c.superseded_note(old)
         out += ["", "### Test perplexity", "",
                 "Each variant at its chosen LR: mean ± std over seeds (number of seeds).", "",
