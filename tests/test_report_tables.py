@@ -1,10 +1,11 @@
-"""Report tables through pandas (groupby / agg, pivots) and the corpus each LM result used."""
+"""Report tables through pandas (groupby / pivot), the corpus each LM result used, the PDF extra."""
 
 from __future__ import annotations
 
 import hashlib
 import math
 import random
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -211,3 +212,47 @@ def test_expert_speed_tables_pivot_methods_into_columns_and_take_the_peak_per_n(
     mem = memory_section(pts, ["seimoe", "cdmoe"])
     assert mem[0] == "Peak memory (fixture):"
     assert mem[-2:] == ["| SEIMoE | 30 | — |", "| CDMoE | 12 | 20 |"]  # failed point: no peak
+
+
+# --------------------------------------------------------------------------------------------
+# The PDF needs the `pdf` extra, and says so
+
+
+@pytest.mark.parametrize("missing", ["weasyprint", "markdown"])
+def test_pdf_without_its_extra_names_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    from wm_bench.report.pdf import MissingExtra, build_pdf
+
+    (tmp_path / "x.md").write_text("# X\n")
+    monkeypatch.setitem(sys.modules, missing, None)  # `import <missing>` now fails
+    with pytest.raises(MissingExtra, match=r"pip install 'wm_bench\[pdf\]'") as info:
+        build_pdf(tmp_path)
+    assert isinstance(info.value, ImportError) and isinstance(info.value, ValueError)
+    assert info.value.name == missing and missing in str(info.value)
+
+
+def test_cli_report_pdf_without_the_extra_is_one_clear_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from wm_bench.cli import main
+
+    (tmp_path / "results").mkdir()
+    monkeypatch.setitem(sys.modules, "weasyprint", None)
+    rc = main(["report", "mqar", "--results-dir", str(tmp_path / "results"), "--reports-dir",
+               str(tmp_path / "rep"), "--pdf"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and "wm_bench[pdf]" in err and "Traceback" not in err
+    assert (tmp_path / "rep" / "mqar.md").is_file()  # the Markdown report is still written
+
+
+def test_report_without_pdf_imports_neither_markdown_nor_weasyprint(tmp_path: Path) -> None:
+    import subprocess
+
+    code = (
+        "import sys; from wm_bench.report import build_report; "
+        f"build_report('rope', {str(tmp_path)!r}, {str(tmp_path / 'rep')!r}); "
+        "bad = sorted(m for m in ('markdown', 'weasyprint', 'pypdf') if m in sys.modules); "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

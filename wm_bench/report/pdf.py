@@ -1,10 +1,15 @@
-"""reports/*.md → reports/report.pdf via Markdown → HTML → WeasyPrint, images embedded."""
+"""reports/*.md → reports/report.pdf via Markdown → HTML → WeasyPrint, images embedded.
+
+Markdown and WeasyPrint come with the optional `pdf` extra (`pip install 'wm_bench[pdf]'`); they
+are imported only when a PDF is made, so the Markdown reports and figures need neither."""
 
 from __future__ import annotations
 
 import html
+import importlib
 import re
 from pathlib import Path
+from typing import Any
 
 PDF_NAME = "report.pdf"
 _IMG = re.compile(r'<img\b[^>]*\bsrc="([^"]*)"[^>]*>')
@@ -24,6 +29,31 @@ code { font-size: 8pt; }
 """
 
 
+class MissingExtra(ImportError, ValueError):
+    """An optional package is not installed; the message names the extra that brings it. Also a
+    ValueError, so that `wm-bench` prints it as one line instead of a traceback."""
+
+
+def _require(module: str) -> Any:
+    """Import `module` (a `pdf` extra package) or raise MissingExtra saying how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise MissingExtra(
+            f"the PDF report needs the optional package {e.name or module!r}, which is not "
+            "installed: pip install 'wm_bench[pdf]' (`wm-bench report` without --pdf writes the "
+            "Markdown reports and figures without it)",
+            name=e.name or module,
+        ) from None
+    except OSError as e:  # WeasyPrint is installed but cannot load Pango (a system library)
+        raise MissingExtra(
+            f"{module} is installed but cannot load its system libraries ({e}); install Pango "
+            "(e.g. apt-get install libpango-1.0-0 libpangoft2-1.0-0), see WeasyPrint's "
+            "installation notes",
+            name=module,
+        ) from None
+
+
 def _local_images(body: str, base: Path) -> str:
     """Replace <img> tags whose local file is missing by a visible note (no broken render)."""
 
@@ -38,19 +68,18 @@ def _local_images(body: str, base: Path) -> str:
 
 def _fetcher():
     """A URL fetcher restricted to local files and data URLs (no network), where supported."""
-    try:
-        from weasyprint.urls import URLFetcher
-    except ImportError:  # older WeasyPrint: its default fetcher
+    urls = _require("weasyprint.urls")
+    if not hasattr(urls, "URLFetcher"):  # older WeasyPrint: its default fetcher
         return None
-    return URLFetcher(allowed_protocols=("file", "data"))
+    return urls.URLFetcher(allowed_protocols=("file", "data"))
 
 
 def render_html(reports_dir: Path) -> str:
     """One HTML document: "Claims at a glance" (from reports/verdicts.json, when there is one),
     then every reports/*.md (sorted by name), one section each."""
-    import markdown
-
     from wm_bench.report import verdicts
+
+    markdown = _require("markdown")
 
     sections = []
     if (Path(reports_dir) / verdicts.FILE).is_file():
@@ -73,15 +102,17 @@ def build_pdf(reports_dir: Path | str | None = None) -> Path:
         reports_dir: the reports folder (default: <repo>/reports); images resolve against it.
     Returns:
         The PDF path.
+    Raises:
+        MissingExtra: Markdown or WeasyPrint is not installed (the `pdf` extra).
     """
-    from weasyprint import HTML
-
     from wm_bench.results import repo_root
 
+    weasyprint = _require("weasyprint")
     rdir = Path(reports_dir) if reports_dir is not None else repo_root() / "reports"
     if not any(rdir.glob("*.md")):
         raise ValueError(f"no Markdown reports in {rdir}; run `wm-bench report` first")
     out = rdir / PDF_NAME
-    doc = HTML(string=render_html(rdir), base_url=str(rdir.resolve()) + "/", url_fetcher=_fetcher())
+    base = str(rdir.resolve()) + "/"
+    doc = weasyprint.HTML(string=render_html(rdir), base_url=base, url_fetcher=_fetcher())
     doc.write_pdf(out)
     return out
