@@ -181,7 +181,7 @@ def _corpus_hash(rec: dict[str, Any]) -> str | None:
 
 def corpus_sentence(records: Sequence[dict[str, Any]], old: Sequence[dict[str, Any]] = ()) -> str:
     """Which corpus the results of one scale used (config.data.corpus, with the content hash the
-    runs recorded in extra.data.corpus_hash), e.g. "corpus `debian` (content 6e25743b589d5ccc)".
+    runs recorded in extra.data.corpus_hash), e.g. "corpus `debian` (content hash 6e25743b589d)".
     Records that mix corpora are listed per corpus with their variants; `old` (results left out
     of the tables) is named when its corpora differ from those of the tables."""
     frame = pd.DataFrame(
