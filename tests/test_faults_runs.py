@@ -107,6 +107,29 @@ def test_sigterm_saves_at_a_step_boundary_and_a_rerun_resumes_exactly(tmp_path, 
     assert not checkpoint_path(cfg, tmp_path / "o").exists()
 
 
+def test_gradient_accumulation_resumes_exactly_and_is_in_the_hash(tmp_path, monkeypatch):
+    # K = 2 batches per optimiser step: the checkpoint's next batch is step × K, and a signal
+    # inside an accumulation is acted on at the step's boundary (no half-summed gradient saved).
+    from wm_bench.config import config_hash
+
+    acc = _cfg("synthetic", steps=20, accumulate_grad_batches=2)
+    assert config_hash(acc) != config_hash(_cfg("synthetic", steps=20))
+    assert config_hash(_cfg("synthetic", steps=20, accumulate_grad_batches=None)) == config_hash(
+        _cfg("synthetic", steps=20)
+    )  # unset (= 1) keeps the hash of configs written before the field existed
+    ref = run(acc, results_dir=tmp_path / "ref", out_dir=tmp_path / "o_ref", quiet=True)
+    assert ref["timing"]["steps"] == 20
+    cfg = _with_ckpt(acc, every=4)
+    _signal_at_step(monkeypatch, 9)
+    with pytest.raises(signals.RunInterrupted) as info:
+        run(cfg, results_dir=tmp_path / "r", out_dir=tmp_path / "o", quiet=True)
+    assert "saved step 10/20" in str(info.value)
+    monkeypatch.undo()
+    resumed = run(cfg, results_dir=tmp_path / "r", out_dir=tmp_path / "o", quiet=True)
+    assert resumed["resumed_from_step"] == 10
+    _same_result(ref, resumed)
+
+
 def test_sigint_without_checkpointing_says_nothing_was_saved(tmp_path, monkeypatch):
     _signal_at_step(monkeypatch, 5, signal.SIGINT)
     with pytest.raises(signals.RunInterrupted) as info:

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
+from wm_bench.config import ACCELERATORS, LOGGERS, PRECISIONS
+
 # tasks/<name>/ modules: runs(scale) (training experiments) or reproduce(scale, ...) (measuring)
 EXPERIMENTS = ("mqar", "expert_speed", "rope", "ffn", "arch", "mqar_dma", "passkey")
 SCALE_CHOICES = ("smoke", "cpu", "small", "paper", "auto")
@@ -113,6 +115,42 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         "else off",
     )
     p.add_argument(
+        "--accelerator",
+        default=None,
+        choices=list(ACCELERATORS),
+        help="where to train (auto: CUDA when present, else CPU; default: the run config's)",
+    )
+    p.add_argument(
+        "--devices",
+        type=_int_at_least(1),
+        default=None,
+        metavar="N",
+        help="devices per run (default: the run config's, 1); only 1 is supported until data "
+        "sharding under DDP exists",
+    )
+    p.add_argument(
+        "--precision",
+        default=None,
+        choices=list(PRECISIONS),
+        help="numeric precision (auto: bf16-mixed on CUDA, 32-true on CPU); part of the config "
+        "hash, so another precision is another run",
+    )
+    p.add_argument(
+        "--accumulate-grad-batches",
+        type=_int_at_least(1),
+        default=None,
+        metavar="K",
+        help="sum the gradients of K batches per optimiser step (effective batch K × batch size; "
+        "part of the config hash when K > 1; default: the run config's, 1)",
+    )
+    p.add_argument(
+        "--logger",
+        default=None,
+        choices=list(LOGGERS),
+        help="training log under <out-dir>/logs/: csv (default) or tensorboard (needs "
+        "`pip install 'wm_bench[tensorboard]'`)",
+    )
+    p.add_argument(
         "--checkpoint-every",
         type=_int_at_least(1),
         default=None,
@@ -120,6 +158,21 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         help="save a checkpoint every N optimiser steps, independent of validation (default: the "
         "run config's, else a twentieth of the run); a kill loses at most N steps",
     )
+
+
+def version_text() -> str:
+    """One line: this package's version and those of the libraries a result depends on (read
+    from the installed distributions' metadata, so nothing heavy is imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def v(dist: str) -> str:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return (f"wm-bench {v('wm_bench')} (torch {v('torch')}, triton {v('triton')}, lightning "
+            f"{v('lightning')}, python {sys.version.split()[0]})")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
         "  wm-bench list",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument(
+        "--version", action="version", version=version_text(),
+        help="print the versions of wm_bench, torch, triton and lightning, then exit",
+    )  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
@@ -159,6 +216,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="a YAML RunConfig instead of --preset/--size/--ffn; the flags below override its "
         "values only when given",
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        metavar="NAME",
+        help="the registered dataset a preset trains on: synthetic (a Markov token stream, the "
+        "default), lm (a text corpus through a BPE), mqar, passkey; see `wm-bench list`",
+    )
+    p.add_argument(
+        "--data-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a field of the dataset's config (repeatable), e.g. --data lm --data-opt "
+        "corpus=bundled --data-opt vocab_size=2048; the model's vocabulary follows the data's",
     )
     p.add_argument("--steps", type=_int_at_least(1), default=None, help="optimiser steps (50)")
     p.add_argument("--batch-size", type=_int_at_least(1), default=None, help="batch size (8)")
@@ -202,6 +274,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--limit", type=_int_at_least(1), default=None, help="run at most this many configs (≥ 1)"
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the planned runs (variant, tags, LR, seed, config hash, done or pending) and "
+        "exit; trains and writes nothing. A staged task lists what its finished results plan so "
+        "far (its later stages depend on the pending runs)",
     )
     p.add_argument("--no-report", action="store_true", help="do not regenerate the report")
     p.add_argument("--reports-dir", default=None, help="where the report goes (default: ./reports)")
@@ -263,9 +342,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=DATA_ACTIONS)
     p.add_argument(
         "--corpus",
-        default="debian",
-        help="debian[:austen,python-doc,gcide] | files:<glob> | wikitext2:<dir> | "
-        "hf:<dataset>[:<config>][@<N>] (default: debian, offline-capable)",
+        default="bundled",
+        help="bundled[:austen] | debian[:austen,python-doc,gcide] | files:<glob> | "
+        "wikitext2:<dir> | hf:<dataset>[:<config>][@<N>] (default: bundled, the public-domain "
+        "text shipped with the package; see docs/corpus.md)",
     )
     p.add_argument(
         "--vocab", type=_int_at_least(257), default=8192, help="BPE vocabulary size, ≥ 257 (8192)"
@@ -285,7 +365,11 @@ def build_parser() -> argparse.ArgumentParser:
         "training with --save-model. Offline by default: the suite's task YAMLs over local "
         "JSON-lines files; tasks without a file are listed as 'not run: no data'.",
     )
-    p.add_argument("model_dir", help="a directory holding config.json, model.pt, tokenizer.json")
+    p.add_argument(
+        "model_dir",
+        help="a model directory: config.json, model.safetensors, tokenizer.json (or the old "
+        "model.pt form); see docs/export.md",
+    )
     p.add_argument(
         "--tasks",
         default="paper",
@@ -366,6 +450,23 @@ def _runtime(cfg: Any, args: argparse.Namespace, *, checkpoint_default: bool | N
         train["compile"] = args.compile
     if args.save_model is not None:
         train["save_model"] = args.save_model
+    if args.accelerator is not None:
+        train["accelerator"] = args.accelerator
+    if args.devices is not None:
+        if args.devices > 1:
+            raise ValueError(
+                f"--devices {args.devices}: multi-device training is not supported yet (every "
+                "rank would read the same batches and write the result); use --devices 1"
+            )
+        train["devices"] = args.devices
+    if args.precision is not None:
+        train["precision"] = args.precision
+    if args.accumulate_grad_batches is not None:  # 1 is the default: keep the hash unchanged
+        train["accumulate_grad_batches"] = (
+            args.accumulate_grad_batches if args.accumulate_grad_batches > 1 else None
+        )
+    if args.logger is not None:
+        train["logger"] = args.logger
     checkpoint = getattr(args, "checkpoint", None)
     if checkpoint is False and args.checkpoint_every is not None:
         raise ValueError(
@@ -388,7 +489,9 @@ def _train_config(args: argparse.Namespace) -> Any:
     from wm_bench.presets import preset
 
     if args.config:
-        given = [f"--{k}" for k in ("preset", "size", "ffn") if getattr(args, k) is not None]
+        flags = ("preset", "size", "ffn", "data")
+        given = [f"--{k}" for k in flags if getattr(args, k) is not None]
+        given += ["--data-opt"] if args.data_opt else []
         if given:
             raise ValueError(
                 f"{' '.join(given)} with --config {args.config}: the model comes from the YAML "
@@ -409,16 +512,54 @@ def _train_config(args: argparse.Namespace) -> Any:
          for k, v in TRAIN_DEFAULTS.items()}  # fmt: skip
     kw = {"ffn": args.ffn} if args.ffn else {}
     model = preset(a["preset"], a["size"], **kw)
+    if args.data is None and not args.data_opt:
+        data: Any = SyntheticDataConfig(vocab_size=min(model.vocab_size, 512), seq_len=a["seq_len"])
+    else:
+        data = _data_config(args.data or "synthetic", args.data_opt, a["seq_len"])
+        if getattr(data, "vocab_size", None):  # the embedding fits the data's vocabulary
+            model = replace(model, vocab_size=data.vocab_size)
     return RunConfig(
         experiment="train",
         variant=f"{a['preset']}-{a['size']}" + (f"-{args.ffn}" if args.ffn else ""),
         model=model,
-        data=SyntheticDataConfig(vocab_size=min(model.vocab_size, 512), seq_len=a["seq_len"]),
+        data=data,
         optim=OptimConfig(lr=a["lr"]),
         train=TrainConfig(max_steps=a["steps"], batch_size=a["batch_size"]),
         seed=a["seed"],
         scale="smoke",
     )
+
+
+def _data_config(name: str, opts: list[str], seq_len: int) -> Any:
+    """The config of registered dataset `name` with --data-opt KEY=VALUE fields (values parsed as
+    YAML scalars: 2048 → int, 1e-3 → float, a,b → str) and --seq-len where the data has one."""
+    import dataclasses
+
+    import yaml
+
+    from wm_bench.config import from_dict
+    from wm_bench.data import DATASETS
+
+    if name not in DATASETS:
+        raise ValueError(f"--data {name!r}; valid: {sorted(DATASETS)}")
+    cls = DATASETS[name][1]
+    fields = {f.name for f in dataclasses.fields(cls)} - {"name"}
+    values: dict[str, Any] = {"name": name}
+    if "seq_len" in fields:
+        values["seq_len"] = seq_len
+    for opt in opts:
+        key, eq, text = opt.partition("=")
+        if not eq or not key:
+            raise ValueError(f"--data-opt {opt!r}: expected KEY=VALUE, e.g. vocab_size=2048")
+        if key not in fields:
+            raise ValueError(f"--data-opt {key}: not a field of {name} data; valid: "
+                             f"{sorted(fields)}")  # fmt: skip
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        values[key] = list(value) if isinstance(value, tuple) else value
+    return from_dict(cls, values, path=f"--data {name}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -486,6 +627,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     task = importlib.import_module(f"tasks.{args.experiment}")
     if hasattr(task, "reproduce"):  # a task that measures rather than trains runs its own grid
         return _reproduce_own(task, scale, args)
+    if args.dry_run:
+        return _dry_run(task, scale, args)
     print(f"{args.experiment} @ {scale}")
     t0 = time.perf_counter()
     journal = Path(args.out_dir) / "optuna" / f"{args.experiment}-{scale}.journal"
@@ -511,9 +654,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             metric=task.METRIC,
             direction="maximize" if task.HIGHER_IS_BETTER else "minimize",
             journal=journal,
-            run_fn=lambda c: run(
+            run_fn=lambda c: run(  # a per-run step bar on a terminal unless --quiet
                 c, results_dir=args.results_dir, out_dir=args.out_dir, force=args.force,
-                quiet=True,
+                quiet=bool(args.quiet),
             ),
         )  # fmt: skip
     if args.until_decided:
@@ -525,7 +668,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                 configs, cell_key=task.cell_key, metric=task.METRIC,
                 direction="maximize" if task.HIGHER_IS_BETTER else "minimize", journal=journal,
                 run_fn=lambda c: run(c, results_dir=args.results_dir, out_dir=args.out_dir,
-                                     force=False, quiet=True),
+                                     force=False, quiet=bool(args.quiet)),
             ))  # fmt: skip
 
         _until_decided(task, scale, args, run_all)
@@ -541,6 +684,40 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if not args.no_report:
         _report([args.experiment], args.results_dir, args.reports_dir, pdf=False)
     return 1 if failed else 0
+
+
+def _dry_run(task: Any, scale: str, args: argparse.Namespace) -> int:
+    """`reproduce --dry-run`: the planned runs with their config hash, done or pending."""
+    from wm_bench.config import config_hash
+    from wm_bench.results import find_done
+
+    configs = _plan(task, scale, args)
+    if configs is None:
+        return 2
+    if args.limit is not None:
+        configs = configs[: args.limit]
+    rows, pending = [], 0
+    for c in configs:
+        h = config_hash(c)
+        rec = None if args.force else find_done(h, c.experiment, c.scale, c.variant,
+                                                args.results_dir)  # fmt: skip
+        state = f"done ({rec['status']})" if rec else ("pending (--force)" if args.force
+                                                       else "pending")  # fmt: skip
+        pending += rec is None
+        tags = " ".join(f"{k}={v}" for k, v in c.tags.items() if k != "variant")
+        rows.append((c.variant, tags, f"{c.optim.lr:g}", str(c.seed), h, state))
+    heads = ("variant", "tags", "lr", "seed", "config hash", "state")
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads)]
+    print(f"{args.experiment} @ {scale}: {len(rows)} planned runs, {len(rows) - pending} done, "
+          f"{pending} pending (dry run: nothing trained or written)")  # fmt: skip
+    for r in (heads, *rows):
+        print("  " + "  ".join(x.ljust(w) for x, w in zip(r, widths)).rstrip())
+    import inspect
+
+    if "results_dir" in inspect.signature(task.runs).parameters and pending:
+        print("  (staged task: runs planned from these results, e.g. seeds at each variant's "
+              "best LR, appear once the pending runs have finished)")  # fmt: skip
+    return 0
 
 
 def _until_decided(task: Any, scale: str, args: argparse.Namespace, run_all: Any) -> None:
@@ -631,7 +808,9 @@ def _reproduce_own(task: Any, scale: str, args: argparse.Namespace) -> int:
     unused = {
         "--compile/--no-compile": args.compile, "--save-model/--no-save-model": args.save_model,
         "--eval-data": args.eval_data, "--checkpoint/--no-checkpoint": args.checkpoint,
-        "--checkpoint-every": args.checkpoint_every,
+        "--checkpoint-every": args.checkpoint_every, "--accelerator": args.accelerator,
+        "--devices": args.devices, "--precision": args.precision,
+        "--accumulate-grad-batches": args.accumulate_grad_batches, "--logger": args.logger,
     }  # fmt: skip
     given = [k for k, v in unused.items() if v is not None]
     if given:
@@ -643,9 +822,9 @@ def _reproduce_own(task: Any, scale: str, args: argparse.Namespace) -> int:
         return 2
     rc = task.reproduce(
         scale, only=args.only, limit=args.limit, results_dir=args.results_dir,
-        force=args.force, threads=args.threads, quiet=bool(args.quiet),
+        force=args.force, threads=args.threads, quiet=bool(args.quiet), dry_run=args.dry_run,
     )  # fmt: skip
-    if rc != 2 and not args.no_report:
+    if rc != 2 and not args.no_report and not args.dry_run:
         _report([args.experiment], args.results_dir, args.reports_dir, pdf=False)
     return rc
 

@@ -150,6 +150,11 @@ class OptimConfig:
             )
 
 
+LOGGERS = ("csv", "tensorboard")
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "64-true")
+ACCELERATORS = ("auto", "cpu", "cuda", "gpu")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How long and how to train; runtime fields (device, impl, paths) stay out of the hash."""
@@ -170,6 +175,10 @@ class TrainConfig:
     checkpoint_every: int | None = runtime_field(None)  # steps between saves; None → max_steps/20
     compile: bool = runtime_field(False)  # torch.compile the model for training/validation steps
     save_model: bool = runtime_field(False)  # write <out>/models/<exp>/<scale>/<run id>/ at the end
+    logger: str = runtime_field("csv")  # "csv" (<out>/logs/…/metrics.csv) or "tensorboard"
+    # Batches whose gradients are summed per optimiser step (None = 1, and then left out of the
+    # hash so configs written before the field existed keep their hash): changes what is computed.
+    accumulate_grad_batches: int | None = field(default=None, metadata={"hash_if_set": True})
 
     def __post_init__(self) -> None:
         for fname in ("max_steps", "batch_size", "devices", "log_every"):
@@ -180,7 +189,7 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig.eval_every={self.eval_every!r} must be an integer ≥ 0 (0: at the end)"
             )
-        for fname in ("num_threads", "checkpoint_every"):
+        for fname in ("num_threads", "checkpoint_every", "accumulate_grad_batches"):
             v = getattr(self, fname)
             if v is not None and not (_int(v) and v >= 1):
                 raise ValueError(f"TrainConfig.{fname}={v!r} must be an integer ≥ 1 or None")
@@ -188,14 +197,14 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig.early_stop_value={self.early_stop_value!r} must be a finite number"
             )
-        valid = ("auto", "32-true", "bf16-mixed", "16-mixed", "64-true")
-        if self.precision not in valid:
-            raise ValueError(f"TrainConfig.precision={self.precision!r}; valid: {list(valid)}")
-        accelerators = ("auto", "cpu", "cuda", "gpu")
-        if self.accelerator not in accelerators:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"TrainConfig.precision={self.precision!r}; valid: {list(PRECISIONS)}")
+        if self.accelerator not in ACCELERATORS:
             raise ValueError(
-                f"TrainConfig.accelerator={self.accelerator!r}; valid: {list(accelerators)}"
+                f"TrainConfig.accelerator={self.accelerator!r}; valid: {list(ACCELERATORS)}"
             )
+        if self.logger not in LOGGERS:
+            raise ValueError(f"TrainConfig.logger={self.logger!r}; valid: {list(LOGGERS)}")
         if self.impl not in ("auto", "reference", "triton"):
             raise ValueError(
                 f"TrainConfig.impl={self.impl!r}; valid: ['auto', 'reference', 'triton']"

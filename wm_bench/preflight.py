@@ -88,6 +88,12 @@ def _check_data(cfg: Any) -> None:
     split_seeds = getattr(data, "split_seeds", None)
     if callable(split_seeds):
         split_seeds(cfg.seed)  # MQAR: the seed must keep train and test seeds disjoint
+    if train.save_model and data.name != "lm":
+        raise ValueError(
+            f"train.save_model with {data.name} data: a saved model directory holds the text "
+            "tokenizer of lm data, which this data has none of; train on lm data (--data lm) or "
+            "drop --save-model"
+        )
 
 
 def machine_memory_bytes() -> int | None:

@@ -310,8 +310,10 @@ def reproduce(
     force: bool = False,
     threads: int | None = None,
     quiet: bool = False,
+    dry_run: bool = False,
 ) -> int:
     """Time every point of the grid at `scale`, one result file each; finished points skipped.
+    With `dry_run`, list the points with their hash and done/pending state and time nothing.
 
     Returns:
         0 when every point is ok (or was done already), 1 when some failed, 2 on bad arguments.
@@ -333,6 +335,17 @@ def reproduce(
     if not pts:
         print("nothing to run (check --only / --limit)", file=sys.stderr)
         return 2
+    if dry_run:
+        rows = [(p.method, f"N={p.num_experts} k={p.top_k} ratio={p.ratio:g}", point_hash(p, s),
+                 "pending" if force or find_done(point_hash(p, s), EXPERIMENT, scale, p.method,
+                                                 results_dir) is None else "done")
+                for p in pts]  # fmt: skip
+        n_pending = sum(r[3] == "pending" for r in rows)
+        print(f"{EXPERIMENT} @ {scale}: {len(rows)} planned points, {len(rows) - n_pending} done, "
+              f"{n_pending} pending (dry run: nothing timed or written)")  # fmt: skip
+        for r in rows:
+            print("  " + "  ".join(r))
+        return 0
     if s.device == "cuda" and not torch.cuda.is_available():
         print(f"error: scale {scale!r} times on CUDA and none is available; use --scale cpu",
               file=sys.stderr)  # fmt: skip

@@ -107,7 +107,10 @@ class ResumableTrainData:
     def state_dict(self) -> dict[str, Any]:
         trainer = getattr(self, "trainer", None)
         step = getattr(trainer, "global_step", 0) if trainer is not None else 0
-        return {"next_train_batch": int(step)}
+        # Checkpoints are saved at optimiser-step boundaries; each step consumed `accumulate`
+        # batches (gradient accumulation), so the next batch is step × accumulate.
+        accumulate = getattr(trainer, "accumulate_grad_batches", 1) if trainer is not None else 1
+        return {"next_train_batch": int(step) * int(accumulate or 1)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._start_batch = int(state.get("next_train_batch", 0))

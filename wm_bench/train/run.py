@@ -26,6 +26,7 @@ from wm_bench.config import RunConfig, config_hash, to_dict
 from wm_bench.data import build_datamodule
 from wm_bench.train import signals
 from wm_bench.train.module import Diverged, LMModule
+from wm_bench.train.progress import StepProgress
 
 HIGHER_IS_BETTER = {
     "loss": False, "ppl": False, "accuracy": True,
@@ -322,6 +323,9 @@ class StepCheckpoint(L.Callback):
         signals.reinstall()  # Lightning put its own SIGTERM handler in place when fit started
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        accumulate = int(getattr(trainer, "accumulate_grad_batches", 1) or 1)
+        if (batch_idx + 1) % accumulate:
+            return  # inside an accumulation: act at the optimiser step's boundary only
         if signals.pending() is not None:
             self._stop(trainer)
         if self.every and trainer.global_step % self.every == 0:
@@ -373,7 +377,6 @@ def _train_and_eval(
     # same initial model here before fit loads its checkpoint, so "init" is true on resume too.
     mask_init = _mask_diagnostics(cfg, dm, module)
     rid = results.run_id(cfg.variant, h)
-    log_dir = out_dir / "logs" / cfg.experiment / cfg.scale
     tput = Throughput()
     every = checkpoint_every(cfg) if cfg.train.checkpoint else None
     callbacks: list[L.Callback] = [tput, StepCheckpoint(ckpt, every, cfg.train.max_steps)]
@@ -392,6 +395,46 @@ def _train_and_eval(
                 check_on_train_epoch_end=False,
             )
         )
+    bar = StepProgress(f"{cfg.experiment}/{cfg.scale} {cfg.variant} s{cfg.seed}",
+                       cfg.train.max_steps,
+                       enabled=None if cfg.train.progress and not quiet else False)  # fmt: skip
+    callbacks.append(bar)
+    try:
+        return _fit_and_eval(cfg, dm, module, rid, h, accelerator, precision, out_dir, ckpt,
+                             callbacks, tput, mask_init, bar)  # fmt: skip
+    finally:
+        bar.close()
+
+
+def _logger(cfg: RunConfig, log_dir: Path, rid: str) -> Any:
+    """The Lightning logger that `cfg.train.logger` names (TensorBoard needs its extra)."""
+    if cfg.train.logger == "tensorboard":
+        try:
+            return L.pytorch.loggers.TensorBoardLogger(str(log_dir), name=rid)
+        except ModuleNotFoundError as e:
+            raise ValueError(
+                f"logger 'tensorboard' needs the tensorboard package ({e}); install it with "
+                "`pip install 'wm_bench[tensorboard]'` or use --logger csv"
+            ) from None
+    return L.pytorch.loggers.CSVLogger(str(log_dir), name=rid)
+
+
+def _fit_and_eval(
+    cfg: RunConfig,
+    dm: Any,
+    module: LMModule,
+    rid: str,
+    h: str,
+    accelerator: str,
+    precision: str,
+    out_dir: Path,
+    ckpt: Path,
+    callbacks: list[L.Callback],
+    tput: Throughput,
+    mask_init: Any,
+    bar: StepProgress,
+) -> dict[str, Any]:
+    log_dir = out_dir / "logs" / cfg.experiment / cfg.scale
     eval_every = cfg.train.eval_every
     trainer = L.Trainer(
         accelerator=accelerator,
@@ -403,10 +446,11 @@ def _train_and_eval(
         val_check_interval=eval_every if eval_every > 0 else None,
         check_val_every_n_epoch=None if eval_every > 0 else 10**9,
         num_sanity_val_steps=0,
-        logger=L.pytorch.loggers.CSVLogger(str(log_dir), name=rid),
+        logger=_logger(cfg, log_dir, rid),
         callbacks=callbacks,
+        accumulate_grad_batches=cfg.train.accumulate_grad_batches or 1,
         enable_checkpointing=False,  # StepCheckpoint saves atomically on its own schedule
-        enable_progress_bar=cfg.train.progress and not quiet,
+        enable_progress_bar=False,  # StepProgress: optimiser steps of max_steps, loss, ETA
         enable_model_summary=False,
         log_every_n_steps=cfg.train.log_every,
         deterministic=False,
@@ -415,6 +459,7 @@ def _train_and_eval(
     resume = str(ckpt) if cfg.train.checkpoint and ckpt.exists() else None
     with signals.deferred():
         trainer.fit(module, datamodule=dm, ckpt_path=resume)
+    bar.phase("validation")
     trainer.validate(module, datamodule=dm, verbose=False)
     metrics = dict(module.final_metrics)
     if not math.isfinite(metrics.get("valid/loss", 0.0)):
@@ -423,7 +468,9 @@ def _train_and_eval(
     metrics.update(_length_perplexities(cfg, dm, module))
     metrics.update(_datamodule_metrics(dm, module))
     wall = time.perf_counter() - t0
-    down_metrics, down_rec = _downstream(cfg, dm, module, cfg.train.progress and not quiet)
+    if cfg.downstream is not None:
+        bar.phase("downstream tasks")
+    down_metrics, down_rec = _downstream(cfg, dm, module, bar.enabled)
     metrics.update(down_metrics)
     nonfinite = sorted(k for k, v in metrics.items() if not math.isfinite(v))
     if nonfinite:
