@@ -597,18 +597,18 @@ def _damaged_copy(src: Path, dst: Path, name: str, data: bytes | None) -> Path:
 @pytest.mark.parametrize(
     ("name", "data"),
     [
-        ("model.pt", None),
-        ("model.pt", b"garbage, not a torch file"),
-        ("model.pt", b"PK\x03\x04 not a zip either"),
+        ("model.safetensors", None),
+        ("model.safetensors", b"garbage, not a safetensors file"),
+        ("model.safetensors", b"PK\x03\x04 not a zip either"),
         ("config.json", b"{not json"),
         ("config.json", b'{"format": 1}'),
         ("config.json", b"[1, 2]"),
         ("tokenizer.json", b"{broken"),
     ],
     ids=[
-        "pt-truncated",
-        "pt-garbage",
-        "pt-bad-zip",
+        "weights-truncated",
+        "weights-garbage",
+        "weights-bad-zip",
         "config-garbage",
         "config-no-run",
         "config-list",
@@ -624,10 +624,12 @@ def test_a_corrupt_model_directory_is_one_line_naming_the_file(
 
 
 def test_weights_of_another_model_are_one_line(model_dir: Path, tmp_path: Path, capsys) -> None:
-    d = _damaged_copy(model_dir, tmp_path / "m", "model.pt", b"")
-    torch.save({"embed.weight": torch.zeros(3, 3)}, d / "model.pt")
+    from safetensors.torch import save_file
+
+    d = _damaged_copy(model_dir, tmp_path / "m", "model.safetensors", b"")
+    save_file({"embed.weight": torch.zeros(3, 3)}, str(d / "model.safetensors"))
     assert main(["eval", str(d), "--tasks", "arc_easy", "--device", "cpu", "--quiet"]) == 2
-    _one_error_line(capsys, "model.pt", "does not match")
+    _one_error_line(capsys, "model.safetensors", "does not match")
 
 
 @pytest.mark.parametrize(

@@ -166,14 +166,15 @@ def test_model_directory_round_trip(tok, tmp_path: Path) -> None:
                     data=LMDataConfig(corpus="debian", vocab_size=300, seq_len=48))  # fmt: skip
     m = build_model(cfg.model).eval()
     out = save_pretrained(tmp_path / "m", m, cfg, tok)
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.pt", "tokenizer.json"]
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["config.json", "model.safetensors", "tokenizer.json"]
     m2, tok2, meta = load_pretrained(out)
     x = torch.as_tensor(tok.encode("the cat sees a dog."))[None]
     assert torch.equal(m(x).logits, m2(x).logits)
     assert tok2.encode("the old river") == tok.encode("the old river") and meta["max_length"] == 48
     assert WmBenchLM(pretrained=str(out), device="cpu").max_length == 48
-    with pytest.raises(FileNotFoundError, match="missing model.pt"):
-        (out / "model.pt").unlink()
+    with pytest.raises(FileNotFoundError, match="missing model.safetensors"):
+        (out / "model.safetensors").unlink()
         load_pretrained(out)
 
 

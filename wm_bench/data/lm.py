@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from wm_bench.config import runtime_field
-from wm_bench.data.corpus import Corpus, load_corpus, parse_spec
+from wm_bench.data.corpus import DEFAULT_CORPUS, Corpus, load_corpus, parse_spec
 from wm_bench.data.resumable import ResumableTrainData
 from wm_bench.data.shards import Shards, build_shards
 from wm_bench.data.tokenizer import Tokenizer, check_tokenizer_spec, load_tokenizer
@@ -41,8 +41,9 @@ class LMDataConfig:
     """Next-token prediction on a text corpus.
 
     Fields:
-        corpus: corpus spec (`wm_bench.data.corpus`): "debian", "files:<glob>",
-            "wikitext2:<dir>", "hf:<dataset>[:<config>][@<N>]".
+        corpus: corpus spec (`wm_bench.data.corpus`): "bundled" (the default, shipped with
+            the package), "debian", "files:<glob>", "wikitext2:<dir>",
+            "hf:<dataset>[:<config>][@<N>]".
         vocab_size: the BPE's target size (≥ 257); for "hf:" tokenizers unused (their own size
             applies). The DataModule's `vocab_size` is the tokenizer's real size.
         seq_len: T, the training window.
@@ -58,7 +59,7 @@ class LMDataConfig:
     """
 
     name: Literal["lm"] = "lm"
-    corpus: str = "debian"
+    corpus: str = DEFAULT_CORPUS
     vocab_size: int = 8192
     seq_len: int = 256
     tokenizer: str = "bpe"
@@ -95,7 +96,7 @@ class Prepared:
 
 
 def prepare(
-    corpus: str = "debian",
+    corpus: str = DEFAULT_CORPUS,
     *,
     tokenizer: str = "bpe",
     vocab_size: int = 8192,
