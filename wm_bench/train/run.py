@@ -15,6 +15,7 @@ import resource
 import time
 import traceback
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +178,7 @@ def run(
     out_dir: str | Path = "outputs",
     force: bool = False,
     quiet: bool = False,
+    callbacks: Sequence[L.Callback] = (),
 ) -> dict[str, Any]:
     """Train and evaluate one RunConfig; write and return its result record.
 
@@ -187,6 +189,9 @@ def run(
     "diverged" record and any other exception inside the run a "failed" one; both are returned,
     not raised. Bad input found before training (`wm_bench.preflight`) raises ValueError and
     writes nothing; a signal raises `signals.RunInterrupted` and writes nothing.
+
+    `callbacks` are appended to the Trainer's own (e.g. a sweep's pruning callback); they run
+    after the suite's and are not part of the config.
     """
     h = config_hash(cfg)
     if not force:
@@ -213,7 +218,8 @@ def run(
     state = _RunState()
     try:
         with _quiet_lightning():
-            out = _train_and_eval(cfg, h, accelerator, precision, Path(out_dir), ckpt, quiet, state)
+            out = _train_and_eval(cfg, h, accelerator, precision, Path(out_dir), ckpt, quiet, state,
+                                  extra_callbacks=callbacks)  # fmt: skip
     except signals.RunInterrupted:
         raise  # nothing recorded: the run is neither ok nor failed, and resumes when rerun
     except Diverged as e:
@@ -364,6 +370,8 @@ def _train_and_eval(
     ckpt: Path,
     quiet: bool,
     state: _RunState,
+    *,
+    extra_callbacks: Sequence[L.Callback] = (),
 ) -> dict[str, Any]:
     L.seed_everything(cfg.seed, verbose=False)
     dm = build_datamodule(cfg.data, batch_size=cfg.train.batch_size, seed=cfg.seed)
@@ -399,6 +407,7 @@ def _train_and_eval(
                        cfg.train.max_steps,
                        enabled=None if cfg.train.progress and not quiet else False)  # fmt: skip
     callbacks.append(bar)
+    callbacks.extend(extra_callbacks)
     try:
         return _fit_and_eval(cfg, dm, module, rid, h, accelerator, precision, out_dir, ckpt,
                              callbacks, tput, mask_init, bar)  # fmt: skip
