@@ -1014,13 +1014,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="wm-bench bench mqar",
         description="MQAR training speed at Zoology's CPU configuration (vocabulary 8192, 2 "
-        "layers, d 64, L 64, kv 8, batch 32, 2 epochs): the suite's real training path ('ours': "
-        "Lightning + LMModule, head and loss on the labelled positions only) side by side with "
-        "'zoology_style', our re-implementation of Zoology's trainer (head and loss over every "
-        "position), interleaved chunk by chunk in one process. Reports tokens/s of each "
-        "(median and 95 % interval over chunks), the ratio ours/zoology-style (goal ≥ "
-        f"{GOAL_RATIO}), and test accuracy of both after the same tokens. Zoology's own "
-        "numbers (docs/anchors.md §5) are quoted beside, never mixed in.",
+        "layers, d 64,\nL 64, kv 8, batch 32, 2 epochs), two ways, interleaved chunk by chunk in "
+        "one process:\n"
+        "  ours           the suite's real training path (Lightning + LMModule), LM head and "
+        "loss\n                 on the labelled positions only\n"
+        "  zoology_style  our re-implementation of Zoology's trainer (not Zoology's code), head "
+        "and\n                 loss over every position\n"
+        "Reports tokens/s of each (median and 95 % interval over chunks), the ratio\n"
+        f"ours/zoology-style (goal >= {GOAL_RATIO}) and the test accuracy of both after the same "
+        "tokens.\nZoology's own numbers (docs/anchors.md §5) are quoted beside, never mixed in.",
         epilog="Example (the measurement, on an idle machine):\n"
         "  wm-bench bench mqar --steps 750 --threads 2 --repeats 3\n"
         "Quick plumbing check:\n"
