@@ -1,10 +1,10 @@
-"""Optuna driver: per-cell grids (learning rate × seed), results/ as the record, a journal study."""
+"""Optuna driver of `wm-bench reproduce`: per-cell (learning rate × seed) studies, split between
+workers through one storage (`wm_bench.sweeps`), results/ as the record."""
 
 from __future__ import annotations
 
 import hashlib
-import math
-import time
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,7 @@ from typing import Any
 from wm_bench.config import RunConfig, canonical_json
 
 RunFn = Callable[[RunConfig], dict[str, Any]]
+_ASK_RUN_FN: Any = object()  # results_dir not given: run_fn alone decides what is done
 
 
 def group_cells(
@@ -25,17 +26,11 @@ def group_cells(
 
 
 def _study_name(experiment: str, scale: str, cell: tuple) -> str:
+    # "-v2": lr a log-float and seed an int parameter, so that a cell whose seeds grow
+    # (--until-decided) keeps its study; the v1 studies (categorical) of old journals stay as
+    # they were, and the points they recorded are settled by their result files.
     digest = hashlib.sha256(canonical_json([str(c) for c in cell]).encode()).hexdigest()[:12]
-    return f"{experiment}-{scale}-{digest}"
-
-
-def _storage(path: Path):
-    import optuna
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return JournalStorage(JournalFileBackend(str(path)))
+    return f"{experiment}-{scale}-{digest}-v2"
 
 
 def sweep_cells(
@@ -44,77 +39,109 @@ def sweep_cells(
     cell_key: Callable[[RunConfig], tuple],
     metric: str,
     direction: str = "maximize",
-    journal: Path,
+    storage: str | Path | None = None,
+    journal: Path | None = None,
     run_fn: RunFn,
+    results_dir: str | Path | None = _ASK_RUN_FN,
+    force: bool = False,
+    session: str | None = None,
     log: Callable[[str], None] = print,
+    heartbeat_interval: int | None = None,
+    grace_period: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every config, cell by cell, and record each finished run as a trial of its cell's study.
+    """Run every config, cell by cell, sharing the work with every worker on the same storage.
 
-    `run_fn(cfg)` writes a normal result JSON and skips a config whose finished result exists, so
-    the results folder is what says which grid points are done: a rerun after a kill continues
-    with the first point that has no result. Each cell's Optuna study (in the journal) gets one
-    trial per finished run, added after the run: COMPLETE with the metric for "ok", FAIL for
-    "failed" and "diverged" (the status is kept in the trial's user attributes). No trial is ever
-    left RUNNING by a killed process. Returns the result records in run order.
+    Each cell is an Optuna study whose points are its configs ((lr, seed) parameters, the run id
+    as the key). A worker claims one point at a time under the storage's lock (`sweeps.engine`),
+    so two workers, here or on other machines, split the grid and never run one point at once.
+    `run_fn(cfg)` writes a normal result JSON; a config whose finished result (ok or diverged)
+    is in `results_dir` is not run again and is recorded as a trial of its cell (without
+    `results_dir`, every point is claimed and `run_fn` skips what is done): the results
+    folder says which points are done (delete a result file, or pass `force`, to rerun it). Runs
+    that end "ok" are COMPLETE with the metric, "failed" and "diverged" FAIL (the status in the
+    trial's user attributes); a failed run is retried by the next command, not by this one. A
+    killed worker's point is failed after the grace period and taken by another worker.
+
+    Args:
+        storage: an Optuna storage URL (`sweeps.storage.parse_storage`) or a journal file
+            (`journal`, the old name, is accepted for it).
+        session: shared by the local workers of one command (`sweeps.workers`).
+        heartbeat_interval, grace_period: seconds (default: `sweeps.storage`'s).
+    Returns:
+        This worker's records (its runs and the points it found done), in order.
     """
-    import optuna
+    from wm_bench.config import config_hash
+    from wm_bench.results import find_done, run_id
+    from wm_bench.sweeps import storage as st
+    from wm_bench.sweeps.engine import FinitePlan, Point, Worker
 
-    storage = _storage(journal)
-    cells = group_cells(configs, cell_key)
-    total = len(configs)
-    done = 0
-    t_start = time.perf_counter()
-    records: list[dict[str, Any]] = []
-    for cell, cfgs in cells.items():
+    target = storage if storage is not None else journal
+    if target is None:
+        raise ValueError("sweep_cells: give storage (a URL or a journal file)")
+    spec = st.parse_storage(target)
+    st.check_storage(spec)
+    plans = []
+    for cell, cfgs in group_cells(configs, cell_key).items():
         by_point = {(c.optim.lr, c.seed): c for c in cfgs}
         if len(by_point) != len(cfgs):
             raise ValueError(f"cell {cell}: two configs share the same (lr, seed)")
-        space = {
-            "lr": sorted({c.optim.lr for c in cfgs}),
-            "seed": sorted({c.seed for c in cfgs}),
-        }
-        first = cfgs[0]
-        study = optuna.create_study(
-            study_name=_study_name(first.experiment, first.scale, cell),
-            storage=storage,
-            direction=direction,
-            load_if_exists=True,
-        )
-        recorded = {t.user_attrs.get("run_id") for t in study.get_trials(deepcopy=False)}
-        for cfg in cfgs:
-            t0 = time.perf_counter()
-            rec = run_fn(cfg)
-            records.append(rec)
-            done += 1
-            value = rec.get("metrics", {}).get(metric)
-            elapsed = time.perf_counter() - t_start
-            eta = elapsed / done * (total - done)
-            status = f"skipped ({rec['status']} before)" if rec.get("skipped") else rec["status"]
-            shown = f"{metric}={value:.4f}" if isinstance(value, (int, float)) else "no metric"
-            log(
-                f"[{done}/{total}] {cfg.variant} {_tags(cfg)} lr={cfg.optim.lr:g} "
-                f"seed={cfg.seed}: {status}, {shown} ({time.perf_counter() - t0:.1f}s; "
-                f"ETA {eta / 60:.1f} min)"
+        points = [
+            Point(
+                run_id(c.variant, config_hash(c)),
+                {"lr": c.optim.lr, "seed": c.seed},
+                c,
+                f"{c.variant} {_tags(c)} lr={c.optim.lr:g} seed={c.seed}".replace("  ", " "),
             )
-            if rec["run_id"] not in recorded:
-                study.add_trial(_trial(rec, cfg, space, value))
-                recorded.add(rec["run_id"])
-    return records
+            for c in cfgs
+        ]
+        plans.append(
+            FinitePlan(
+                _study_name(cfgs[0].experiment, cfgs[0].scale, cell),
+                points,
+                _distributions(cfgs),
+                done=None
+                if results_dir is _ASK_RUN_FN
+                else (
+                    lambda p: find_done(
+                        config_hash(p.config),
+                        p.config.experiment,
+                        p.config.scale,
+                        p.config.variant,
+                        results_dir,
+                    )
+                ),
+                force=force,
+            )
+        )
+    beat = {
+        k: v
+        for k, v in (("heartbeat_interval", heartbeat_interval), ("grace_period", grace_period))
+        if v is not None
+    }
+    backend = st.Backend(spec, **beat)
+    try:
+        worker = Worker(
+            backend,
+            session=session or uuid.uuid4().hex[:12],
+            direction=direction,
+            metric=metric,
+            run_fn=lambda cfg, _callbacks: run_fn(cfg),
+            on_invalid="raise",
+            log=log,
+        )
+        return worker.work(plans)
+    finally:
+        backend.close()
 
 
-def _trial(rec: dict[str, Any], cfg: RunConfig, space: dict[str, list], value: Any):
-    """A finished Optuna trial for one result record (see `sweep_cells`)."""
-    import optuna
-    from optuna.distributions import CategoricalDistribution
+def _distributions(cfgs: Sequence[RunConfig]) -> dict[str, Any]:
+    from optuna.distributions import FloatDistribution, IntDistribution
 
-    ok = rec["status"] == "ok" and isinstance(value, (int, float)) and math.isfinite(value)
-    return optuna.trial.create_trial(
-        params={"lr": cfg.optim.lr, "seed": cfg.seed},
-        distributions={k: CategoricalDistribution(v) for k, v in space.items()},
-        value=float(value) if ok else None,
-        state=optuna.trial.TrialState.COMPLETE if ok else optuna.trial.TrialState.FAIL,
-        user_attrs={"run_id": rec["run_id"], "status": rec["status"]},
-    )
+    lrs, seeds = [c.optim.lr for c in cfgs], [c.seed for c in cfgs]
+    return {
+        "lr": FloatDistribution(min(lrs), max(lrs), log=True),
+        "seed": IntDistribution(min(seeds), max(seeds)),
+    }
 
 
 def _tags(cfg: RunConfig) -> str:
