@@ -153,11 +153,19 @@ class OptimConfig:
 LOGGERS = ("csv", "tensorboard")
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "64-true")
 ACCELERATORS = ("auto", "cpu", "cuda", "gpu")
+STRATEGIES = ("auto", "ddp", "fsdp")  # Lightning's names; docs/scale_out.md
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How long and how to train; runtime fields (device, impl, paths) stay out of the hash."""
+    """How long and how to train; runtime fields (device, impl, paths) stay out of the hash.
+
+    `batch_size` is the global batch of one data-stream step: with `devices × num_nodes` = W
+    processes (ranks) each rank trains on its own block of batch_size / W rows of it (so W must
+    divide it), and an optimiser step sums `accumulate_grad_batches` such steps. A run on W ranks
+    therefore computes what one process would with the same batch_size (docs/scale_out.md), which
+    is why `strategy`, `devices` and `num_nodes` are runtime fields, kept out of the hash.
+    """
 
     max_steps: int = 100
     batch_size: int = 8
@@ -166,7 +174,9 @@ class TrainConfig:
     early_stop_metric: str | None = None  # e.g. "valid/accuracy"
     early_stop_value: float | None = None  # stop once the metric reaches this (e.g. 0.99)
     accelerator: str = runtime_field("auto")
-    devices: int = runtime_field(1)
+    devices: int = runtime_field(1)  # devices (processes) per node
+    strategy: str = runtime_field("auto")  # "auto" (Lightning's choice), "ddp", "fsdp"
+    num_nodes: int = runtime_field(1)
     impl: str = runtime_field("auto")
     num_threads: int | None = runtime_field(None)
     log_every: int = runtime_field(10)
@@ -181,7 +191,7 @@ class TrainConfig:
     accumulate_grad_batches: int | None = field(default=None, metadata={"hash_if_set": True})
 
     def __post_init__(self) -> None:
-        for fname in ("max_steps", "batch_size", "devices", "log_every"):
+        for fname in ("max_steps", "batch_size", "devices", "num_nodes", "log_every"):
             v = getattr(self, fname)
             if not (_int(v) and v >= 1):
                 raise ValueError(f"TrainConfig.{fname}={v!r} must be an integer ≥ 1")
@@ -205,6 +215,25 @@ class TrainConfig:
             )
         if self.logger not in LOGGERS:
             raise ValueError(f"TrainConfig.logger={self.logger!r}; valid: {list(LOGGERS)}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"TrainConfig.strategy={self.strategy!r}; valid: {list(STRATEGIES)}")
+        world = self.devices * self.num_nodes
+        if self.batch_size % world:
+            raise ValueError(
+                f"TrainConfig.batch_size={self.batch_size} is the global batch, split evenly over "
+                f"devices × num_nodes = {self.devices} × {self.num_nodes} = {world} ranks: use a "
+                f"multiple of {world} (e.g. {world * max(1, self.batch_size // world)})"
+            )
+        if self.strategy == "fsdp" and self.compile:
+            raise ValueError(
+                "TrainConfig.compile=True with strategy='fsdp' is not supported (the compiled "
+                "step would trace FSDP's sharded blocks); use strategy='ddp' or compile=False"
+            )
+
+    @property
+    def world_size(self) -> int:
+        """Processes (ranks) that train together: devices × num_nodes."""
+        return self.devices * self.num_nodes
         if self.impl not in ("auto", "reference", "triton"):
             raise ValueError(
                 f"TrainConfig.impl={self.impl!r}; valid: ['auto', 'reference', 'triton']"

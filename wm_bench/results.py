@@ -9,6 +9,7 @@ import os
 import platform
 import re
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from importlib import metadata
@@ -253,19 +254,32 @@ def write_json_atomic(path: Path | str, obj: Any) -> Path:
     return path
 
 
+def writer_rank() -> int:
+    """This process' global rank when Lightning trains on several (0 otherwise), read from
+    Lightning's rank-zero state only where Lightning is already loaded (no torch import here)."""
+    mod = sys.modules.get("lightning.fabric.utilities.rank_zero")
+    only = getattr(mod, "rank_zero_only", None)
+    return int(getattr(only, "rank", 0) or 0)
+
+
 def write_result(rec: dict[str, Any], results_dir: Path | str | None = None) -> Path:
     """Validate `rec` and write it to its place under `results_dir` (default: results/).
 
     Absolute paths inside the checkout or beside it, in any field but `config`, are written
     relative to the repository root (`wm_bench.migrate_paths`), so that an error's traceback or
     message never carries this machine's path; `config` (and so the hash) is left as it is.
+    Under several ranks (DDP, FSDP: docs/scale_out.md) only global rank 0 writes; the others
+    return the path without writing, so a run has exactly one result file.
     """
     from wm_bench.migrate_paths import migrate_record
 
     validate(rec)
-    rec = migrate_record(rec, repo_root())[0]
     rdir = results_dir if results_dir is not None else default_results_dir()
-    return write_json_atomic(result_path(rdir, rec["experiment"], rec["scale"], rec["run_id"]), rec)
+    path = result_path(rdir, rec["experiment"], rec["scale"], rec["run_id"])
+    if writer_rank() != 0:
+        return path
+    rec = migrate_record(rec, repo_root())[0]
+    return write_json_atomic(path, rec)
 
 
 def iter_results(

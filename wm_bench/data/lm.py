@@ -7,10 +7,12 @@
   `n_train_tokens` training tokens (all of them when None). Batch k of run seed s uses
   ``numpy.random.default_rng([s, k])``, so the stream is a pure function of (seed, k): the
   same for the same seed, and a run resumed from a checkpoint continues with batch
-  ``global_step`` (the DataModule's state_dict stores it).
+  ``global_step`` (the DataModule's state_dict stores it). Under W ranks, rank r reads only
+  its block of every batch's windows (`wm_bench.data.resumable`).
 - valid / test: consecutive non-overlapping windows of the first `valid_tokens` tokens of the
   split (all when None), in order; window j feeds tokens jT … jT+T−1 and predicts jT+1 … jT+T,
   so every token after the first is predicted exactly once; a tail shorter than T is dropped.
+  Under W ranks each rank scores its own contiguous block of windows.
 
 Batches are (input_ids [B, T] int64, labels [B, T] int64) with labels = the next tokens, already
 aligned with the logits as in `wm_bench.data.synthetic` (no shift in the loss); windows cross
@@ -31,7 +33,13 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from wm_bench.config import runtime_field
 from wm_bench.data.corpus import DEFAULT_CORPUS, Corpus, load_corpus, parse_spec
-from wm_bench.data.resumable import ResumableTrainData
+from wm_bench.data.resumable import (
+    ResumableTrainData,
+    per_rank_batch,
+    rank_block,
+    rank_world,
+    sharded_eval_loader,
+)
 from wm_bench.data.shards import Shards, build_shards
 from wm_bench.data.tokenizer import Tokenizer, check_tokenizer_spec, load_tokenizer
 
@@ -155,15 +163,16 @@ def window_batch(tokens: np.ndarray, offsets: np.ndarray, seq_len: int) -> tuple
 
 
 class _RandomWindows(IterableDataset):
-    """Endless training batches from `LMDataModule.train_batch`, starting at batch `start`."""
+    """Endless training batches from `LMDataModule.train_batch`, starting at batch `start`
+    (rank `rank` of `world`: its block of each)."""
 
-    def __init__(self, dm: LMDataModule, start: int) -> None:
-        self.dm, self.start = dm, start
+    def __init__(self, dm: LMDataModule, start: int, rank: int = 0, world: int = 1) -> None:
+        self.dm, self.start, self.rank, self.world = dm, start, rank, world
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
         k = self.start
         while True:
-            yield self.dm.train_batch(k)
+            yield self.dm.train_batch(k, rank=self.rank, world=self.world)
             k += 1
 
 
@@ -221,23 +230,29 @@ class LMDataModule(ResumableTrainData, L.LightningDataModule):
             )
         return tokens
 
-    def train_batch(self, k: int) -> tuple[Any, Any]:
-        """Training batch number k (a pure function of the run seed and k)."""
+    def train_batch(self, k: int, *, rank: int = 0, world: int = 1) -> tuple[Any, Any]:
+        """Training batch number k (a pure function of the run seed and k): all `batch_size`
+        windows, or rank `rank`'s block of batch_size / world of them."""
         tokens = self._split("train", self.cfg.n_train_tokens)
         rng = np.random.default_rng([self.seed, k])
         offsets = rng.integers(0, len(tokens) - self.cfg.seq_len, size=self.batch_size)
+        if world > 1:
+            per_rank_batch(self.batch_size, world)
+            block = rank_block(self.batch_size, rank, world)
+            offsets = offsets[block.start : block.stop]
         return window_batch(tokens, offsets, self.cfg.seq_len)
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(_RandomWindows(self, self._start_batch), batch_size=None)
+        rank, world = rank_world(self.trainer)
+        return DataLoader(_RandomWindows(self, self._start_batch, rank, world), batch_size=None)
 
     def val_dataloader(self) -> DataLoader:
         ds = _Windows(self._split("valid", self.cfg.valid_tokens), self.cfg.seq_len)
-        return DataLoader(ds, batch_size=self.batch_size)
+        return sharded_eval_loader(ds, self.batch_size, self.trainer)
 
     def test_dataloader(self) -> DataLoader:
         ds = _Windows(self._split("test", self.cfg.valid_tokens), self.cfg.seq_len)
-        return DataLoader(ds, batch_size=self.batch_size)
+        return sharded_eval_loader(ds, self.batch_size, self.trainer)
 
     def provenance(self) -> dict[str, Any]:
         """What the run trained and was scored on: corpus and its package versions, tokenizer,

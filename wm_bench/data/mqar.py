@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from wm_bench.data.resumable import ResumableTrainData
+from wm_bench.data.resumable import ResumableTrainData, sharded_eval_loader
 
 IGNORE_INDEX = -100
 _CHUNK_ELEMENTS = 1 << 22  # rows × pool entries held at once while sampling (≈ 32 MB of int64)
@@ -213,6 +213,7 @@ class MqarDataModule(ResumableTrainData, L.LightningDataModule):
 
     Training batches come shuffled, epoch after epoch, as a pure function of (seed, step)
     (`wm_bench.data.resumable`), so a run resumed from a checkpoint continues the same stream.
+    Under W ranks each takes its block of every training batch and of the test set.
     """
 
     def __init__(self, cfg: MqarDataConfig, *, batch_size: int, seed: int) -> None:
@@ -243,7 +244,7 @@ class MqarDataModule(ResumableTrainData, L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         """The test set (docs/spec.md §5 reports accuracy on it)."""
-        return DataLoader(self._dataset("test"), batch_size=self.batch_size)
+        return sharded_eval_loader(self._dataset("test"), self.batch_size, self.trainer)
 
     def test_dataloader(self) -> DataLoader:
         return self.val_dataloader()

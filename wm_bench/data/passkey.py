@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from wm_bench.data.resumable import ResumableTrainData
+from wm_bench.data.resumable import ResumableTrainData, sharded_eval_loader
 
 IGNORE_INDEX = -100
 # Token ids: three markers, then the key tokens ("digits"), then the filler tokens.
@@ -329,7 +329,9 @@ class PasskeyDataModule(ResumableTrainData, L.LightningDataModule):
 
     Training batches come shuffled, epoch after epoch, as a pure function of (seed, step)
     (`wm_bench.data.resumable`), so a run resumed from a checkpoint continues the same stream.
-    `eval_metrics` (called by the run after training) scores the test grid.
+    `eval_metrics` (called by the run after training) scores the test grid. Under W ranks each
+    takes its block of every training batch and of the validation set; `eval_metrics` scores
+    the whole grid on every rank (the same model: the same numbers).
     """
 
     def __init__(self, cfg: PasskeyDataConfig, *, batch_size: int, seed: int) -> None:
@@ -351,7 +353,7 @@ class PasskeyDataModule(ResumableTrainData, L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         """Held-out examples of the training distribution (the test seed's stream)."""
-        return DataLoader(self._dataset("valid"), batch_size=self.batch_size)
+        return sharded_eval_loader(self._dataset("valid"), self.batch_size, self.trainer)
 
     def test_dataloader(self) -> DataLoader:
         return self.val_dataloader()

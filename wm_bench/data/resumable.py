@@ -13,6 +13,13 @@ once its last batch is taken (so the sampler's trailing empty permutation is nev
 Results trained before this module existed therefore keep their data order (checked batch by
 batch against the old loader), and fast-forwarding to batch k costs only the index
 permutations, not the data.
+
+Several processes (DDP, FSDP: docs/scale_out.md). `batch_size` is the global batch. Rank r of
+W takes rows [r·B/W, (r+1)·B/W) of every global training batch (`rank_block`), so the ranks'
+rows are disjoint and together are exactly the batch one process would train on; validation
+and test sets are split the same way into W contiguous blocks (sizes differing by at most one,
+no row repeated or dropped), and the module sums losses and counts over the ranks. The rank and
+world size come from the Trainer the DataModule is attached to ((0, 1) without one).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
 
 
 class _Indices(torch.utils.data.Dataset):
@@ -41,6 +48,46 @@ def _as_list(batch: list[int]) -> list[int]:
     return batch
 
 
+def rank_world(trainer: Any) -> tuple[int, int]:
+    """(global rank, world size) of the Trainer a DataModule is attached to; (0, 1) without one."""
+    if trainer is None:
+        return 0, 1
+    return int(getattr(trainer, "global_rank", 0)), int(getattr(trainer, "world_size", 1))
+
+
+def rank_block(n: int, rank: int, world: int) -> range:
+    """Rank `rank`'s contiguous block of n rows: [rank·n//world, (rank+1)·n//world).
+
+    The W blocks are disjoint, cover range(n) in order and differ in size by at most one.
+    """
+    if not 0 <= rank < world:
+        raise ValueError(f"rank={rank} must be in [0, world={world})")
+    return range(rank * n // world, (rank + 1) * n // world)
+
+
+def per_rank_batch(batch_size: int, world: int) -> int:
+    """Rows of each global batch that one of `world` ranks trains on; ValueError unless exact."""
+    if batch_size % world:
+        raise ValueError(
+            f"batch_size={batch_size} (the global batch) does not split evenly over {world} "
+            f"ranks (devices × num_nodes): use a multiple of {world}"
+        )
+    return batch_size // world
+
+
+def sharded_eval_loader(dataset: Dataset, batch_size: int, trainer: Any) -> DataLoader:
+    """An evaluation DataLoader over this rank's contiguous block of `dataset`, in order.
+
+    Batches of batch_size / W rows (at least 1) per rank; one process (W = 1) gets the whole set
+    in batches of batch_size, as before.
+    """
+    rank, world = rank_world(trainer)
+    if world == 1:
+        return DataLoader(dataset, batch_size=batch_size)
+    block = rank_block(len(dataset), rank, world)  # type: ignore[arg-type]
+    return DataLoader(Subset(dataset, block), batch_size=max(1, batch_size // world))
+
+
 class ShuffledBatches(IterableDataset):
     """Endless (input_ids [B, T], labels [B, T]) batches of shuffled rows, from batch `start` on.
 
@@ -50,6 +97,8 @@ class ShuffledBatches(IterableDataset):
         seed: seeds the shuffling generator (as the map-style loader's `generator` did).
         drop_last: drop each epoch's last partial batch.
         start: index of the first batch to yield (0 = from the beginning).
+        rank, world: yield only rows `rank_block(B, rank, world)` of each batch (B / world of
+            them; W must divide B); (0, 1) = all.
     """
 
     def __init__(
@@ -61,6 +110,8 @@ class ShuffledBatches(IterableDataset):
         seed: int,
         drop_last: bool,
         start: int = 0,
+        rank: int = 0,
+        world: int = 1,
     ) -> None:
         if len(inputs) != len(labels):
             raise ValueError(f"inputs ({len(inputs)} rows) and labels ({len(labels)}) differ")
@@ -73,6 +124,8 @@ class ShuffledBatches(IterableDataset):
         self.inputs, self.labels = inputs, labels
         self.batch_size, self.seed, self.drop_last, self.start = batch_size, seed, drop_last, start
         self.per_epoch = per_epoch
+        per_rank_batch(batch_size, world)
+        self.rank, self.world = rank, world
 
     def index_batches(self) -> Iterator[list[int]]:
         """Row indices of batch 0, 1, 2, … (endless), as the map-style loader drew them."""
@@ -91,6 +144,8 @@ class ShuffledBatches(IterableDataset):
         for _ in range(self.start):  # fast-forward: permutations only, no data
             next(batches)
         for idx in batches:
+            if self.world > 1:  # this rank's block of the global batch (a partial last batch too)
+                idx = [idx[i] for i in rank_block(len(idx), self.rank, self.world)]
             rows = torch.as_tensor(idx, dtype=torch.int64)
             yield self.inputs[rows], self.labels[rows]
 
@@ -120,13 +175,15 @@ class ResumableTrainData:
     ) -> DataLoader:
         """The training loader over (inputs, labels) rows: `ShuffledBatches` from the next batch.
 
-        Uses the DataModule's `batch_size` and `seed`; drop_last None drops each epoch's partial
-        batch unless the set is smaller than one batch.
+        Uses the DataModule's `batch_size` (global) and `seed`; drop_last None drops each epoch's
+        partial batch unless the set is smaller than one batch. Under several ranks each takes
+        its block of every batch (module docstring).
         """
         bs = self.batch_size  # type: ignore[attr-defined]
         drop = len(inputs) >= bs if drop_last is None else drop_last
+        rank, world = rank_world(getattr(self, "trainer", None))
         stream = ShuffledBatches(
             inputs, labels, batch_size=bs, seed=self.seed,  # type: ignore[attr-defined]
-            drop_last=drop, start=self._start_batch,
+            drop_last=drop, start=self._start_batch, rank=rank, world=world,
         )  # fmt: skip
         return DataLoader(stream, batch_size=None)

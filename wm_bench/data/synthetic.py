@@ -9,7 +9,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from wm_bench.data.resumable import ResumableTrainData
+from wm_bench.data.resumable import ResumableTrainData, sharded_eval_loader
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,7 @@ class SyntheticDataModule(ResumableTrainData, L.LightningDataModule):
 
     Training batches come shuffled, epoch after epoch, as a pure function of (seed, step)
     (`wm_bench.data.resumable`), so a run resumed from a checkpoint continues the same stream.
+    Under W ranks each takes its block of every training batch and of the validation set.
     """
 
     def __init__(self, cfg: SyntheticDataConfig, *, batch_size: int, seed: int) -> None:
@@ -73,4 +74,4 @@ class SyntheticDataModule(ResumableTrainData, L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         ds = self._dataset(self.cfg.n_valid, 1_000_000 + self.seed)  # disjoint seed range
-        return DataLoader(ds, batch_size=self.batch_size)
+        return sharded_eval_loader(ds, self.batch_size, self.trainer)

@@ -1,4 +1,8 @@
-"""LightningModule around the LanguageModel: loss, metrics, AdamW with warm-up + cosine."""
+"""LightningModule around the LanguageModel: loss, metrics, AdamW with warm-up + cosine.
+
+On several ranks (DDP, FSDP) the loss, its divergence check and the validation metrics are those
+of the global batch and of the whole validation set (`wm_bench.train.distributed`).
+"""
 
 from __future__ import annotations
 
@@ -101,6 +105,20 @@ class LMModule(L.LightningModule):
         # Gradient scaling (16-mixed) makes inf gradients on purpose and skips those steps.
         self.check_grad_norm = cfg.train.precision != "16-mixed"
         self._val: list[Tensor] = []
+        # Matrices get weight decay (`configure_optimizers`); decided by name here, on the plain
+        # model, because FSDP later flattens the parameters it shards.
+        self._decay_names = {n for n, p in self.model.named_parameters() if p.dim() >= 2}
+
+    def _world(self) -> int:
+        """Ranks training together (1 without a Trainer)."""
+        trainer = getattr(self, "_trainer", None)
+        return int(trainer.world_size) if trainer is not None else 1
+
+    def _sum_over_ranks(self, t: Tensor) -> Tensor:
+        """Element-wise sum of `t` over the ranks (all-reduce; `t` itself when alone)."""
+        if self._world() == 1:
+            return t
+        return self.trainer.strategy.reduce(t.clone(), reduce_op="sum")
 
     def _steps(self, input_ids: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(logits [M, V] or [B, T, V], their labels, aux loss) for a training / validation step.
@@ -124,16 +142,26 @@ class LMModule(L.LightningModule):
         input_ids, labels = batch
         logits, targets, aux_loss = self._steps(input_ids, labels)
         loss_sum, n, _ = masked_lm_stats(logits, targets)
-        loss = loss_sum / n.clamp_min(1)
-        value = float(loss.detach())
+        world = self._world()
+        if world == 1:
+            loss = loss_sum / n.clamp_min(1)
+            global_loss = loss.detach()
+        else:
+            # This rank's rows are a block of the global batch: scaled by W / (labelled positions
+            # of the whole batch), DDP's mean over the ranks is the global batch's mean loss.
+            totals = self._sum_over_ranks(torch.stack([loss_sum.detach().double(), n.double()]))
+            count = totals[1].clamp_min(1)
+            loss = loss_sum * (world / count).to(loss_sum.dtype)
+            global_loss = (totals[0] / count).float()
+        value = float(global_loss)  # the same on every rank: all stop at the same step
         if not math.isfinite(value):
             raise Diverged(self.global_step, "loss", value, self.last_finite_loss)
         self.last_finite_loss = value
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        self.log("train/loss", global_loss, prog_bar=True, on_step=True, on_epoch=False)
         if self.global_step % self.curve_every == 0:  # kept in the result for loss-curve figures
             self.curve.append((int(self.global_step), value))
-        if aux_loss.requires_grad:
-            self.log("train/aux_loss", aux_loss, on_step=True, on_epoch=False)
+        if aux_loss.requires_grad:  # per rank's rows; logged as the mean over the ranks
+            self.log("train/aux_loss", aux_loss, on_step=True, on_epoch=False, sync_dist=world > 1)
         return loss + aux_loss
 
     def on_before_optimizer_step(self, optimizer: Any) -> None:
@@ -141,11 +169,31 @@ class LMModule(L.LightningModule):
         if not self.check_grad_norm:
             return
         grads = [p.grad.detach() for p in self.parameters() if p.grad is not None]
-        if not grads:
+        norm = (
+            float(torch.linalg.vector_norm(torch.stack([g.float().norm() for g in grads])))
+            if grads
+            else 0.0
+        )
+        bad = not math.isfinite(norm)
+        if self._world() > 1:  # FSDP shards the gradients: any rank's bad shard stops them all
+            bad = self.trainer.strategy.reduce_boolean_decision(bad, all=False)
+        if bad:
+            raise Diverged(self.global_step, "grad_norm", norm if not math.isfinite(norm)
+                           else float("nan"), self.last_finite_loss)  # fmt: skip
+
+    def configure_gradient_clipping(
+        self, optimizer: Any, gradient_clip_val: Any = None, gradient_clip_algorithm: Any = None
+    ) -> None:
+        """Clip by the global norm; under FSDP through the root module's `clip_grad_norm_`
+        (the norm over every rank's shard), which Lightning's FSDP precision does not do."""
+        from wm_bench.train.distributed import is_fsdp
+
+        trainer = getattr(self, "_trainer", None)
+        if is_fsdp(trainer):
+            if self.cfg.optim.grad_clip:
+                trainer.strategy.model.clip_grad_norm_(self.cfg.optim.grad_clip)
             return
-        norm = float(torch.linalg.vector_norm(torch.stack([g.float().norm() for g in grads])))
-        if not math.isfinite(norm):
-            raise Diverged(self.global_step, "grad_norm", norm, self.last_finite_loss)
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep what the result needs from the whole run, and the RNG states, in the checkpoint."""
@@ -176,12 +224,19 @@ class LMModule(L.LightningModule):
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         input_ids, labels = batch
         logits, targets, _ = self._steps(input_ids, labels)
-        self._val.append(torch.stack([t.double() for t in masked_lm_stats(logits, targets)]))
+        stats = [t.double() for t in masked_lm_stats(logits, targets)]
+        self._val.append(torch.stack([*stats, torch.ones_like(stats[0])]))  # + one batch
 
     def on_validation_epoch_end(self) -> None:
-        if not self._val:
+        """valid/loss, ppl, accuracy over the whole set: sums of every rank's block, reduced
+        before dividing (every rank takes part, also one whose block is empty)."""
+        if self._val:
+            totals = torch.stack(self._val).sum(0)
+        else:
+            totals = torch.zeros(4, dtype=torch.float64, device=self.device)
+        loss_sum, n, hits, batches = self._sum_over_ranks(totals).tolist()
+        if not batches:
             return
-        loss_sum, n, hits = torch.stack(self._val).sum(0).tolist()
         n = max(n, 1.0)
         loss = loss_sum / n
         metrics = {
@@ -190,14 +245,17 @@ class LMModule(L.LightningModule):
             "valid/accuracy": hits / n,
         }
         self.final_metrics = metrics
-        for k, v in metrics.items():
-            self.log(k, v, prog_bar=k == "valid/accuracy")
+        for k, v in metrics.items():  # already global: the same value on every rank
+            self.log(k, v, prog_bar=k == "valid/accuracy", sync_dist=self._world() > 1)
 
     def configure_optimizers(self) -> Any:
         o = self.cfg.optim
+        from wm_bench.train.distributed import clean_name
+
         # Weight decay on matrices only: norms, residual scales, A_log, dt_bias, D stay undecayed.
-        decay = [p for p in self.model.parameters() if p.requires_grad and p.dim() >= 2]
-        no_decay = [p for p in self.model.parameters() if p.requires_grad and p.dim() < 2]
+        named = [(clean_name(n), p) for n, p in self.model.named_parameters() if p.requires_grad]
+        decay = [p for n, p in named if n in self._decay_names]
+        no_decay = [p for n, p in named if n not in self._decay_names]
         opt = torch.optim.AdamW(
             [
                 {"params": decay, "weight_decay": o.weight_decay},

@@ -4,6 +4,10 @@ Statuses: "ok" (finished, every metric finite), "diverged" (a non-finite trainin
 gradient norm stopped it; the step and the last finite loss are recorded), "failed" (an error).
 A SIGTERM / SIGINT writes no result: it saves a checkpoint at the step boundary (when
 checkpointing is on) and raises `RunInterrupted`; running the same config again resumes.
+
+On several ranks (`TrainConfig.strategy`, `devices`, `num_nodes`; docs/scale_out.md) every rank
+runs all of `run()`; only global rank 0 writes the result, checkpoints and the saved model, and
+the others return the same record unwritten (with "rank" added in memory).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import logging
 import math
 import os
 import resource
+import signal
 import time
 import traceback
 import warnings
@@ -25,7 +30,7 @@ import torch
 from wm_bench import results
 from wm_bench.config import RunConfig, config_hash, to_dict
 from wm_bench.data import build_datamodule
-from wm_bench.train import signals
+from wm_bench.train import distributed, signals
 from wm_bench.train.module import Diverged, LMModule
 from wm_bench.train.progress import StepProgress
 
@@ -155,14 +160,21 @@ def resolve_device(cfg: RunConfig) -> tuple[str, str]:
     return acc, prec
 
 
-def device_info(accelerator: str) -> dict[str, Any]:
+def device_info(accelerator: str, cfg: RunConfig | None = None) -> dict[str, Any]:
+    """What the run trains on; with several ranks also the strategy, devices per node, nodes."""
     if accelerator == "cuda" and torch.cuda.is_available():
-        return {
+        out: dict[str, Any] = {
             "type": "cuda",
             "name": torch.cuda.get_device_name(),
             "count": torch.cuda.device_count(),
         }
-    return {"type": "cpu", "threads": torch.get_num_threads()}
+    else:
+        out = {"type": "cpu", "threads": torch.get_num_threads()}
+    if cfg is not None and cfg.train.world_size > 1:
+        t = cfg.train
+        out.update(strategy=t.strategy, devices=t.devices, num_nodes=t.num_nodes,
+                   world_size=t.world_size)  # fmt: skip
+    return out
 
 
 def _peak_memory_bytes(accelerator: str) -> int:
@@ -187,8 +199,9 @@ def run(
     `cfg.train.checkpoint`, training saves `last.ckpt` every `checkpoint_every` steps and resumes
     from it; `force` moves an old checkpoint aside and starts fresh. A divergence gives a
     "diverged" record and any other exception inside the run a "failed" one; both are returned,
-    not raised. Bad input found before training (`wm_bench.preflight`) raises ValueError and
-    writes nothing; a signal raises `signals.RunInterrupted` and writes nothing.
+    not raised. Bad input found before training (`wm_bench.preflight`, and a strategy or device
+    count the machine cannot start) raises ValueError and writes nothing; a signal raises
+    `signals.RunInterrupted` and writes nothing.
 
     `callbacks` are appended to the Trainer's own (e.g. a sweep's pruning callback); they run
     after the suite's and are not part of the config.
@@ -199,11 +212,15 @@ def run(
         if done is not None:
             return {**done, "skipped": True}
     _preflight(cfg, results_dir)
+    accelerator, precision = resolve_device(cfg)
+    distributed.check_devices(cfg.train, accelerator)
     ckpt = checkpoint_path(cfg, out_dir)
-    _prepare_checkpoint(cfg, ckpt, force, quiet)
+    # Decided before rank 0 moves an old checkpoint aside, so that every rank decides the same.
+    resume = ckpt if cfg.train.checkpoint and not force and ckpt.exists() else None
+    if distributed.is_global_zero():
+        _prepare_checkpoint(cfg, ckpt, force, quiet)
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
-    accelerator, precision = resolve_device(cfg)
     started = results.now_iso()
     common = dict(
         experiment=cfg.experiment,
@@ -212,14 +229,14 @@ def run(
         scale=cfg.scale,
         config=to_dict(cfg),
         config_hash=h,
-        device=device_info(accelerator),
+        device=device_info(accelerator, cfg),
         started_at=started,
     )
     state = _RunState()
     try:
         with _quiet_lightning():
             out = _train_and_eval(cfg, h, accelerator, precision, Path(out_dir), ckpt, quiet, state,
-                                  extra_callbacks=callbacks)  # fmt: skip
+                                  resume=resume, extra_callbacks=callbacks)  # fmt: skip
     except signals.RunInterrupted:
         raise  # nothing recorded: the run is neither ok nor failed, and resumes when rerun
     except Diverged as e:
@@ -228,21 +245,54 @@ def run(
             extra={"diverged": e.record(), "train_loss_curve": state.curve()},
             timing={"steps": e.step, "precision": precision},
         )  # fmt: skip
-        results.write_result(rec, results_dir)
-        _drop_checkpoint(ckpt)
-        return rec
+        return _finish(rec, results_dir, ckpt, drop_checkpoint=True)
     except Exception as e:  # recorded, not raised: a sweep goes on past one bad run
         tb = traceback.format_exc(limit=6)
         rec = results.make_result(
             status="failed", error=f"{type(e).__name__}: {e}\n{tb}", **common,
             resumed_from_step=state.resumed_from,
         )  # fmt: skip
-        results.write_result(rec, results_dir)
-        return rec
+        # Ranks may be out of step here (one failed inside a collective): no barrier; rank 0
+        # ends the ranks it launched, which would otherwise wait in a collective for it.
+        return _finish(rec, results_dir, ckpt, drop_checkpoint=False, sync=False, state=state)
     rec = results.make_result(status="ok", **common, **out, resumed_from_step=state.resumed_from)
-    results.write_result(rec, results_dir)
-    _drop_checkpoint(ckpt)  # the result is the product; a stale checkpoint would mislead a rerun
+    # The result is the product; a stale checkpoint would mislead a rerun.
+    return _finish(rec, results_dir, ckpt, drop_checkpoint=True)
+
+
+def _finish(
+    rec: dict[str, Any],
+    results_dir: str | Path | None,
+    ckpt: Path,
+    *,
+    drop_checkpoint: bool,
+    sync: bool = True,
+    state: _RunState | None = None,
+) -> dict[str, Any]:
+    """Global rank 0 writes `rec` (and drops the checkpoint); the other ranks write nothing and
+    return it with "rank". With `sync`, every rank then waits until rank 0 has written, so no
+    rank returns (and, under Lightning's launcher, exits) before the result exists."""
+    rank = distributed.global_rank()
+    if rank == 0:
+        results.write_result(rec, results_dir)
+        if drop_checkpoint:
+            _drop_checkpoint(ckpt)
+    else:
+        rec = {**rec, "rank": rank}
+    if sync:
+        distributed.barrier()
+    elif rank == 0 and state is not None:
+        _end_launched_ranks(state.trainer)
     return rec
+
+
+def _end_launched_ranks(trainer: Any) -> None:
+    """Kill the processes Lightning's launcher started for this run (rank 0 failed: they would
+    wait in a collective until its timeout). torchrun and SLURM end theirs when a rank exits
+    with an error."""
+    launcher = getattr(getattr(trainer, "strategy", None), "launcher", None)
+    if getattr(launcher, "procs", None):
+        launcher.kill(signal.SIGKILL)
 
 
 def _preflight(cfg: RunConfig, results_dir: str | Path | None) -> None:
@@ -267,7 +317,10 @@ def checkpoint_every(cfg: RunConfig) -> int:
 
 
 def _prepare_checkpoint(cfg: RunConfig, ckpt: Path, force: bool, quiet: bool) -> None:
-    """--force: move an old checkpoint aside (and say so); otherwise check the one to resume."""
+    """--force: move an old checkpoint aside (and say so); otherwise check the one to resume.
+
+    Rank 0's work alone: with several ranks the others only read the checkpoint (at fit).
+    """
     if not ckpt.exists():
         return
     if force or not cfg.train.checkpoint:
@@ -299,6 +352,7 @@ class _RunState:
 
     def __init__(self) -> None:
         self.module: LMModule | None = None
+        self.trainer: L.Trainer | None = None
 
     @property
     def resumed_from(self) -> int | None:
@@ -320,10 +374,21 @@ class StepCheckpoint(L.Callback):
         self.path, self.every, self.max_steps = path, every, max_steps
 
     def save(self, trainer: L.Trainer) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Every rank takes part (FSDP gathers the shards); Lightning writes on rank 0 only."""
+        if trainer.is_global_zero:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name("last.ckpt.tmp")
-        trainer.save_checkpoint(tmp)
-        os.replace(tmp, self.path)
+        trainer.save_checkpoint(tmp)  # ends with a barrier: the file is whole on rank 0
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)
+
+    @staticmethod
+    def _signalled(trainer: L.Trainer) -> bool:
+        """A signal is pending on any rank: then every rank stops at this step boundary."""
+        pending = signals.pending() is not None
+        if trainer.world_size > 1:
+            return bool(trainer.strategy.reduce_boolean_decision(pending, all=False))
+        return pending
 
     def on_train_start(self, trainer, pl_module) -> None:
         signals.reinstall()  # Lightning put its own SIGTERM handler in place when fit started
@@ -332,7 +397,7 @@ class StepCheckpoint(L.Callback):
         accumulate = int(getattr(trainer, "accumulate_grad_batches", 1) or 1)
         if (batch_idx + 1) % accumulate:
             return  # inside an accumulation: act at the optimiser step's boundary only
-        if signals.pending() is not None:
+        if self._signalled(trainer):
             self._stop(trainer)
         if self.every and trainer.global_step % self.every == 0:
             self.save(trainer)
@@ -340,11 +405,11 @@ class StepCheckpoint(L.Callback):
     def on_train_end(self, trainer, pl_module) -> None:
         if self.every and trainer.global_step % self.every != 0:
             self.save(trainer)  # the final step, so a kill before the result is written loses none
-        if signals.pending() is not None:
+        if self._signalled(trainer):
             self._stop(trainer)
 
     def _stop(self, trainer: L.Trainer) -> None:
-        signum = signals.pending()
+        signum = signals.pending() or signal.SIGTERM  # (a rank the signal did not reach)
         step = trainer.global_step
         if self.every:
             self.save(trainer)
@@ -371,6 +436,7 @@ def _train_and_eval(
     quiet: bool,
     state: _RunState,
     *,
+    resume: Path | None = None,
     extra_callbacks: Sequence[L.Callback] = (),
 ) -> dict[str, Any]:
     L.seed_everything(cfg.seed, verbose=False)
@@ -403,14 +469,14 @@ def _train_and_eval(
                 check_on_train_epoch_end=False,
             )
         )
+    show = cfg.train.progress and not quiet and distributed.is_global_zero()
     bar = StepProgress(f"{cfg.experiment}/{cfg.scale} {cfg.variant} s{cfg.seed}",
-                       cfg.train.max_steps,
-                       enabled=None if cfg.train.progress and not quiet else False)  # fmt: skip
+                       cfg.train.max_steps, enabled=None if show else False)  # fmt: skip
     callbacks.append(bar)
     callbacks.extend(extra_callbacks)
     try:
-        return _fit_and_eval(cfg, dm, module, rid, h, accelerator, precision, out_dir, ckpt,
-                             callbacks, tput, mask_init, bar)  # fmt: skip
+        return _fit_and_eval(cfg, dm, module, rid, h, accelerator, precision, out_dir, resume,
+                             callbacks, tput, mask_init, bar, state)  # fmt: skip
     finally:
         bar.close()
 
@@ -437,21 +503,27 @@ def _fit_and_eval(
     accelerator: str,
     precision: str,
     out_dir: Path,
-    ckpt: Path,
+    resume: Path | None,
     callbacks: list[L.Callback],
     tput: Throughput,
     mask_init: Any,
     bar: StepProgress,
+    state: _RunState,
 ) -> dict[str, Any]:
     log_dir = out_dir / "logs" / cfg.experiment / cfg.scale
     eval_every = cfg.train.eval_every
+    strategy = distributed.make_strategy(cfg.train)
+    fsdp = cfg.train.strategy == "fsdp"  # clips in LMModule.configure_gradient_clipping
     trainer = L.Trainer(
         accelerator=accelerator,
         devices=cfg.train.devices,
+        num_nodes=cfg.train.num_nodes,
+        strategy=strategy,
+        use_distributed_sampler=False,  # the DataModules give each rank its own block
         precision=precision,
         max_steps=cfg.train.max_steps,
         max_epochs=-1,
-        gradient_clip_val=cfg.optim.grad_clip or None,
+        gradient_clip_val=None if fsdp else cfg.optim.grad_clip or None,
         val_check_interval=eval_every if eval_every > 0 else None,
         check_val_every_n_epoch=None if eval_every > 0 else 10**9,
         num_sanity_val_steps=0,
@@ -464,16 +536,38 @@ def _fit_and_eval(
         log_every_n_steps=cfg.train.log_every,
         deterministic=False,
     )
+    state.trainer = trainer
     t0 = time.perf_counter()
-    resume = str(ckpt) if cfg.train.checkpoint and ckpt.exists() else None
     with signals.deferred():
-        trainer.fit(module, datamodule=dm, ckpt_path=resume)
+        trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
     bar.phase("validation")
     trainer.validate(module, datamodule=dm, verbose=False)
-    metrics = dict(module.final_metrics)
+    metrics = dict(module.final_metrics)  # over every rank's block of the set
     if not math.isfinite(metrics.get("valid/loss", 0.0)):
         raise Diverged(int(trainer.global_step), "validation loss", metrics["valid/loss"],
                        module.last_finite_loss)  # fmt: skip
+    # Evaluations that call the model directly run on every rank, on the whole model.
+    with distributed.full_params(trainer):
+        return _evaluate_and_record(cfg, dm, module, rid, out_dir, trainer, tput, mask_init, bar,
+                                    metrics, t0, accelerator, precision)  # fmt: skip
+
+
+def _evaluate_and_record(
+    cfg: RunConfig,
+    dm: Any,
+    module: LMModule,
+    rid: str,
+    out_dir: Path,
+    trainer: L.Trainer,
+    tput: Throughput,
+    mask_init: Any,
+    bar: StepProgress,
+    metrics: dict[str, float],
+    t0: float,
+    accelerator: str,
+    precision: str,
+) -> dict[str, Any]:
+    """Length perplexities, the DataModule's and downstream metrics, and the record's fields."""
     metrics.update(_length_perplexities(cfg, dm, module))
     metrics.update(_datamodule_metrics(dm, module))
     wall = time.perf_counter() - t0
@@ -495,7 +589,11 @@ def _fit_and_eval(
         from wm_bench.eval.checkpoint import save_pretrained
 
         path = out_dir / "models" / cfg.experiment / cfg.scale / rid
-        saved = save_pretrained(path, module.model, cfg, dm.prepared.tokenizer)
+        saved = (
+            save_pretrained(path, module.model, cfg, dm.prepared.tokenizer)
+            if trainer.is_global_zero
+            else path
+        )
         extra["model_dir"] = recorded_model_dir(saved, out_dir)
     return {
         "extra": extra,
@@ -506,7 +604,11 @@ def _fit_and_eval(
         "timing": {
             "wall_s": round(wall, 3),
             "steps": int(trainer.global_step),
-            "tokens_per_s": tput.tokens_per_s,
+            # All ranks together (each trains on its own rows at about the same pace); the
+            # TFLOP/s and MFU below are per device.
+            "tokens_per_s": (
+                tput.tokens_per_s * trainer.world_size if tput.tokens_per_s else tput.tokens_per_s
+            ),
             "peak_memory_bytes": _peak_memory_bytes(accelerator),
             "precision": precision,
             **_utilisation(module, tput, accelerator),
