@@ -78,6 +78,9 @@ class ArchScale(LMScale):
     max_length: int | None = None  # longest downstream prompt (None: seq_len)
     variants: tuple[str, ...] = VARIANTS
     lr_grid: tuple[float, ...] = ()  # per-variant tuning when set (tasks/_lm.py)
+    # Micro-batches per optimiser step: batch_size (the global batch) is trained as this many
+    # micro-batches of batch_size / K rows, gradients summed (docs/scale_out.md); None = 1.
+    accumulate_grad_batches: int | None = None
 
     def seeds_of(self, variant: str) -> tuple[int, ...]:
         return self.seeds
@@ -93,7 +96,9 @@ SCALES: dict[str, ArchScale] = {
                      lr_grid=(1.5e-3, 3e-3, 6e-3)),
     "small": ArchScale(512, 8, 8, 16384, 512, 64, 2000, 1e-3, (0,), max_length=2048,
                        corpus="debian"),
-    "paper": ArchScale(1024, 16, 8, 32768, 2048, 256, 20000, 4e-4, (0,), corpus="debian"),
+    # 256 × 2048 tokens per step as 128 micro-batches of 2 on one 80 GB GPU (docs/scale_out.md)
+    "paper": ArchScale(1024, 16, 8, 32768, 2048, 256, 20000, 4e-4, (0,), corpus="debian",
+                       accumulate_grad_batches=128),
 }  # fmt: skip
 
 

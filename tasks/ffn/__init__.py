@@ -53,6 +53,9 @@ class FfnScale(LMScale):
     methods: tuple[str, ...] = BASE_METHODS  # the base methods run at this scale
     lr_grid: tuple[float, ...] = ()  # per-variant tuning when set (tasks/_lm.py)
     lr_extend: int = 0  # times a variant's grid may grow past a winning edge (tune_variant)
+    # Micro-batches per optimiser step: batch_size (the global batch) is trained as this many
+    # micro-batches of batch_size / K rows, gradients summed (docs/scale_out.md); None = 1.
+    accumulate_grad_batches: int | None = None
 
     def seeds_of(self, variant: str) -> tuple[int, ...]:
         return self.seeds.get(variant, (TUNE_SEED,))
@@ -66,8 +69,9 @@ SCALES: dict[str, FfnScale] = {
                     methods=("mlp", "moe", "seimoe"), lr_grid=(1e-3, 2e-3, 4e-3), lr_extend=1),
     "small": FfnScale(512, 8, 8, 16384, 512, 64, 2000, 1e-3, (1024, 4096, 16384), {},
                       peer_experts=4096, corpus="debian"),
+    # 256 × 2048 tokens per step as 128 micro-batches of 2 on one 80 GB GPU (docs/scale_out.md)
     "paper": FfnScale(1024, 16, 8, 32768, 2048, 256, 20000, 4e-4, (1024, 4096, 16384), {},
-                      peer_experts=16384, corpus="debian"),
+                      peer_experts=16384, corpus="debian", accumulate_grad_batches=128),
 }  # fmt: skip
 
 

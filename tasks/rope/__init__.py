@@ -61,6 +61,9 @@ class RopeScale(LMScale):
     lr_grid: tuple[float, ...] = ()  # per-variant tuning when set (tasks/_lm.py)
     lr_extend: int = 0  # times a variant's grid may grow past a winning edge (tune_variant)
     seeds_by_variant: tuple[tuple[str, tuple[int, ...]], ...] = ()  # seeds at the best LR
+    # Micro-batches per optimiser step: batch_size (the global batch) is trained as this many
+    # micro-batches of batch_size / K rows, gradients summed (docs/scale_out.md); None = 1.
+    accumulate_grad_batches: int | None = None
 
     def seeds_of(self, variant: str) -> tuple[int, ...]:
         return dict(self.seeds_by_variant).get(variant, self.seeds)
@@ -73,7 +76,9 @@ SCALES: dict[str, RopeScale] = {
                      lr_grid=(1.5e-3, 3e-3, 6e-3), lr_extend=1, seeds_by_variant=(
                          ("hybrid_rope", _PAIR_SEEDS), ("hybrid_norope", _PAIR_SEEDS))),
     "small": RopeScale(512, 8, 8, 16384, 512, 64, 2000, 1e-3, (0, 1), corpus="debian"),
-    "paper": RopeScale(1024, 16, 8, 32768, 2048, 256, 20000, 4e-4, (0,), corpus="debian"),
+    # 256 × 2048 tokens per step as 32 micro-batches of 8 on one 80 GB GPU (docs/scale_out.md)
+    "paper": RopeScale(1024, 16, 8, 32768, 2048, 256, 20000, 4e-4, (0,), corpus="debian",
+                       accumulate_grad_batches=32),
 }  # fmt: skip
 
 
