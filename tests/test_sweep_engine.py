@@ -364,3 +364,27 @@ def test_storage_urls_parse_or_name_the_valid_forms() -> None:
     ):
         with pytest.raises(ValueError, match=words):
             parse_storage(bad)
+
+
+def test_points_finished_on_another_machine_are_done_here_a_deleted_result_here_reruns(
+    tmp_path: Path,
+) -> None:
+    url, log = f"sqlite:///{tmp_path / 's.db'}", str(tmp_path / "runs.log")
+    w, b = _worker(url, "a", _fake_run(log, 0.0))
+    w.worker = "elsewhere:1"  # its result files are on that machine
+    w.work([FinitePlan("st", _points(), _dists())])
+    b.close()
+    lines: list[str] = []
+    w, b = _worker(url, "b", _fake_run(log, 0.0))
+    w.log = lines.append
+    w.work([FinitePlan("st", _points(), _dists(), done=lambda p: None)])
+    b.close()
+    assert len(_runs(log)) == N_POINTS  # nothing ran again here
+    assert sum("done on elsewhere:1" in line for line in lines) == N_POINTS
+    w, b = _worker(url, "c", _fake_run(log, 0.0))  # this machine's trials, no result file here:
+    w.work([FinitePlan("st2", _points(3), _dists(), done=lambda p: None)])  # (results deleted)
+    w2, b2 = _worker(url, "d", _fake_run(log, 0.0))
+    w2.work([FinitePlan("st2", _points(3), _dists(), done=lambda p: None)])
+    b.close()
+    b2.close()
+    assert len(_runs(log)) == N_POINTS + 3 + 3  # reruns: this machine's record is its files

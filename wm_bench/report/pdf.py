@@ -54,13 +54,18 @@ def _require(module: str) -> Any:
         ) from None
 
 
-def _local_images(body: str, base: Path) -> str:
-    """Replace <img> tags whose local file is missing by a visible note (no broken render)."""
+def _local_images(body: str, base: Path, folder: Path | None = None) -> str:
+    """Replace <img> tags whose local file is missing by a visible note (no broken render); the
+    sources of a report in a subfolder (`folder`, e.g. reports/sweeps/) are made relative to
+    `base`, which the PDF's images resolve against."""
 
     def fix(m: re.Match) -> str:
         src = m.group(1)
-        if re.match(r"^[a-z][a-z0-9+.-]*:", src, re.I) or (base / src).is_file():
+        if re.match(r"^[a-z][a-z0-9+.-]*:", src, re.I):
             return m.group(0)
+        path = (folder or base) / src
+        if path.is_file():
+            return m.group(0).replace(src, html.escape(path.relative_to(base).as_posix()))
         return f'<span class="missing">[figure missing: {html.escape(src)}]</span>'
 
     return _IMG.sub(fix, body)
@@ -76,7 +81,7 @@ def _fetcher():
 
 def render_html(reports_dir: Path) -> str:
     """One HTML document: "Claims at a glance" (from reports/verdicts.json, when there is one),
-    then every reports/*.md (sorted by name), one section each."""
+    then every reports/*.md (sorted by name), then every reports/sweeps/*.md, one section each."""
     from wm_bench.report import verdicts
 
     markdown = _require("markdown")
@@ -86,9 +91,11 @@ def render_html(reports_dir: Path) -> str:
         glance = verdicts.glance_markdown(verdicts.load(reports_dir))
         body = markdown.markdown(glance, extensions=["tables", "sane_lists"])
         sections.append(f'<section class="report glance">\n{body}\n</section>')
-    for md in sorted(Path(reports_dir).glob("*.md")):
+    rdir = Path(reports_dir)
+    for md in [*sorted(rdir.glob("*.md")), *sorted(rdir.glob("sweeps/*.md"))]:
         body = markdown.markdown(md.read_text(), extensions=["tables", "fenced_code", "sane_lists"])
-        sections.append(f'<section class="report">\n{_local_images(body, reports_dir)}\n</section>')
+        body = _local_images(body, rdir, md.parent)
+        sections.append(f'<section class="report">\n{body}\n</section>')
     return (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>wm_bench reports</title>'
         f"<style>{_CSS}</style></head><body>\n" + "\n".join(sections) + "\n</body></html>\n"

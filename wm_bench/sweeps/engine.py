@@ -8,8 +8,9 @@ workers never run one point at once, and a finite plan's points are split, each 
 
 What runs next:
 - `FinitePlan` (a grid, or one (lr, seed) cell of `reproduce`): the first point that is not
-  running and not settled. Settled: a final result file exists (`done`, i.e. results/ is the
-  record: a deleted result file reruns its point), or the point was pruned, or this session
+  running and not settled. Settled: a final result file exists here (`done`: this machine's
+  results/ is its record, so a deleted result file reruns its point), or a trial finished it
+  on another machine (whose results folder holds the file), or it was pruned, or this session
   (one command and the local workers it started) already ran it. So a failed run is retried
   by the next command, never twice by one; with `force` only this session's runs settle.
 - `SampledPlan` (TPE, random): first a redo of each stale trial (same parameters), else a new
@@ -110,6 +111,7 @@ class Claim:
     trial: Any
     point: Point
     waits_for: tuple[int, ...] = ()  # a sampled duplicate of these RUNNING trials
+    copy_of: Any = None  # ... or of this trial, finished on another machine
 
 
 WAIT, DONE = "wait", "done"
@@ -247,6 +249,10 @@ class Worker:
                     study.add_trial(self._finished_trial(p, plan.distributions, rec))
                 self._settled(p, rec)
                 continue
+            other = self._done_elsewhere(ts) if not plan.force else None
+            if other is not None:  # its result file is on that machine
+                self._settled(p, self._as_record(other), f"done on {other.user_attrs.get(WORKER)}")
+                continue
             if pending is None:
                 pending = p
                 gone = [t.number for t in ts if stale(t)]
@@ -290,8 +296,11 @@ class Worker:
         return self._with_dupes(study, trial, p, trials)
 
     def _with_dupes(self, study: Any, trial: Any, p: Point, trials: list) -> Claim:
-        same = tuple(t.number for t in trials if _running(t) and t.user_attrs.get(KEY) == p.key)
-        return Claim(study, trial, p, same)
+        """The claim of a sampled point: it waits for a RUNNING trial of the same config, and
+        takes the value of one finished on another machine (its result file is there)."""
+        same = [t for t in trials if t.user_attrs.get(KEY) == p.key]
+        running = tuple(t.number for t in same if _running(t))
+        return Claim(study, trial, p, running, self._done_elsewhere(same))
 
     def _ask(
         self, study: Any, params: dict[str, Any], distributions: dict[str, Any] | None, **attrs: Any
@@ -333,13 +342,32 @@ class Worker:
         ok = rec.get("status") == "ok" and isinstance(v, (int, float)) and math.isfinite(v)
         return float(v) if ok else None
 
-    def _settled(self, p: Point, rec: dict[str, Any]) -> None:
+    def _as_record(self, t: Any) -> dict[str, Any]:
+        """The little of a result record that a finished trial holds."""
+        metrics = {self.metric: t.value} if t.value is not None else {}
+        return {"status": t.user_attrs.get(STATUS, "ok"), "metrics": metrics}
+
+    def _done_elsewhere(self, trials: list) -> Any:
+        """A finished trial (COMPLETE, or diverged) of these made on another machine, if any.
+
+        Each machine's results folder is its record: a point finished here is done while its
+        result file is (delete it to rerun); one finished on another machine is done by its
+        trial, since its result file is over there."""
+        host = self.worker.rsplit(":", 1)[0]
+        for t in trials:
+            final = t.state == _state("COMPLETE") or t.user_attrs.get(STATUS) == "diverged"
+            if final and str(t.user_attrs.get(WORKER, "")).rsplit(":", 1)[0] not in ("", host):
+                return t
+        return None
+
+    def _settled(self, p: Point, rec: dict[str, Any], how: str = "") -> None:
         if p.key in self._reported:
             return
         self._reported.add(p.key)
-        self.records.append({**rec, "skipped": True})
         self.handled += 1
-        self._line(p, f"skipped ({rec.get('status')} before)", rec, None)
+        if not how:
+            self.records.append({**rec, "skipped": True})
+        self._line(p, how or f"skipped ({rec.get('status')} before)", rec, None)
 
     def _line(self, p: Point, what: str, rec: dict | None, seconds: float | None) -> None:
         v = self._value(rec) if rec else None
@@ -354,6 +382,14 @@ class Worker:
         from optuna.exceptions import UpdateFinishedTrialError
 
         tid = self.backend.trial_id(c.study, c.trial.number)
+        if c.copy_of is not None:  # the same config finished on another machine
+            rec = self._as_record(c.copy_of)
+            value = self._value(rec)
+            attrs = {STATUS: rec["status"], "copied_from": c.copy_of.number}
+            self._tell(c, "COMPLETE" if value is not None else "FAIL", value, attrs)
+            self.handled += 1
+            self._line(c.point, f"as trial {c.copy_of.number} (trial {c.trial.number})", rec, None)
+            return None
         t0 = time.perf_counter()
         attrs: dict[str, Any] = {}
         state, value, rec, pruned = "FAIL", None, None, ""
