@@ -6,7 +6,7 @@ by running the same command with the same `--storage`. The local ones share a se
 failed run is tried once per command rather than once per worker. With N > 1 each worker gets
 cores / N torch threads unless --threads is given, and progress bars are off (one line per run).
 A worker started here is stopped (SIGTERM: it ends at a step boundary, keeping its checkpoint)
-when this process exits before it does.
+when this process exits before it does. Workers are forked where that is safe (`_start_method`).
 """
 
 from __future__ import annotations
@@ -90,7 +90,9 @@ def start_workers(
         if getattr(args, "threads", None) is None:
             args.threads = max(1, (os.cpu_count() or 1) // n)
         args.quiet = True
-    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch state
+    ctx = multiprocessing.get_context(_start_method())
+    sys.stdout.flush()  # a forked worker must not print this process's buffered output again
+    sys.stderr.flush()
     procs = []
     for i in range(1, n):
         child = copy.copy(args)
@@ -106,6 +108,16 @@ def start_workers(
             f"{args.threads} torch thread(s) each"
         )
     return w
+
+
+def _start_method() -> str:
+    """ "fork" on Linux while CUDA is not initialised here: a worker starts at once with the
+    modules this process has imported (torch resets its thread pools in a forked child, as for
+    DataLoader workers); otherwise "spawn", a fresh interpreter (seconds of imports). No storage
+    is open yet when the workers start, so none is shared across the fork."""
+    torch = sys.modules.get("torch")
+    cuda_up = torch is not None and torch.cuda.is_initialized()
+    return "fork" if sys.platform == "linux" and not cuda_up else "spawn"
 
 
 def _child(command: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> None:
