@@ -5,8 +5,9 @@ study's pruner whether to stop. Two changes for this suite's runs, which validat
 `train.eval_every` optimiser steps inside one long epoch: the step of a report is the optimiser
 step (the integration's is the epoch, which stays 0 here, so every report after the first would
 be dropped), and pruning raises `engine.PrunedRun`, a BaseException, so that `train.run` writes
-no result for the cut-short run (its `except Exception` records failed runs only). The final
-validation after training (`trainer.validate`) is reported but never pruned: the run is done.
+no result for the cut-short run (its `except Exception` records failed runs only). Validation
+at the last step, and the final one after training (`trainer.validate`), are reported but never
+pruned: the run has trained all it would.
 """
 
 from __future__ import annotations
@@ -41,5 +42,6 @@ class StepPruning(PyTorchLightningPruningCallback):
         if step not in self.reported:
             self._trial.report(value, step=step)
             self.reported[step] = value
-        if trainer.state.fn == "fit" and self._trial.should_prune():
+        finished = trainer.max_steps > 0 and step >= trainer.max_steps  # nothing left to save
+        if trainer.state.fn == "fit" and not finished and self._trial.should_prune():
             raise PrunedRun(step, value)

@@ -214,12 +214,17 @@ def make_sampler(name: str, opts: dict, seed_offset: int = 0, where: str = "swee
 
     if name == "grid":
         raise ValueError("the grid is run by the claim engine, not by a sampler")
+    import warnings
+
     opts = dict(opts)
     opts["seed"] = int(opts.get("seed", 0)) + seed_offset
+    cls = optuna.samplers.RandomSampler
     if name == "tpe":
         opts.setdefault("constant_liar", True)  # running trials count as bad: workers spread
-        return _options("sampler", name, optuna.samplers.TPESampler, opts, where)
-    return _options("sampler", name, optuna.samplers.RandomSampler, opts, where)
+        cls = optuna.samplers.TPESampler
+    with warnings.catch_warnings():  # constant_liar & co. are "experimental" options
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return _options("sampler", name, cls, opts, where)
 
 
 def make_pruner(name: str, opts: dict, where: str = "sweep") -> Any:
