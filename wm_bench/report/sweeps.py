@@ -313,7 +313,7 @@ def _trials_table(doc: dict[str, Any], records: Sequence[dict[str, Any]]) -> lis
                 *(_fmt(t["params"].get(p)) for p in paths),
                 value,
                 how,
-                _fmt(timing.get("steps")),
+                _fmt(timing.get("steps") or t["user_attrs"].get("pruned_at_step")),
                 _fmt(timing.get("wall_s")),
                 t["user_attrs"].get("run_id", "—"),
             )
