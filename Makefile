@@ -68,6 +68,12 @@ reproduce-mqar-dma: $(STAMP) ## DMA-on-MQAR ablation + report (SCALE=smoke|cpu|s
 reproduce-passkey: $(STAMP) ## needle-in-a-haystack passkey grid + heat maps (SCALE=smoke|cpu|small|paper|auto)
 	$(VENV)/bin/wm-bench reproduce passkey --scale $(SCALE)
 
+.PHONY: sweep
+NAME ?= smoke
+WORKERS ?= 1
+sweep: $(STAMP) ## a sweep + its report: make sweep NAME=smoke [WORKERS=N] [STORAGE=url] (docs/sweeps.md)
+	$(VENV)/bin/wm-bench sweep $(NAME) --workers $(WORKERS) $(if $(STORAGE),--storage $(STORAGE))
+
 report: $(STAMP) ## regenerate reports/*.md and figures from results/
 	$(VENV)/bin/wm-bench report
 

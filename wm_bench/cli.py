@@ -307,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-checkpoint turns it off)",
     )
     _add_common(p)
+    _sweeps("cli").add_storage_args(p, "journal:<out-dir>/optuna/<experiment>-<scale>.journal")
+    _sweeps("cli").add_parser(sub, _add_common)  # wm-bench sweep (docs/sweeps.md)
 
     p = sub.add_parser("report", help="regenerate reports/ from results/ (and the PDF)")
     p.add_argument("experiments", nargs="*", help=f"default: all of {list(EXPERIMENTS)}")
@@ -632,6 +634,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     print(f"{args.experiment} @ {scale}")
     t0 = time.perf_counter()
     journal = Path(args.out_dir) / "optuna" / f"{args.experiment}-{scale}.journal"
+    workers = _sweeps("workers").start_workers(cmd_reproduce, args)  # --workers N: N − 1 more
+    # One storage (--storage, else the journal) for every worker: they split each round's runs.
+    share = workers.share(storage=args.storage or journal, results_dir=args.results_dir)
     recs: list[dict[str, Any]] = []
     planned: set[str] = set()
     # A staged task (tune, then seeds at each variant's best LR) plans its later stages from the
@@ -653,7 +658,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             cell_key=task.cell_key,
             metric=task.METRIC,
             direction="maximize" if task.HIGHER_IS_BETTER else "minimize",
-            journal=journal,
+            force=args.force, **share,
             run_fn=lambda c: run(  # a per-run step bar on a terminal unless --quiet
                 c, results_dir=args.results_dir, out_dir=args.out_dir, force=args.force,
                 quiet=bool(args.quiet),
@@ -666,7 +671,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             _preflight_grid(configs, args)
             recs.extend(sweep_cells(
                 configs, cell_key=task.cell_key, metric=task.METRIC,
-                direction="maximize" if task.HIGHER_IS_BETTER else "minimize", journal=journal,
+                direction="maximize" if task.HIGHER_IS_BETTER else "minimize", **share,
                 run_fn=lambda c: run(c, results_dir=args.results_dir, out_dir=args.out_dir,
                                      force=False, quiet=bool(args.quiet)),
             ))  # fmt: skip
@@ -681,9 +686,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     for r in failed:
         first = (r.get("error") or "").splitlines()[:1]
         print(f"  {r['status']}: {r['run_id']}: {first[0] if first else ''}", file=sys.stderr)
+    failed_workers = workers.join()  # the report waits for every local worker
     if not args.no_report:
         _report([args.experiment], args.results_dir, args.reports_dir, pdf=False)
-    return 1 if failed else 0
+    return 1 if failed or failed_workers else 0
 
 
 def _dry_run(task: Any, scale: str, args: argparse.Namespace) -> int:
@@ -1028,7 +1034,12 @@ COMMANDS = {
     "data": cmd_data,
     "list": cmd_list,
     "eval": cmd_eval,
+    "sweep": lambda args: _sweeps("cli").cmd_sweep(args),
 }
+
+
+def _sweeps(module: str) -> Any:
+    return importlib.import_module(f"wm_bench.sweeps.{module}")
 
 
 def main(argv: list[str] | None = None) -> int:
