@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from wm_bench.config import ACCELERATORS, LOGGERS, PRECISIONS
+from wm_bench.config import ACCELERATORS, LOGGERS, PRECISIONS, STRATEGIES
 
 # tasks/<name>/ modules: runs(scale) (training experiments) or reproduce(scale, ...) (measuring)
 EXPERIMENTS = ("mqar", "expert_speed", "rope", "ffn", "arch", "mqar_dma", "passkey")
@@ -125,9 +125,13 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         type=_int_at_least(1),
         default=None,
         metavar="N",
-        help="devices per run (default: the run config's, 1); only 1 is supported until data "
-        "sharding under DDP exists",
+        help="devices (one process each) per node (default: the run config's, 1); --batch-size "
+        "stays the global batch, split over devices × nodes (docs/scale_out.md)",
     )
+    p.add_argument("--strategy", default=None, choices=list(STRATEGIES),
+                   help="auto (Lightning's: DDP on several devices), ddp or fsdp")  # fmt: skip
+    p.add_argument("--num-nodes", type=_int_at_least(1), default=None, metavar="N",
+                   help="machines (torchrun or SLURM starts the processes; 1)")  # fmt: skip
     p.add_argument(
         "--precision",
         default=None,
@@ -454,13 +458,12 @@ def _runtime(cfg: Any, args: argparse.Namespace, *, checkpoint_default: bool | N
         train["save_model"] = args.save_model
     if args.accelerator is not None:
         train["accelerator"] = args.accelerator
-    if args.devices is not None:
-        if args.devices > 1:
-            raise ValueError(
-                f"--devices {args.devices}: multi-device training is not supported yet (every "
-                "rank would read the same batches and write the result); use --devices 1"
-            )
-        train["devices"] = args.devices
+    for flag in ("devices", "strategy", "num_nodes"):  # runtime: the global batch is the same
+        if getattr(args, flag) is not None:
+            train[flag] = getattr(args, flag)
+    if args.command != "train" and (args.devices or 1) * (args.num_nodes or 1) > 1:
+        raise ValueError(f"{args.command} --devices/--num-nodes > 1: only `wm-bench train` runs "
+                         "one run on several ranks (docs/scale_out.md)")  # fmt: skip
     if args.precision is not None:
         train["precision"] = args.precision
     if args.accumulate_grad_batches is not None:  # 1 is the default: keep the hash unchanged
