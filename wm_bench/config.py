@@ -229,15 +229,15 @@ class TrainConfig:
                 "TrainConfig.compile=True with strategy='fsdp' is not supported (the compiled "
                 "step would trace FSDP's sharded blocks); use strategy='ddp' or compile=False"
             )
+        if self.impl not in ("auto", "reference", "triton"):
+            raise ValueError(
+                f"TrainConfig.impl={self.impl!r}; valid: ['auto', 'reference', 'triton']"
+            )
 
     @property
     def world_size(self) -> int:
         """Processes (ranks) that train together: devices × num_nodes."""
         return self.devices * self.num_nodes
-        if self.impl not in ("auto", "reference", "triton"):
-            raise ValueError(
-                f"TrainConfig.impl={self.impl!r}; valid: ['auto', 'reference', 'triton']"
-            )
 
 
 @dataclass(frozen=True)
