@@ -64,6 +64,14 @@ def lm_run(
     `lr` overrides the scale's LR (a point of its grid); the same LR gives the same config."""
     from wm_bench.data.lm import LMDataConfig
 
+    # A scale whose step does not fit one device sums K micro-batches per step (paper scales):
+    # the same tokens per optimiser step; unset (1) keeps every other config's hash.
+    k = getattr(s, "accumulate_grad_batches", None) or 1
+    if s.batch_size % k:
+        raise ValueError(
+            f"batch_size={s.batch_size} is not a multiple of accumulate_grad_batches={k}"
+        )
+
     data = LMDataConfig(
         corpus=s.corpus, vocab_size=s.vocab_size, seq_len=s.seq_len,
         eval_lengths=tuple(eval_lengths or (s.seq_len,)), eval_max_tokens=s.eval_max_tokens,
@@ -73,7 +81,8 @@ def lm_run(
         experiment=experiment, variant=variant, model=model, data=data,
         optim=OptimConfig(lr=s.lr if lr is None else lr, weight_decay=0.01, min_lr_ratio=0.1,
                           grad_clip=1.0),
-        train=TrainConfig(max_steps=s.max_steps, batch_size=s.batch_size),
+        train=TrainConfig(max_steps=s.max_steps, batch_size=s.batch_size // k,
+                          accumulate_grad_batches=k if k > 1 else None),
         seed=seed, scale=scale, tags=tags if tags is not None else {"variant": variant},
         downstream=downstream,
     )  # fmt: skip

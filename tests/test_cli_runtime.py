@@ -50,7 +50,7 @@ def test_trainer_flags_reach_the_config_and_only_computing_ones_change_the_hash(
         (["--accelerator", "tpu"], "invalid choice: 'tpu'"),
         (["--logger", "wandb"], "invalid choice: 'wandb'"),
         (["--accumulate-grad-batches", "0"], "need an integer ≥ 1"),
-        (["--devices", "2"], "--devices 2: multi-device training is not supported yet"),
+        (["--devices", "2", "--batch-size", "3"], "use a multiple of 2"),
         (["--data", "imagenet"], "'imagenet'; valid: ['lm', 'mqar', 'passkey', 'synthetic']"),
         (["--data", "lm", "--data-opt", "vocab=5"], "--data-opt vocab: not a field of lm data"),
         (["--data", "mqar", "--data-opt", "num_kv_pairs"], "expected KEY=VALUE"),

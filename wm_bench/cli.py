@@ -584,6 +584,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg, results_dir=args.results_dir, out_dir=args.out_dir, force=args.force,
         quiet=bool(args.quiet),
     )  # fmt: skip
+    if rec.get("rank"):  # a DDP rank other than 0: rank 0 prints, writes and sets the exit code
+        return 0
     _print_record(rec)
     return 0 if rec["status"] == "ok" else 1
 
@@ -820,6 +822,7 @@ def _reproduce_own(task: Any, scale: str, args: argparse.Namespace) -> int:
         "--checkpoint-every": args.checkpoint_every, "--accelerator": args.accelerator,
         "--devices": args.devices, "--precision": args.precision,
         "--accumulate-grad-batches": args.accumulate_grad_batches, "--logger": args.logger,
+        "--storage": args.storage, "--workers": args.workers if args.workers != 1 else None,
     }  # fmt: skip
     given = [k for k, v in unused.items() if v is not None]
     if given:
@@ -839,8 +842,14 @@ def _reproduce_own(task: Any, scale: str, args: argparse.Namespace) -> int:
 
 
 def _report(
-    experiments: list[str], results_dir: str | None, reports_dir: str | None, pdf: bool
+    experiments: list[str],
+    results_dir: str | None,
+    reports_dir: str | None,
+    pdf: bool,
+    *,
+    sweeps: bool = False,
 ) -> None:
+    """Rebuild the experiments' reports (and, with `sweeps`, every sweep's) and the PDF."""
     from wm_bench.report import build_pdf, build_report
     from wm_bench.results import default_results_dir, repo_root
 
@@ -848,6 +857,11 @@ def _report(
     odir = Path(reports_dir) if reports_dir else repo_root() / "reports"
     for exp in experiments:
         for path in build_report(exp, rdir, odir):
+            print(f"wrote {path}")
+    if sweeps:
+        from wm_bench.report.sweeps import build_all
+
+        for path in build_all(rdir, odir):
             print(f"wrote {path}")
     if pdf:
         print(f"wrote {build_pdf(odir)}")
@@ -864,7 +878,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             f"--results-dir {args.results_dir!r} is not a folder of results; give the folder that "
             "`train`/`reproduce --results-dir` wrote to"
         )
-    _report(exps, args.results_dir, args.reports_dir, pdf=args.pdf)
+    _report(exps, args.results_dir, args.reports_dir, pdf=args.pdf, sweeps=not args.experiments)
     return 0
 
 

@@ -156,8 +156,14 @@ def make_run(scale: str, variant: str, seed: int, lr: float | None = None) -> Ru
     """One run: the variant on the scale's corpus; test perplexity at T; downstream tasks; `lr`
     (default: the scale's) is a point of the LR grid."""
     s = spec(scale)
-    down = DownstreamConfig(tasks=s.tasks, shots=s.shots, limit=s.limit, max_length=s.max_length,
-                            batch_size=max(1, s.batch_size))  # fmt: skip
+    down = DownstreamConfig(
+        tasks=s.tasks,
+        shots=s.shots,
+        limit=s.limit,
+        max_length=s.max_length,
+        # the training micro-batch (what fits the device when the step accumulates)
+        batch_size=max(1, s.batch_size // (s.accumulate_grad_batches or 1)),
+    )
     return lm_run(
         EXPERIMENT, variant, model_config(scale, variant), s, scale=scale, seed=seed,
         tags={"variant": variant, "seq_len": s.seq_len}, downstream=down, lr=lr,
