@@ -1,4 +1,4 @@
-"""Architecture presets (llama, mamba2, jamba, cheems, doge) at named sizes; parameter matching."""
+"""Architecture presets (llama, mamba2, jamba, cheems, doge, transxssm, otce) at named sizes."""
 
 from __future__ import annotations
 
@@ -83,6 +83,8 @@ PRESET_FFNS: dict[str, tuple[str, ...]] = {
     "jamba": ("moe", "mlp"),
     "cheems": ("mlp", "cdmoe"),
     "doge": ("cdmoe", "mlp"),
+    "transxssm": ("mlp", "cdmoe"),
+    "otce": ("moe", "mlp"),
 }
 
 
@@ -185,12 +187,125 @@ def doge(size: str | Size, *, vocab_size: int | None = None, ffn: str = "cdmoe")
     )
 
 
+def transxssm_pattern(n_layers: int) -> str:
+    """TransXSSM layer letters: per 8 layers 7 SSD (S) then 1 attention (A); under 8, one A last."""
+    return "SSSSSSSA" if n_layers >= 8 else "S" * (n_layers - 1) + "A"
+
+
+def transxssm(
+    size: str | Size, *, vocab_size: int | None = None, ffn: str = "mlp", rope_base: float = 10000.0
+) -> ModelConfig:
+    """TransXSSM: per 8 layers 7 SSD then 1 softmax attention, one unified RoPE across both.
+
+    Source: Wu, Shi, Wu, Tang, Luo, "TransXSSM: A Hybrid Transformer State Space Model with
+    Unified Rotary Position Embedding", arXiv 2506.09507 (the Cheems / Wonderful Matrices line,
+    github.com/LoserCheems/WonderfulMatrices). Unified RoPE: the same rotary table (one base, the
+    same absolute positions) turns Q, K in attention and C, B in SSD, so an SSD block and an
+    attention block see position the same way. Here both mixers take `rope_base`, and the SSD
+    state size N defaults to its head dim P = d / n_heads (expand 1), which equals the attention
+    head dim, so the rotated widths, and hence the frequencies, are identical.
+
+    Layout: `SSSSSSSA` tiled (docs/spec.md §2.6: "like Cheems with unified RoPE, attention every
+    8th layer"); fewer than 8 layers keep one attention block last. FFN = SwiGLU MLP 4d (or CDMoE).
+    Deviations (docs/lineage.md): the attention block is the suite's `qcattn` (plain causal softmax
+    with RoPE); the 7 : 1 ratio follows docs/spec.md and Cheems, as the stored excerpts of the
+    paper did not state it; residual weights, RMSNorm and untied embeddings are the suite's.
+    """
+    _check_ffn("transxssm", ffn)
+    s = _size(size)
+    d = s.d_model
+    f = _mlp(d) if ffn == "mlp" else _cdmoe(d, s.n_layers)
+    chunk = 256 if d >= 1024 else 64
+    ssd = mixer_cfg(
+        "ssd", n_heads=s.n_heads, chunk_size=chunk, position="rope", rope_base=rope_base
+    )
+    attn = mixer_cfg("qcattn", n_heads=s.n_heads, rope_base=rope_base)
+    return ModelConfig(
+        vocab_size=_vocab(s, vocab_size),
+        d_model=d,
+        n_layers=s.n_layers,
+        pattern=transxssm_pattern(s.n_layers),
+        blocks={"S": BlockConfig(mixer=ssd, ffn=f), "A": BlockConfig(mixer=attn, ffn=f)},
+    )
+
+
+# OTCE's released configuration: 12 observation, 2 thinking, 9 conception, 1 expression layers.
+OTCE_STAGES: tuple[int, int, int, int] = (12, 2, 9, 1)
+
+
+def otce_pattern(n_layers: int) -> str:
+    """OTCE's stages in order, scaled from 12 : 2 : 9 : 1 to n_layers (≥ 4).
+
+    O observer (SSM), T thinker (attention), C conceiver (SSM), E expresser (attention): one E,
+    T = max(1, round(n / 12)), the rest split 12 : 9 between O and C (O rounded, C ≥ 1).
+    """
+    if n_layers < 4:
+        raise ValueError(f"otce needs n_layers ≥ 4 (one layer per stage), got {n_layers}")
+    o, t, c, e = OTCE_STAGES
+    n_t = max(1, round(n_layers * t / sum(OTCE_STAGES)))
+    rest = n_layers - n_t - e
+    n_o = min(rest - 1, max(1, round(rest * o / (o + c))))
+    return "O" * n_o + "T" * n_t + "C" * (rest - n_o) + "E" * e
+
+
+def otce(size: str | Size, *, vocab_size: int | None = None, ffn: str = "moe") -> ModelConfig:
+    """OTCE: Observer (SSM) → Thinker (attention) → Conceiver (SSM) → Expresser (attention).
+
+    Source: Shi, Xie, Wu, Zheng, Wang, "OTCE: Hybrid SSM and Attention with Cross Domain Mixture
+    of Experts to construct Observer-Thinker-Conceiver-Expresser", arXiv 2406.16495; the
+    authors' code github.com/LoserCheems/OTCE (configuration_cheems_OTCE.py: stage sizes
+    12/2/9/1, Mamba expand 1 and d_state 64 with RoPE, attention 16 heads / 8 KV heads with RoPE,
+    cross-domain MoE of 4 experts top-1 with a shared expert; modeling_cheems_OTCE.py: the MoE
+    in the O, T and C layers, a dense MLP in the E layer, RoPE applied to the SSM's B and C —
+    the paper's "position information injection").
+
+    Blocks: O and C = `ssd` (expand 1, N = 64, RoPE on B, C) + FFN; T = `qcattn` (RoPE, GQA with
+    n_heads / 2 KV heads) + FFN; E = `qcattn` + MLP 4d. FFN "moe" is the cross-domain MoE as
+    the suite's `moe` with its shared expert: 4 experts of d_ff 2d, top-1, plus the shared 2d
+    expert (per token 4d active, as the dense MLP); "mlp" puts the MLP 4d everywhere.
+    Deviations (docs/lineage.md): Mamba-1's selective scan (diagonal A, dt_rank, conv, inner
+    layernorms) is replaced by the suite's SSD (scalar A per head, no conv); the shared expert is
+    as wide as a private one (the paper's "cohesive" form; its "expansive" default has a 4d
+    shared expert); the Expresser's extra re-weighting projection of the layer input and the
+    attention's log-n query scaling are omitted.
+    """
+    _check_ffn("otce", ffn)
+    s = _size(size)
+    d = s.d_model
+    mlp = _mlp(d)
+    f = (
+        ffn_cfg("moe", num_experts=4, top_k=1, d_ff=2 * d, shared_expert=True)
+        if ffn == "moe"
+        else mlp
+    )
+    chunk = 256 if d >= 1024 else 64
+    ssm = mixer_cfg(
+        "ssd", n_heads=s.n_heads, expand=1, d_state=64, chunk_size=chunk, position="rope"
+    )
+    attn = mixer_cfg("qcattn", n_heads=s.n_heads, n_kv_heads=max(1, s.n_heads // 2))
+    blocks = {
+        "O": BlockConfig(mixer=ssm, ffn=f),
+        "T": BlockConfig(mixer=attn, ffn=f),
+        "C": BlockConfig(mixer=ssm, ffn=f),
+        "E": BlockConfig(mixer=attn, ffn=mlp),
+    }
+    return ModelConfig(
+        vocab_size=_vocab(s, vocab_size),
+        d_model=d,
+        n_layers=s.n_layers,
+        pattern=otce_pattern(s.n_layers),
+        blocks=blocks,
+    )
+
+
 PRESETS: dict[str, Callable[..., ModelConfig]] = {
     "llama": llama,
     "mamba2": mamba2,
     "jamba": jamba,
     "cheems": cheems,
     "doge": doge,
+    "transxssm": transxssm,
+    "otce": otce,
 }
 
 
