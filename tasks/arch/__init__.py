@@ -43,7 +43,9 @@ from tasks._lm import cell_key as cell_key  # the sweep driver asks every task f
 from wm_bench.config import DownstreamConfig, ModelConfig, RunConfig
 
 EXPERIMENT = "arch"
-VARIANTS: tuple[str, ...] = ("llama", "mamba2", "jamba", "cheems_mlp", "cheems_cdmoe", "doge")
+VARIANTS: tuple[str, ...] = (
+    "llama", "mamba2", "jamba", "cheems_mlp", "cheems_cdmoe", "doge", "transxssm", "otce",
+)  # fmt: skip
 LABELS = {
     "llama": "Llama3-style (attention + MLP)",
     "mamba2": "Mamba2",
@@ -51,6 +53,8 @@ LABELS = {
     "cheems_mlp": "Cheems (7 SSD+RoPE : 1 DMA, MLP)",
     "cheems_cdmoe": "Cheems (7 SSD+RoPE : 1 DMA, CDMoE)",
     "doge": "Doge (DMA + CDMoE)",
+    "transxssm": "TransXSSM (7 SSD : 1 attention, one RoPE; ours, beyond the paper)",
+    "otce": "OTCE (SSD/attention stages, cross-domain MoE; ours, beyond the paper)",
 }
 REFERENCE = "llama"
 METRIC = "valid/loss"  # what the sweep driver ranks a cell's runs by (one LR: only seeds)
@@ -58,7 +62,8 @@ HIGHER_IS_BETTER = False
 _PRESET = {
     "llama": ("llama", {}), "mamba2": ("mamba2", {}), "jamba": ("jamba", {}),
     "cheems_mlp": ("cheems", {"ffn": "mlp"}), "cheems_cdmoe": ("cheems", {"ffn": "cdmoe"}),
-    "doge": ("doge", {"ffn": "cdmoe"}),
+    "doge": ("doge", {"ffn": "cdmoe"}), "transxssm": ("transxssm", {}),
+    "otce": ("otce", {"ffn": "moe"}),
 }  # fmt: skip
 
 
