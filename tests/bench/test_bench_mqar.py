@@ -209,3 +209,17 @@ def test_help_names_both_variants_and_the_goal(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--help"])
     assert e.value.code == 0 and "wm-bench bench mqar" in capsys.readouterr().out
+
+
+def test_accuracy_difference_uses_each_variants_own_counts() -> None:
+    from wm_bench.bench.mqar import accuracy_difference
+
+    reps = [
+        {"variants": {"ours": {"accuracy": {"hits": 10, "n": 100}},
+                      "zoology_style": {"accuracy": {"hits": 30, "n": 100}}}},
+        {"variants": {"ours": {"accuracy": {"hits": 20, "n": 100}},
+                      "zoology_style": {"accuracy": {"hits": 30, "n": 100}}}},
+    ]  # fmt: skip
+    d = accuracy_difference(reps)
+    assert abs(d["ours_minus_zoology_style"] - (-0.15)) < 1e-12
+    assert d["interval"]["high"] < 0  # clearly lower, not a difference of 0

@@ -806,6 +806,25 @@ def _one_repeat(
     return rec
 
 
+def accuracy_difference(reps: list[dict[str, Any]]) -> dict[str, Any]:
+    """Ours − zoology-style pooled labelled-query accuracy over the repeats, with its interval."""
+    from wm_bench.stats import two_proportions_interval
+
+    # Lists, not nested generators: an inner generator consumed after the outer one is done
+    # sees the last `v` only (both sides the zoology-style counts, a difference of 0).
+    (ka, na), (kb, nb) = [
+        [sum(rep["variants"][v]["accuracy"][f] for rep in reps) for f in ("hits", "n")]
+        for v in ("ours", "zoology_style")
+    ]
+    return {
+        "ours_minus_zoology_style": ka / na - kb / nb,
+        "interval": _interval(two_proportions_interval(ka, na, kb, nb, LEVEL)),
+        "note": "pooled labelled-query accuracy on the same test set after the same "
+        "tokens; the queries of one example are not independent, so the interval is "
+        "optimistic",
+    }
+
+
 def _summarise(
     cfg: MqarBenchConfig,
     variants: Sequence[str],
@@ -818,7 +837,6 @@ def _summarise(
     from wm_bench.stats import (
         bootstrap_ratio_of_medians,
         threshold_verdict,
-        two_proportions_interval,
         wilson_interval,
     )
 
@@ -880,17 +898,7 @@ def _summarise(
             "verdict": verdict.to_dict(),
             "note": "a goal (issue 18 point 7), judged on this run's numbers",
         }
-        (ka, na), (kb, nb) = (
-            (sum(rep["variants"][v]["accuracy"][f] for rep in reps) for f in ("hits", "n"))
-            for v in ("ours", "zoology_style")
-        )
-        acc_diff = {
-            "ours_minus_zoology_style": ka / na - kb / nb,
-            "interval": _interval(two_proportions_interval(ka, na, kb, nb, LEVEL)),
-            "note": "pooled labelled-query accuracy on the same test set after the same "
-            "tokens; the queries of one example are not independent, so the interval is "
-            "optimistic",
-        }
+        acc_diff = accuracy_difference(reps)
     loads = [c["load_1min"] for c in timed if c["load_1min"] is not None]
     return {
         "schema_version": SCHEMA_VERSION,
