@@ -83,6 +83,7 @@ class ArchScale(LMScale):
     max_length: int | None = None  # longest downstream prompt (None: seq_len)
     variants: tuple[str, ...] = VARIANTS
     lr_grid: tuple[float, ...] = ()  # per-variant tuning when set (tasks/_lm.py)
+    lr_extend: int = 0  # times a variant's grid may grow past a winning edge (tune_variant)
     # Micro-batches per optimiser step: batch_size (the global batch) is trained as this many
     # micro-batches of batch_size / K rows, gradients summed (docs/scale_out.md); None = 1.
     accumulate_grad_batches: int | None = None
@@ -98,7 +99,7 @@ SCALES: dict[str, ArchScale] = {
                        max_length=256),
     "cpu": ArchScale(64, 8, 2, 2048, 128, 16, 300, 3e-3, (TUNE_SEED, 1), eval_max_tokens=32768,
                      tasks=_CPU_TASKS, limit=100, max_length=512, variants=_CPU_VARIANTS,
-                     lr_grid=(1.5e-3, 3e-3, 6e-3)),
+                     lr_grid=(1.5e-3, 3e-3, 6e-3), lr_extend=1),
     "small": ArchScale(512, 8, 8, 16384, 512, 64, 2000, 1e-3, (0,), max_length=2048,
                        corpus="debian"),
     # 256 × 2048 tokens per step as 128 micro-batches of 2 on one 80 GB GPU (docs/scale_out.md)
@@ -183,7 +184,7 @@ def runs(scale: str, results_dir: str | Path | None = None) -> list[RunConfig]:
     if s.lr_grid:
         return staged_runs(s.variants, s.lr_grid, s.seeds_of,
                            lambda v, lr, seed: make_run(scale, v, seed, lr),
-                           results_dir=results_dir)  # fmt: skip
+                           results_dir=results_dir, max_extend=s.lr_extend)  # fmt: skip
     return [make_run(scale, v, seed) for seed in s.seeds for v in s.variants]
 
 
