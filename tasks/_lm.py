@@ -82,7 +82,7 @@ def lm_run(
         optim=OptimConfig(lr=s.lr if lr is None else lr, weight_decay=0.01, min_lr_ratio=0.1,
                           grad_clip=1.0),
         train=TrainConfig(max_steps=s.max_steps, batch_size=s.batch_size // k,
-                          accumulate_grad_batches=k if k > 1 else None),
+                          accumulate_grad_batches=k),
         seed=seed, scale=scale, tags=tags if tags is not None else {"variant": variant},
         downstream=downstream,
     )  # fmt: skip

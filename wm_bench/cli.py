@@ -466,10 +466,8 @@ def _runtime(cfg: Any, args: argparse.Namespace, *, checkpoint_default: bool | N
                          "one run on several ranks (docs/scale_out.md)")  # fmt: skip
     if args.precision is not None:
         train["precision"] = args.precision
-    if args.accumulate_grad_batches is not None:  # 1 is the default: keep the hash unchanged
-        train["accumulate_grad_batches"] = (
-            args.accumulate_grad_batches if args.accumulate_grad_batches > 1 else None
-        )
+    if args.accumulate_grad_batches is not None:  # TrainConfig stores 1 as unset (same hash)
+        train["accumulate_grad_batches"] = args.accumulate_grad_batches
     if args.logger is not None:
         train["logger"] = args.logger
     checkpoint = getattr(args, "checkpoint", None)

@@ -199,6 +199,8 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig.eval_every={self.eval_every!r} must be an integer ≥ 0 (0: at the end)"
             )
+        if self.accumulate_grad_batches == 1:  # 1 is the default: one hash for set and unset
+            object.__setattr__(self, "accumulate_grad_batches", None)
         for fname in ("num_threads", "checkpoint_every", "accumulate_grad_batches"):
             v = getattr(self, fname)
             if v is not None and not (_int(v) and v >= 1):
