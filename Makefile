@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SCALE ?= auto
 OP ?= ssd
+WORKERS ?= 1
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
@@ -47,30 +48,29 @@ format: $(STAMP) ## ruff autofix + format
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-reproduce-figure-mqar: $(STAMP) ## MQAR accuracy grid + report (SCALE=smoke|cpu|small|paper|auto)
-	$(VENV)/bin/wm-bench reproduce mqar --scale $(SCALE)
+reproduce-figure-mqar: $(STAMP) ## MQAR accuracy grid + report (SCALE=smoke|cpu|small|paper|auto, WORKERS=N)
+	$(VENV)/bin/wm-bench reproduce mqar --scale $(SCALE) --workers $(WORKERS)
 
 reproduce-figure-speed: $(STAMP) ## expert-retrieval speed grid + report (SCALE=smoke|cpu|small|paper|auto)
 	$(VENV)/bin/wm-bench reproduce expert_speed --scale $(SCALE)
 
-reproduce-table1: $(STAMP) ## RoPE-in-SSD perplexity table + report (SCALE=smoke|cpu|small|paper|auto)
-	$(VENV)/bin/wm-bench reproduce rope --scale $(SCALE)
+reproduce-table1: $(STAMP) ## RoPE-in-SSD perplexity table + report (SCALE=smoke|cpu|small|paper|auto, WORKERS=N)
+	$(VENV)/bin/wm-bench reproduce rope --scale $(SCALE) --workers $(WORKERS)
 
-reproduce-table2: $(STAMP) ## FFN comparison table + report (SCALE=smoke|cpu|small|paper|auto)
-	$(VENV)/bin/wm-bench reproduce ffn --scale $(SCALE)
+reproduce-table2: $(STAMP) ## FFN comparison table + report (SCALE=smoke|cpu|small|paper|auto, WORKERS=N)
+	$(VENV)/bin/wm-bench reproduce ffn --scale $(SCALE) --workers $(WORKERS)
 
 reproduce-table3: $(STAMP) ## the main job: architecture comparison (Table 3) + downstream tasks + report (SCALE=auto: small with CUDA, smoke without)
-	$(VENV)/bin/wm-bench reproduce arch --scale $(SCALE)
+	$(VENV)/bin/wm-bench reproduce arch --scale $(SCALE) --workers $(WORKERS)
 
-reproduce-mqar-dma: $(STAMP) ## DMA-on-MQAR ablation + report (SCALE=smoke|cpu|small|paper|auto)
-	$(VENV)/bin/wm-bench reproduce mqar_dma --scale $(SCALE)
+reproduce-mqar-dma: $(STAMP) ## DMA-on-MQAR ablation + report (SCALE=smoke|cpu|small|paper|auto, WORKERS=N)
+	$(VENV)/bin/wm-bench reproduce mqar_dma --scale $(SCALE) --workers $(WORKERS)
 
-reproduce-passkey: $(STAMP) ## needle-in-a-haystack passkey grid + heat maps (SCALE=smoke|cpu|small|paper|auto)
-	$(VENV)/bin/wm-bench reproduce passkey --scale $(SCALE)
+reproduce-passkey: $(STAMP) ## needle-in-a-haystack passkey grid + heat maps (SCALE=smoke|cpu|small|paper|auto, WORKERS=N)
+	$(VENV)/bin/wm-bench reproduce passkey --scale $(SCALE) --workers $(WORKERS)
 
 .PHONY: sweep
 NAME ?= smoke
-WORKERS ?= 1
 sweep: $(STAMP) ## a sweep + its report: make sweep NAME=smoke [WORKERS=N] [STORAGE=url] (docs/sweeps.md)
 	$(VENV)/bin/wm-bench sweep $(NAME) --workers $(WORKERS) $(if $(STORAGE),--storage $(STORAGE))
 

@@ -16,10 +16,10 @@ Choices the paper does not state:
 - FFN: the gated MLP with its default width (8/3·d rounded up to 64).
 
 Scales (edit the ScaleSpec constants below; `planned_tokens(scale)` recomputes the cost): smoke
-is plumbing only (L = 64, d = 32, 40 steps); cpu is one cell (L = 64, d = 64, kv = 8, vocabulary
-512) for the four mixers plus DMA under the other tie rule, 2 seeds, one LR, ≤ 5000 steps with
-early stop, ≈ 35 min on 2 cores; small is the paper's grid on one H100 (≈ 20 min); paper is
-Zoology's Fig. 2 setting. Why each scale has its shape — the calibrations on this machine, what
+is plumbing only (L = 64, d = 32, 40 steps); cpu is two cells (L = 64 and 128, d = 64,
+kv = L/8, vocabulary 512) for the four mixers plus DMA under the other tie rule, 2 seeds, one LR,
+batch 32, ≤ 3000 steps with early stop, ≈ 35 min as `--workers 2 --threads 1` on 2 cores; small
+is the paper's grid on one H100 (≈ 20 min); paper is Zoology's Fig. 2 setting. Why each scale has its shape — the calibrations on this machine, what
 was tried and dropped — is in tasks/mqar/README.md.
 """
 
@@ -126,18 +126,18 @@ SMOKE = ScaleSpec(
     lengths=(64,), widths=(32,), lrs=(3e-3,), seeds=(0,), kv_divisor=8, vocab_size=128,
     max_steps=40, eval_every=20, n_test=64, batch_size=16, mixers=MIXERS,
 )  # fmt: skip
-CPU_LENGTHS = (64,)
+CPU_LENGTHS = (64, 128)
 CPU_WIDTHS = (64,)
 CPU_LRS = (3e-3,)
 CPU_SEEDS = (0, 1)
 CPU_KV_DIVISOR = 8
 CPU_VOCAB = 512
-CPU_TOKENS_PER_STEP = 2048
-CPU_MAX_STEPS = 5000
+CPU_BATCH = 32  # at both lengths: L 128 / kv 16 stays on its plateau at batch 16 (README.md)
+CPU_MAX_STEPS = 3000
 CPU = ScaleSpec(
     lengths=CPU_LENGTHS, widths=CPU_WIDTHS, lrs=CPU_LRS, seeds=CPU_SEEDS,
     kv_divisor=CPU_KV_DIVISOR, vocab_size=CPU_VOCAB, max_steps=CPU_MAX_STEPS, eval_every=250,
-    n_test=256, tokens_per_step=CPU_TOKENS_PER_STEP, mixers=MIXERS,
+    n_test=256, batch_size=CPU_BATCH, mixers=MIXERS,
 )  # fmt: skip
 SMALL = ScaleSpec(
     lengths=(256, 512, 1024, 2048), widths=(32, 64, 128, 256), lrs=(1e-3, 3e-3), seeds=(0,),

@@ -8,7 +8,7 @@ import tasks.mqar as task
 from wm_bench.config import RunConfig, config_hash, from_dict, to_dict
 from wm_bench.sweep import group_cells
 
-EXPECTED_RUNS = {"smoke": 5, "cpu": 10, "small": 128, "paper": 256}
+EXPECTED_RUNS = {"smoke": 5, "cpu": 20, "small": 128, "paper": 256}
 
 
 @pytest.fixture(scope="module", params=list(task.SCALES))
