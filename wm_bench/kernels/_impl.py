@@ -32,6 +32,11 @@ def resolve_impl(impl: str, device: torch.device, available: tuple[str, ...], op
     return check_impl(impl, available, op)
 
 
+def interpreting() -> bool:
+    """True under TRITON_INTERPRET=1: Triton kernels then run on CPU tensors (the interpreter)."""
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
 @cache
 def has_triton() -> bool:
     """True when the triton package is importable (Linux wheels; not on macOS or Windows)."""
@@ -40,7 +45,7 @@ def has_triton() -> bool:
 
 def check_triton_device(x: torch.Tensor, op: str) -> None:
     """Triton kernels run on CUDA tensors, or on CPU tensors under TRITON_INTERPRET=1."""
-    if x.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+    if x.device.type != "cuda" and not interpreting():
         raise ValueError(
             f"{op}: impl='triton' got a tensor on {x.device.type!r}; Triton needs CUDA tensors "
             "(or TRITON_INTERPRET=1 to run the kernel on the CPU through the interpreter)"
