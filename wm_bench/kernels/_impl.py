@@ -10,7 +10,9 @@ from typing import Literal
 import torch
 
 Impl = Literal["reference", "triton"]
-LayerImpl = Literal["auto", "reference", "triton"]
+# What a layer's `impl=` accepts (one tuple for every layer): "auto" picks per op and device
+# (resolve_impl); an explicit choice must exist for every op the layer runs.
+LAYER_IMPLS: tuple[str, ...] = ("auto", "reference", "torch_fast", "triton")
 
 
 def check_impl(impl: str, available: tuple[str, ...], op: str) -> str:
