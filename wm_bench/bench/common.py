@@ -1,12 +1,17 @@
-"""Shared benchmark helpers: thread control, interleaved median timing, tables, machine info."""
+"""Shared benchmark helpers: thread control, interleaved median timing, tables, machine info,
+and the pieces every kernel benchmark's command line shares (interpreter mode, output path,
+error lines, goal lines)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -199,3 +204,48 @@ def machine_line(threads: int, device: str = "cpu") -> str:
     if torch.device(device).type == "cuda":
         where = torch.cuda.get_device_name(torch.device(device))
     return f"{where} · {os.cpu_count()} cores · {threads} threads · torch {torch.__version__}"
+
+
+def error_text(e: BaseException) -> str:
+    """An exception as one short line for a result record: its type and first message line."""
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"[:300]
+
+
+def slug(text: str) -> str:
+    """A device name as a file-name part: lower case, runs of other characters as one "-"."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
+
+
+def interpreter_mode(requested: bool, kernel_module: str) -> bool | None:
+    """Whether a kernel benchmark runs under the Triton CPU interpreter.
+
+    True when TRITON_INTERPRET=1 is set already, or when `requested` (--interpret) and it can
+    still be set: the kernels read it when they are first imported, so None when
+    `kernel_module` is imported already (too late); False otherwise.
+    """
+    from wm_bench.kernels._impl import interpreting
+
+    if interpreting():
+        return True
+    if not requested:
+        return False
+    if kernel_module in sys.modules:
+        return None
+    os.environ["TRITON_INTERPRET"] = "1"
+    return True
+
+
+def print_goals(goals: Mapping[str, Mapping[str, Any]]) -> None:
+    """One line per goal: met, NOT met or not measured, and the values it was judged on."""
+    for name, g in goals.items():
+        met = {True: "met", False: "NOT met", None: "not measured"}[g["met"]]
+        vals = ", ".join("—" if v is None else f"{v:.2f}" for v in g["values"])
+        print(f"goal {name}: {met} ({vals})")
+
+
+def default_out(bench: str, device_slug: str) -> Path:
+    """<results>/bench/<bench>-<device>.json under wm_bench.results.default_results_dir()."""
+    from wm_bench.results import default_results_dir
+
+    return default_results_dir() / "bench" / f"{bench}-{device_slug}.json"

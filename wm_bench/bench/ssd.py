@@ -3,114 +3,29 @@
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from wm_bench.bench import roofline as rl
+from wm_bench.bench.common import default_out as bench_out
+from wm_bench.bench.common import interpreter_mode, print_goals, print_table, slug
+from wm_bench.bench.ssd_cases import (
+    INTERPRET_CHUNK,
+    SHAPES,
+    SWEEP_T,
+    Case,
+    build_cases,
+    case_bounds,
+)
 
-SHAPES = {  # (B, T, H, P, G, N): issue 4's listed shapes
-    "mamba2_b8_t2k": (8, 2048, 32, 64, 1, 128),
-    "mamba2_b2_t8k": (2, 8192, 32, 64, 1, 128),
-    "cheems_b8_t2k": (8, 2048, 8, 128, 8, 128),
-}
-SWEEP_T = (512, 1024, 2048, 4096, 8192, 16384, 32768)  # at the first shape's B, H, P, G, N
-INTERPRET_SHAPES = {"tiny_b1_t64": (1, 64, 2, 16, 1, 16)}
-INTERPRET_CHUNK = 16
 NO_CUDA = "no CUDA: timings not measured (static H100 bounds only; --interpret runs the plumbing)"
-
-
-@dataclass(frozen=True)
-class Case:
-    """One benchmark problem: batch, time, heads, head dim, groups, state size."""
-
-    name: str
-    B: int
-    T: int
-    H: int
-    P: int
-    G: int
-    N: int
-    group: str  # "shape", "sweep" or "interpret"
-
-    @property
-    def layout(self) -> tuple[int, int, int, int]:
-        return self.H, self.P, self.G, self.N
-
-    @property
-    def dims(self) -> tuple[int, int, int, int, int, int]:
-        return self.B, self.T, self.H, self.P, self.G, self.N
-
-    @property
-    def dim_dict(self) -> dict[str, int]:
-        return dict(zip("BTHPGN", self.dims))
-
-
-def build_cases(selection: str, sweep_t: Sequence[int], interpret: bool) -> list[Case]:
-    """The cases to run, listed shapes first, then the T sweep (T = 2048 is the first shape).
-
-    Args:
-        selection: "all", "shapes", "sweep" or comma-separated case names.
-        sweep_t: sweep lengths.
-        interpret: the tiny CPU-interpreter case only.
-    Returns:
-        Cases in run order.
-    """
-    if interpret:
-        return [Case(n, *d, "interpret") for n, d in INTERPRET_SHAPES.items()]
-    first = next(iter(SHAPES.values()))
-    cases = [Case(n, *d, "shape") for n, d in SHAPES.items()]
-    for T in sweep_t:
-        dims = (first[0], T, *first[2:])
-        if all(c.dims != dims for c in cases):
-            cases.append(Case(f"sweep_t{T}", *dims, "sweep"))
-    if selection in ("all", "shapes", "sweep"):
-        return [c for c in cases if selection in ("all", c.group, c.group + "s")]
-    names = [s for s in selection.split(",") if s]
-    bad = [n for n in names if n not in {c.name for c in cases}]
-    if bad:
-        raise ValueError(
-            f"--cases {bad} unknown; valid: all, shapes, sweep, {[c.name for c in cases]}"
-        )
-    return [c for c in cases if c.name in names]
-
-
-def case_bounds(case: Case, elem: int) -> dict[str, Any]:
-    """Minimum bytes and FLOPs of a case and its static H100 bounds (no measurement).
-
-    Bytes (docs/anchors.md §2): forward reads x, dt, B, C and writes y; fwd+bwd also reads dy and
-    writes dx, ddt, dB, dC. FLOPs: the recurrence's irreducible 4·B·T·H·P·N (state update +
-    read-out), backward counted twice the forward; SSD sits far below the ridge, so the bound is
-    bandwidth.
-
-    Args:
-        case: the problem.
-        elem: bytes per element of x, dt, B, C, y (2 for bf16).
-    Returns:
-        {"fwd": roofline record, "fwd_bwd": roofline record} (roofline.roofline_record).
-    """
-    fwd_b = rl.ssd_min_bytes(*case.dims, elem=elem)
-    all_b = rl.ssd_min_bytes(*case.dims, backward=True, elem=elem)
-    fwd_f = 4.0 * case.B * case.T * case.H * case.P * case.N
-    return {
-        "fwd": rl.roofline_record(fwd_f, fwd_b),
-        "fwd_bwd": rl.roofline_record(3 * fwd_f, all_b),
-    }
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
 
 
 def default_out(device_slug: str) -> Path:
     """<results>/bench/ssd-<device>.json under wm_bench.results.default_results_dir()."""
-    from wm_bench.results import default_results_dir
-
-    return default_results_dir() / "bench" / f"ssd-{device_slug}.json"
+    return bench_out("ssd", device_slug)
 
 
 STATIC_COLUMNS = [
@@ -187,15 +102,11 @@ def result_rows(rec: dict[str, Any]) -> list[dict[str, Any]]:
 
 def print_static(cases: list[Case], title: str) -> None:
     """Print the static roofline table."""
-    from wm_bench.bench.common import print_table
-
     print_table(static_rows(cases), STATIC_COLUMNS, title=title)
 
 
 def print_result(rec: dict[str, Any]) -> None:
     """Print the measured table, then the goals, the anchors and what was skipped."""
-    from wm_bench.bench.common import print_table
-
     st = rec["settings"]
     fla = " (fla: 64)" if "fla" in rec["impls"] else ""
     title = f"SSD chunked scan, {st['dtype']}, chunk {st['chunk']}{fla}; {rec['timer']}"
@@ -207,10 +118,7 @@ def print_result(rec: dict[str, Any]) -> None:
     rows = result_rows(rec)
     keep = {"case", "impl", "status"} | {k for r in rows for k, v in r.items() if v is not None}
     print_table(rows, [c for c in RESULT_COLUMNS if c[0] in keep], title=title)
-    for name, g in rec.get("goals", {}).items():
-        met = {True: "met", False: "NOT met", None: "not measured"}[g["met"]]
-        vals = ", ".join("—" if v is None else f"{v:.2f}" for v in g["values"])
-        print(f"goal {name}: {met} ({vals})")
+    print_goals(rec.get("goals", {}))
     for name, info in rec["impls"].items():
         if info["kind"] == "anchor":
             print(f"anchor {name} {info['versions']}: {info['note']}")
@@ -281,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _static(cases: list[Case], out: str | None, why: str) -> int:
     print_static(cases, f"SSD static roofline on the {rl.H100.name} (bf16 minimum bytes)")
-    print("(the sweep's T = 2048 point is mamba2_b8_t2k)")
+    print(f"(the sweep's T = 2048 point is {next(iter(SHAPES))})")
     print(why)
     if out:
         from wm_bench.results import now_iso, provenance, write_json_atomic
@@ -305,19 +213,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         0 (also without CUDA, after the static table); 2 when --interpret comes too late.
     """
     args = build_parser().parse_args(argv)
-    interpret = args.interpret or os.environ.get("TRITON_INTERPRET") == "1"
     sweep = [int(t) for t in args.sweep_t.split(",") if t]
     impls = [n for n in args.impls.split(",") if n]
     from wm_bench.bench.ssd_impls import IMPL_NAMES
 
     if not impls or set(impls) - set(IMPL_NAMES):
         raise ValueError(f"--impls {args.impls!r}; valid: a comma list of {list(IMPL_NAMES)}")
-    if interpret and os.environ.get("TRITON_INTERPRET") != "1":
-        if "wm_bench.kernels.ssd.triton_fwd" in sys.modules:
-            msg = "--interpret: the kernels are imported already; set TRITON_INTERPRET=1 first"
-            print(msg, file=sys.stderr)
-            return 2
-        os.environ["TRITON_INTERPRET"] = "1"  # read when the Triton kernels are first imported
+    interpret = interpreter_mode(args.interpret, "wm_bench.kernels.ssd.triton_fwd")
+    if interpret is None:
+        msg = "--interpret: the kernels are imported already; set TRITON_INTERPRET=1 first"
+        print(msg, file=sys.stderr)
+        return 2
     import torch
 
     cases = build_cases(args.cases, sweep, interpret=False)
@@ -326,22 +232,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from wm_bench.bench.ssd_measure import Settings, bench_ssd
 
+    common = {
+        "check_max_tokens": args.check_max_tokens,
+        "budget_s": args.budget_s,
+        "seed": args.seed,
+    }
     if interpret:
         cases = build_cases("all", (), interpret=True)
         s = Settings(
-            args.chunk or INTERPRET_CHUNK, "float32", "cpu", repeats=args.repeats,
-            check_max_tokens=args.check_max_tokens, budget_s=args.budget_s, seed=args.seed,
-        )  # fmt: skip
-        slug = "cpu-interpret"
+            args.chunk or INTERPRET_CHUNK, "float32", "cpu", repeats=args.repeats, **common
+        )
+        where = "cpu-interpret"
     else:
         torch.cuda.set_device(torch.device(args.device))  # Triton launches on the current one
         s = Settings(
-            args.chunk or 64, args.dtype, args.device, warmup_ms=args.warmup_ms,
-            rep_ms=args.rep_ms, graph=not args.no_graph, check_max_tokens=args.check_max_tokens,
-            budget_s=args.budget_s, seed=args.seed,
-        )  # fmt: skip
-        slug = _slug(torch.cuda.get_device_name(torch.device(args.device)))
-    out = Path(args.out) if args.out else default_out(slug)
+            args.chunk or 64,
+            args.dtype,
+            args.device,
+            warmup_ms=args.warmup_ms,
+            rep_ms=args.rep_ms,
+            graph=not args.no_graph,
+            **common,
+        )
+        where = slug(torch.cuda.get_device_name(torch.device(args.device)))
+    out = Path(args.out) if args.out else default_out(where)
     rec = bench_ssd(cases, impls, s, out, progress=not args.quiet)
     print_result(rec)
     print(f"wrote {out} in {rec['wall_s']:.1f} s")

@@ -12,7 +12,9 @@ from typing import Any
 import torch
 
 from wm_bench.bench import roofline as rl
-from wm_bench.bench.ssd import Case, case_bounds
+from wm_bench.bench.common import error_text
+from wm_bench.bench.ssd_cases import Case, case_bounds
+from wm_bench.testing import rel_rms
 
 TOL = {"bfloat16": 2e-2, "float16": 1e-2, "float32": 1e-3}  # relative RMS (docs/design.md §3, GPU)
 GRADS = ("dx", "ddt", "dA", "dB", "dC")
@@ -89,12 +91,6 @@ def reference(inp: dict[str, torch.Tensor], chunk: int) -> dict[str, torch.Tenso
     return {"y": y.detach(), **dict(zip(GRADS, grads))}
 
 
-def rel_rms(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Relative RMS error of a against b (NaN stays NaN and fails every `<` check)."""
-    a, b = a.detach().double(), b.double()
-    return ((a - b).pow(2).mean().sqrt() / b.pow(2).mean().sqrt().clamp_min(1e-30)).item()
-
-
 def _timer(s: Settings) -> Callable[[Callable[[], Any]], float]:
     if s.cuda:
         from wm_bench.bench.cuda_timing import bench_ms
@@ -103,11 +99,6 @@ def _timer(s: Settings) -> Callable[[Callable[[], Any]], float]:
     from wm_bench.bench.common import median_time
 
     return lambda fn: 1e3 * median_time(fn, repeats=s.repeats, warmup=0)
-
-
-def _err(e: BaseException) -> str:
-    text = str(e).strip()
-    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"[:300]
 
 
 def _check(res: dict, ref: dict | None, name: str, got: Any) -> None:
@@ -152,7 +143,7 @@ def bench_impl(
     try:
         y, res["first_fwd_s"] = timed_call(lambda: impl.ssd_fn(*leaves, chunk=chunk), sync)
     except Exception as e:
-        return res | {"status": "error", "error": _err(e)}
+        return res | {"status": "error", "error": error_text(e)}
     _check(res, ref, "y", y)
     if not res["check"].get("y", 0.0) < tol or prior == "wrong":
         return res | {"status": "wrong", "reason": f"forward off the fp64 reference (tol {tol})"}
@@ -167,7 +158,7 @@ def bench_impl(
             res["bwd_error"] = f"gradients off the fp64 reference (tol {tol}): not timed"
         del grads
     except Exception as e:
-        res["bwd_error"], bwd_ok = _err(e), False
+        res["bwd_error"], bwd_ok = error_text(e), False
     y = None  # free the check's activations before timing
     errs = [v for k, v in res["check"].items() if k == "y" or k in GRADS]
     res["check"]["max"] = max(errs) if errs else None
@@ -191,14 +182,14 @@ def bench_impl(
         res["fwd_ms"] = timer(fwd)
         res["fwd_bwd_ms"] = timer(fwd_bwd) if bwd_ok else None
     except Exception as e:  # e.g. out of memory at the longest T: what was measured stays
-        res["timing_error"] = _err(e)
+        res["timing_error"] = error_text(e)
     if s.cuda and s.graph and res.get("fwd_ms"):
         from wm_bench.bench.cuda_timing import graph_bench_ms
 
         try:
             res["fwd_graph_ms"] = graph_bench_ms(fwd, warmup_ms=s.warmup_ms, rep_ms=s.rep_ms)
         except Exception as e:  # e.g. a CPU sync inside the call
-            res["fwd_graph_ms"], res["graph_error"] = None, _err(e)
+            res["fwd_graph_ms"], res["graph_error"] = None, error_text(e)
     if s.cuda:  # achieved GB/s and % of the H100 bound: only for GPU times
         bounds = case_bounds(case, inp["x"].element_size())
         for key, b in (("fwd", "fwd"), ("fwd_graph", "fwd"), ("fwd_bwd", "fwd_bwd")):
@@ -216,7 +207,8 @@ def ratios(results: dict[str, dict], base: str) -> dict[str, float | None]:
 
 
 def goals(cases: list[dict]) -> dict[str, dict[str, Any]]:
-    """Issue 4's goals from what was measured; met is None while anything is missing."""
+    """The SSD kernel's goals (fwd+bwd ≤ 0.8× mamba_ssm, ≥ 50 % of the roofline at T ≥ 8K, peak
+    memory ≤ mamba_ssm's) from what was measured; met is None while anything is missing."""
     shapes = [c for c in cases if c["group"] == "shape"]
     vs = [c.get("ratios", {}).get("mamba_ssm", {}) for c in shapes]
     fb = [r.get("fwd_bwd_ms") for r in vs]
@@ -304,7 +296,7 @@ def bench_ssd(
             try:
                 ref = reference(inp, s.chunk)
             except Exception as e:  # e.g. out of memory in fp64: timed, flagged unchecked
-                crec["reference_error"] = _err(e)
+                crec["reference_error"] = error_text(e)
         for impl in impls:
             if time.monotonic() - t0 > s.budget_s:
                 crec["results"][impl.name] = {"status": "skipped", "reason": "time budget spent"}
