@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 import yaml
 
+from wm_bench.config_fields import hash_if_set_field, hashed, registry_field, runtime_field
+
 Scale = Literal["smoke", "cpu", "small", "paper"]
 SCALES: tuple[str, ...] = ("smoke", "cpu", "small", "paper")
 
@@ -41,16 +43,6 @@ def _data_registry() -> dict[str, type]:
 
 
 _REGISTRIES = {"mixer": _mixer_registry, "ffn": _ffn_registry, "data": _data_registry}
-
-
-def registry_field(kind: str, **kwargs: Any) -> Any:
-    """A dataclass field holding a config picked from the `kind` registry by its `name`."""
-    return field(metadata={"registry": kind}, **kwargs)
-
-
-def runtime_field(default: Any, **kwargs: Any) -> Any:
-    """A field that changes how a run executes, not what it computes: excluded from the hash."""
-    return field(default=default, metadata={"runtime": True}, **kwargs)
 
 
 def _finite(x: Any) -> bool:
@@ -188,7 +180,7 @@ class TrainConfig:
     logger: str = runtime_field("csv")  # "csv" (<out>/logs/…/metrics.csv) or "tensorboard"
     # Batches whose gradients are summed per optimiser step (None = 1, and then left out of the
     # hash so configs written before the field existed keep their hash): changes what is computed.
-    accumulate_grad_batches: int | None = field(default=None, metadata={"hash_if_set": True})
+    accumulate_grad_batches: int | None = hash_if_set_field()
 
     def __post_init__(self) -> None:
         for fname in ("max_steps", "batch_size", "devices", "num_nodes", "log_every"):
@@ -258,7 +250,7 @@ class DownstreamConfig:
     eval_data: str | None = runtime_field(None)  # None → $WM_BENCH_EVAL_DATA, else package:eval
 
     def __post_init__(self) -> None:
-        from wm_bench.eval.downstream import SOURCES, check_tasks
+        from wm_bench.eval.catalog import SOURCES, check_tasks
 
         check_tasks(self.tasks)
         if self.source not in SOURCES:
@@ -285,7 +277,7 @@ class RunConfig:
         default_factory=dict
     )  # free-form labels for reports (e.g. grid cell)
     # Left out of the hash while None, so adding it kept every earlier run's identity.
-    downstream: DownstreamConfig | None = field(default=None, metadata={"hash_if_set": True})
+    downstream: DownstreamConfig | None = hash_if_set_field()
 
     def __post_init__(self) -> None:
         if self.scale not in SCALES:
@@ -298,30 +290,26 @@ class RunConfig:
 # Serialisation
 
 
+def _tree(cfg: Any, keep: Any) -> Any:
+    """Config tree → plain JSON-able data (tuples become lists), dataclass fields by `keep`."""
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        values = ((f, getattr(cfg, f.name)) for f in dataclasses.fields(cfg))
+        return {f.name: _tree(v, keep) for f, v in values if keep(f, v)}
+    if isinstance(cfg, dict):
+        return {str(k): _tree(v, keep) for k, v in cfg.items()}
+    if isinstance(cfg, (list, tuple)):
+        return [_tree(v, keep) for v in cfg]
+    return cfg
+
+
 def to_dict(cfg: Any) -> Any:
     """Config tree → plain JSON-able dict (tuples become lists)."""
-    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
-        return {f.name: to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
-    if isinstance(cfg, dict):
-        return {str(k): to_dict(v) for k, v in cfg.items()}
-    if isinstance(cfg, (list, tuple)):
-        return [to_dict(v) for v in cfg]
-    return cfg
+    return _tree(cfg, lambda f, v: True)
 
 
 def _hash_view(cfg: Any) -> Any:
-    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
-        return {
-            f.name: _hash_view(getattr(cfg, f.name))
-            for f in dataclasses.fields(cfg)
-            if not f.metadata.get("runtime")
-            and not (f.metadata.get("hash_if_set") and getattr(cfg, f.name) is None)
-        }
-    if isinstance(cfg, dict):
-        return {str(k): _hash_view(v) for k, v in cfg.items()}
-    if isinstance(cfg, (list, tuple)):
-        return [_hash_view(v) for v in cfg]
-    return cfg
+    """`to_dict` without the fields the hash leaves out (`wm_bench.config_fields.hashed`)."""
+    return _tree(cfg, hashed)
 
 
 def canonical_json(obj: Any) -> str:

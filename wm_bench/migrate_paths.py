@@ -1,4 +1,4 @@
-"""Rewrite absolute machine paths in result files as repository-relative ones (issue 19, point 3).
+"""Rewrite absolute machine paths in result files as repository-relative ones.
 
 Usage: `python -m wm_bench.migrate_paths [PATH ...] [--check] [--root DIR]` (default PATH:
 `results/`). Every string of a result record outside its `config` (e.g.
@@ -16,92 +16,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
-from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
-# A machine path: /work, /root, /home, /tmp, /Users, /var, /opt, /mnt, /srv, /scratch …, or a
-# Windows drive (C:\). Not preceded by a word character, a dot or a slash, so URLs and relative
-# paths ("a/tmp/b") do not match.
-ABSOLUTE_PATH = re.compile(
-    r"(?<![\w.~/\\-])(?:/(?:work|root|home|tmp|Users|var|opt|mnt|srv|scratch|private)(?=/|\b)"
-    r"|[A-Za-z]:\\)(?:[^\s\"'`()<>,;|]*[^\s\"'`()<>,;|.:])?"  # a trailing "." or ":" is prose
+from wm_bench.results import (
+    ABSOLUTE_PATH,
+    migrate_record,
+    offenders,
+    portable,
+    portable_path,
+    repo_root,
+    write_json_atomic,
 )
-FROZEN = ("config", "config_hash")  # never rewritten: the hash (and so the run id) comes from them
 
-
-def portable(path: str, root: str | Path) -> str | None:
-    """`path` relative to the repository `root` ("../x" for a folder beside it), lexically (the
-    path may name another machine); None when it lies elsewhere."""
-    p, base = PurePosixPath(path), PurePosixPath(str(root))
-    for prefix, anchor in (("", base), ("../", base.parent)):
-        if anchor == PurePosixPath("/"):
-            break
-        try:
-            rel = p.relative_to(anchor).as_posix()
-        except ValueError:
-            continue
-        return (prefix + rel) if rel != "." else (prefix.rstrip("/") or ".")
-    return None
-
-
-def _walk(obj: Any, where: str) -> Iterator[tuple[str, str]]:
-    """(dotted path, string) of every string in `obj`."""
-    if isinstance(obj, str):
-        yield where, obj
-    elif isinstance(obj, dict):
-        for k, v in obj.items():
-            yield from _walk(v, f"{where}.{k}" if where else str(k))
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            yield from _walk(v, f"{where}[{i}]")
-
-
-def _rewrite(obj: Any, fix: Any) -> Any:
-    """`obj` with every string passed through `fix`."""
-    if isinstance(obj, str):
-        return fix(obj)
-    if isinstance(obj, dict):
-        return {k: _rewrite(v, fix) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_rewrite(v, fix) for v in obj]
-    return obj
-
-
-def _paths_under(root: str | Path) -> re.Pattern[str]:
-    """ABSOLUTE_PATH, widened by the checkout `root` and the folder above it, so a checkout under
-    an unusual top folder (CI's /check/…) is made relative too."""
-    base = PurePosixPath(str(root))
-    anchors = [str(a) for a in (base, base.parent) if a != PurePosixPath("/")]
-    if not anchors:
-        return ABSOLUTE_PATH
-    literal = "|".join(re.escape(a) for a in anchors)
-    tail = r"(?:/[^\s\"'`()<>,;|]*[^\s\"'`()<>,;|.:])?"
-    return re.compile(rf"(?<![\w.~/\\-])(?:{literal})(?![\w.-]){tail}|{ABSOLUTE_PATH.pattern}")
-
-
-def migrate_record(rec: dict[str, Any], root: str | Path) -> tuple[dict[str, Any], list[str]]:
-    """(the record with its absolute paths made relative, dotted fields that changed).
-
-    `config` and `config_hash` are returned unchanged; a path outside the repository and the
-    folder beside it is left as it is (`offenders` still lists it).
-    """
-
-    pattern = _paths_under(root)
-
-    def fix(s: str) -> str:
-        return pattern.sub(lambda m: portable(m.group(0), root) or m.group(0), s)
-
-    out = {k: (v if k in FROZEN else _rewrite(v, fix)) for k, v in rec.items()}
-    before, after = dict(_walk(rec, "")), dict(_walk(out, ""))
-    return out, sorted(k for k in before if before[k] != after.get(k))
-
-
-def offenders(rec: Any) -> list[tuple[str, str]]:
-    """(dotted field, absolute path) for every absolute machine path in a record."""
-    return [(k, m.group(0)) for k, s in _walk(rec, "") for m in ABSOLUTE_PATH.finditer(s)]
+__all__ = ["ABSOLUTE_PATH", "main", "migrate", "migrate_record", "offenders", "portable"]
 
 
 def result_files(paths: list[str | Path]) -> list[Path]:
@@ -125,8 +54,6 @@ def migrate(paths: list[str | Path], root: str | Path, *, check: bool = False) -
          "left": {file: [(field, path)]} (absolute paths still there, or that cannot be made
          relative)}.
     """
-    from wm_bench.results import write_json_atomic
-
     report: dict[str, Any] = {"files": 0, "changed": {}, "left": {}}
     for f in result_files(paths):
         try:
@@ -147,8 +74,6 @@ def migrate(paths: list[str | Path], root: str | Path, *, check: bool = False) -
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: rewrite (or `--check`) the result files; exit 1 when `--check` finds paths."""
-    from wm_bench.results import portable_path, repo_root
-
     p = argparse.ArgumentParser(
         prog="python -m wm_bench.migrate_paths",
         description="Rewrite absolute machine paths in result JSON files as paths relative to "

@@ -153,17 +153,3 @@ def count_params(cfg: ModelConfig) -> dict[str, int]:
     """Parameter counts without allocating memory (the model is built on the meta device)."""
     with torch.device("meta"):
         return build_model(cfg, impl="reference").param_counts()
-
-
-# Presets live in their own module (they only build configs); re-exported here for convenience.
-from wm_bench.presets import PRESETS, match_params, preset  # noqa: E402
-
-__all__ = [
-    "PRESETS",
-    "LanguageModel",
-    "ModelOutput",
-    "build_model",
-    "count_params",
-    "match_params",
-    "preset",
-]

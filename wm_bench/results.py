@@ -13,7 +13,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from importlib import metadata
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 SCHEMA_VERSION = 1
@@ -134,6 +134,92 @@ def provenance(device: dict[str, Any] | None = None) -> dict[str, Any]:
         "device": {"cpu_model": cpu_model(), "cpu_count": os.cpu_count(), **(device or {})},
         "platform": platform.platform(),
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Machine paths in records, made relative to the repository root (`python -m wm_bench.migrate_paths`
+# applies the same rewrite to files written before)
+
+# A machine path: /work, /root, /home, /tmp, /Users, /var, /opt, /mnt, /srv, /scratch …, or a
+# Windows drive (C:\). Not preceded by a word character, a dot or a slash, so URLs and relative
+# paths ("a/tmp/b") do not match.
+ABSOLUTE_PATH = re.compile(
+    r"(?<![\w.~/\\-])(?:/(?:work|root|home|tmp|Users|var|opt|mnt|srv|scratch|private)(?=/|\b)"
+    r"|[A-Za-z]:\\)(?:[^\s\"'`()<>,;|]*[^\s\"'`()<>,;|.:])?"  # a trailing "." or ":" is prose
+)
+FROZEN = ("config", "config_hash")  # never rewritten: the hash (and so the run id) comes from them
+
+
+def portable(path: str, root: str | Path) -> str | None:
+    """`path` relative to the repository `root` ("../x" for a folder beside it), lexically (the
+    path may name another machine); None when it lies elsewhere."""
+    p, base = PurePosixPath(path), PurePosixPath(str(root))
+    for prefix, anchor in (("", base), ("../", base.parent)):
+        if anchor == PurePosixPath("/"):
+            break
+        try:
+            rel = p.relative_to(anchor).as_posix()
+        except ValueError:
+            continue
+        return (prefix + rel) if rel != "." else (prefix.rstrip("/") or ".")
+    return None
+
+
+def _walk(obj: Any, where: str) -> Iterator[tuple[str, str]]:
+    """(dotted path, string) of every string in `obj`."""
+    if isinstance(obj, str):
+        yield where, obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _walk(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _walk(v, f"{where}[{i}]")
+
+
+def _rewrite(obj: Any, fix: Any) -> Any:
+    """`obj` with every string passed through `fix`."""
+    if isinstance(obj, str):
+        return fix(obj)
+    if isinstance(obj, dict):
+        return {k: _rewrite(v, fix) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_rewrite(v, fix) for v in obj]
+    return obj
+
+
+def _paths_under(root: str | Path) -> re.Pattern[str]:
+    """ABSOLUTE_PATH, widened by the checkout `root` and the folder above it, so a checkout under
+    an unusual top folder (CI's /check/…) is made relative too."""
+    base = PurePosixPath(str(root))
+    anchors = [str(a) for a in (base, base.parent) if a != PurePosixPath("/")]
+    if not anchors:
+        return ABSOLUTE_PATH
+    literal = "|".join(re.escape(a) for a in anchors)
+    tail = r"(?:/[^\s\"'`()<>,;|]*[^\s\"'`()<>,;|.:])?"
+    return re.compile(rf"(?<![\w.~/\\-])(?:{literal})(?![\w.-]){tail}|{ABSOLUTE_PATH.pattern}")
+
+
+def migrate_record(rec: dict[str, Any], root: str | Path) -> tuple[dict[str, Any], list[str]]:
+    """(the record with its absolute paths made relative, dotted fields that changed).
+
+    `config` and `config_hash` are returned unchanged; a path outside the repository and the
+    folder beside it is left as it is (`offenders` still lists it).
+    """
+
+    pattern = _paths_under(root)
+
+    def fix(s: str) -> str:
+        return pattern.sub(lambda m: portable(m.group(0), root) or m.group(0), s)
+
+    out = {k: (v if k in FROZEN else _rewrite(v, fix)) for k, v in rec.items()}
+    before, after = dict(_walk(rec, "")), dict(_walk(out, ""))
+    return out, sorted(k for k in before if before[k] != after.get(k))
+
+
+def offenders(rec: Any) -> list[tuple[str, str]]:
+    """(dotted field, absolute path) for every absolute machine path in a record."""
+    return [(k, m.group(0)) for k, s in _walk(rec, "") for m in ABSOLUTE_PATH.finditer(s)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -266,13 +352,11 @@ def write_result(rec: dict[str, Any], results_dir: Path | str | None = None) -> 
     """Validate `rec` and write it to its place under `results_dir` (default: results/).
 
     Absolute paths inside the checkout or beside it, in any field but `config`, are written
-    relative to the repository root (`wm_bench.migrate_paths`), so that an error's traceback or
+    relative to the repository root (`migrate_record`), so that an error's traceback or
     message never carries this machine's path; `config` (and so the hash) is left as it is.
     Under several ranks (DDP, FSDP: docs/scale_out.md) only global rank 0 writes; the others
     return the path without writing, so a run has exactly one result file.
     """
-    from wm_bench.migrate_paths import migrate_record
-
     validate(rec)
     rdir = results_dir if results_dir is not None else default_results_dir()
     path = result_path(rdir, rec["experiment"], rec["scale"], rec["run_id"])

@@ -3,7 +3,7 @@
 Spec ``bundled`` (every part) or ``bundled:<part>[,<part>…]``. One part is shipped:
 
 - ``austen``: Jane Austen's six novels (1811–1818; public domain), one document per chapter
-  (269 in all), one group per novel. The split rule of `wm_bench.data.corpus` then puts one
+  (269 in all), one group per novel. The split rule of `wm_bench.data.documents` then puts one
   chapter of each novel in valid and one in test (max(1, round(1 % · n)) of its 24–61 chapters):
   six chapters each, ≈ 2 % of the text, every novel in every split.
 
@@ -32,7 +32,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from wm_bench.data.corpus import CorpusError, Document
+from wm_bench.data.documents import CorpusError, Document
 
 DATA_DIR = Path(__file__).resolve().with_name("bundled")  # wm_bench/data/bundled
 MANIFEST = "manifest.json"
@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: {e['documents']} documents, {e['characters']:,} characters, "
                   f"{e['file']} sha256 {e['sha256']}")  # fmt: skip
         return 0
-    from wm_bench.data.corpus import corpus_hash, split_documents
+    from wm_bench.data.documents import corpus_hash, split_documents
 
     splits = split_documents(bundled_documents(root=args.out)[0])
     where = Path(args.out if args.out is not None else DATA_DIR) / MANIFEST

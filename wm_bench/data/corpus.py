@@ -22,18 +22,8 @@ A corpus is chosen by a spec string:
   dataset is downloaded into the Hugging Face cache. The dataset's own validation/test splits are
   used when it has them; otherwise its training rows are bucketed by hash (below).
 
-Splits are by DOCUMENT, never by line, and deterministic. In-memory sources: exact duplicate
-documents are dropped; within each group (a sub-source: austen, python-doc, gcide, files,
-wikitext; for ``bundled``, each novel) documents are ordered by the sha256 of their text, the
-first max(1, round(1 % · n)) go to valid, the next max(1, round(1 % · n)) to test, the rest to
-train (a group of fewer than 3 documents goes wholly to train); each split is then ordered by
-the same hash, which mixes the groups (so the first N tokens of train are a sample of all of
-them). Streamed hf training rows go to train / valid / test when their text's hash modulo
-10 000 is < 9800 / < 9900 / else.
-
-`Corpus.hash` identifies the content for caching and provenance: for in-memory sources the
-sha256 of every document's digest in split order (so it changes with the text or the split
-rule, not with the spec's spelling); for hf sources the spec plus the dataset's fingerprints.
+Splits are by document and deterministic (`wm_bench.data.documents`); streamed hf training rows go
+to train / valid / test when their text's hash modulo 10 000 is < 9800 / < 9900 / else.
 Cache root: ``$WM_BENCH_CACHE``, else ``~/.cache/wm_bench``.
 """
 
@@ -48,19 +38,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wm_bench.data.documents import (
+    ALTERNATIVES,
+    CORPUS_FORMAT,
+    SPLITS,
+    CorpusError,
+    Document,
+    corpus_hash,
+    split_documents,
+    text_digest,
+)
 
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes, read in 8 MiB blocks (the data cache's integrity check)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 23):
-            h.update(block)
-    return h.hexdigest()
-
-
-SPLITS: tuple[str, ...] = ("train", "valid", "test")
-CORPUS_FORMAT = 1  # bump when parsing or splitting changes: every corpus hash changes with it
-HOLDOUT_FRACTION = 0.01  # of each group, for valid and for test
 DEFAULT_CORPUS = "bundled"  # the corpus of LM runs that name none (docs/corpus.md)
 KINDS = ("bundled", "debian", "files", "wikitext2", "hf")
 SPEC_FORMS = (
@@ -70,25 +58,6 @@ SPEC_FORMS = (
     "'wikitext2:<dir>'",
     "'hf:<dataset>[:<config>][@<N>]'",
 )
-ALTERNATIVES = (
-    "Other corpus sources: 'bundled' (the default: public-domain text shipped with wm_bench, "
-    "nothing to fetch), 'files:<glob>' (your own text files, one document per file), "
-    "'hf:<dataset>[:<config>]' (a Hugging Face dataset; pip install 'wm_bench[hf]'), "
-    "'wikitext2:<dir>' (a WikiText-2 raw folder)."
-)
-
-
-class CorpusError(RuntimeError):
-    """A corpus source cannot be read here (a missing tool or package, a failed download)."""
-
-
-@dataclass(frozen=True)
-class Document:
-    """One document: its text, where it came from (e.g. "janeaustenr/emma") and its group."""
-
-    text: str
-    source: str
-    group: str
 
 
 @dataclass
@@ -145,55 +114,6 @@ def parse_spec(spec: str) -> tuple[str, str]:
     if not ok:
         raise ValueError(f"corpus {spec!r} not understood; valid forms: {', '.join(SPEC_FORMS)}")
     return kind, arg
-
-
-def text_digest(text: str) -> bytes:
-    """sha256 of a document's UTF-8 text (the split and hash key)."""
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
-
-
-def split_documents(docs: Iterable[Document]) -> dict[str, list[Document]]:
-    """Split documents train/valid/test by the per-group hash rule of the module docstring.
-
-    Returns:
-        {"train": [...], "valid": [...], "test": [...]}, each ordered by text hash; no text is
-        in two splits. ValueError if valid or test would be empty (fewer than 3 documents).
-    """
-    seen: set[bytes] = set()
-    groups: dict[str, list[tuple[bytes, Document]]] = {}
-    for d in docs:
-        key = text_digest(d.text)
-        if key not in seen:  # exact duplicates would otherwise straddle splits
-            seen.add(key)
-            groups.setdefault(d.group, []).append((key, d))
-    out: dict[str, list[tuple[bytes, Document]]] = {s: [] for s in SPLITS}
-    for name in sorted(groups):
-        items = sorted(groups[name], key=lambda kd: kd[0])
-        n = len(items)
-        if n < 3:
-            out["train"] += items
-            continue
-        k = max(1, round(HOLDOUT_FRACTION * n))
-        out["valid"] += items[:k]
-        out["test"] += items[k : 2 * k]
-        out["train"] += items[2 * k :]
-    if not out["valid"] or not out["test"]:
-        sizes = {g: len(v) for g, v in groups.items()}
-        raise ValueError(
-            f"corpus too small to split by document: groups {sizes}; a group needs ≥ 3 "
-            "distinct documents to give valid and test one each"
-        )
-    return {s: [d for _, d in sorted(v, key=lambda kd: kd[0])] for s, v in out.items()}
-
-
-def corpus_hash(splits: dict[str, list[Document]]) -> str:
-    """16 hex digits of sha256 over the format version and every document digest, split by split."""
-    h = hashlib.sha256(f"wm_bench-corpus-v{CORPUS_FORMAT}\n".encode())
-    for s in SPLITS:
-        h.update(f"[{s}]".encode())
-        for d in splits[s]:
-            h.update(text_digest(d.text))
-    return h.hexdigest()[:16]
 
 
 def _in_memory(spec: str, splits: dict[str, list[Document]], info: dict[str, Any]) -> Corpus:

@@ -3,7 +3,7 @@
 It was the default until the package shipped its own (`wm_bench.data.bundled`, spec
 ``bundled``); the committed cpu-scale results were trained on it (docs/corpus.md).
 
-Parts (one group each for the document-level split of `wm_bench.data.corpus`):
+Parts (one group each for the document-level split of `wm_bench.data.documents`):
 
 - ``austen``: Jane Austen's six novels from ``r-cran-janeaustenr`` — R data (a lazy-load
   database, or .rda/.rds) read by the pure-Python `wm_bench.data.rdata`; one document per book
@@ -44,7 +44,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from wm_bench.data.corpus import ALTERNATIVES, CorpusError, Document, file_sha256
+from wm_bench.data.documents import ALTERNATIVES, CorpusError, Document, file_sha256
 
 PARTS: dict[str, str] = {
     "austen": "r-cran-janeaustenr",

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from wm_bench.config import runtime_field
+from wm_bench.config_fields import runtime_field
 from wm_bench.data.corpus import DEFAULT_CORPUS, Corpus, load_corpus, parse_spec
 from wm_bench.data.resumable import (
     ResumableTrainData,

@@ -34,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from wm_bench.data.corpus import SPLITS, Corpus, default_cache_dir, file_sha256
+from wm_bench.data.corpus import Corpus, default_cache_dir
+from wm_bench.data.documents import SPLITS, file_sha256
 
 SHARD_FORMAT = 1
 BATCH_CHARS = 2_000_000  # characters per encode_batch call (the Rust backend parallelises a batch)

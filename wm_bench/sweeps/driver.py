@@ -182,8 +182,13 @@ def export_study(
     (paths relative to the repository, the storage by kind only)."""
     from optuna.distributions import distribution_to_json
 
-    from wm_bench.migrate_paths import migrate_record
-    from wm_bench.results import default_results_dir, portable_path, repo_root, write_json_atomic
+    from wm_bench.results import (
+        default_results_dir,
+        migrate_record,
+        portable_path,
+        repo_root,
+        write_json_atomic,
+    )
     from wm_bench.sweeps import storage as st
 
     url = st.parse_storage(storage or default_storage(out_dir))
