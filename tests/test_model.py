@@ -1,4 +1,5 @@
-"""Model assembly and presets: every preset builds, trains a step, decodes like its forward."""
+"""Model assembly and presets: every preset with each of its FFNs builds, trains a step, decodes
+like its forward and is causal."""
 
 from __future__ import annotations
 
@@ -7,30 +8,42 @@ import dataclasses
 import pytest
 import torch
 
-from wm_bench.model import PRESETS, build_model, count_params, match_params, preset
-from wm_bench.presets import SIZES
+from wm_bench.model import build_model, count_params
+from wm_bench.presets import PRESET_FFNS, SIZES, match_params, preset
+from wm_bench.testing import assert_close
+
+# Every preset with every FFN it offers (the default first).
+VARIANTS = [(name, ffn) for name, ffns in PRESET_FFNS.items() for ffn in ffns]
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
-def test_every_preset_builds_and_backpropagates_at_tiny(name):
+def _tiny(name: str, ffn: str, *, double: bool = False):
+    """(config, model) of preset `name` at the tiny size, seeded; float64 in eval mode if asked."""
     torch.manual_seed(0)
-    cfg = preset(name, "tiny")
+    cfg = preset(name, "tiny", ffn=ffn)
     model = build_model(cfg, impl="reference")
+    return cfg, (model.double().eval() if double else model)
+
+
+@pytest.mark.parametrize(("name", "ffn"), VARIANTS)
+def test_every_preset_builds_and_backpropagates_at_tiny(name, ffn):
+    cfg, model = _tiny(name, ffn)
     ids = torch.randint(0, cfg.vocab_size, (2, 19))
     out = model(ids)
     assert out.logits.shape == (2, 19, cfg.vocab_size)
-    loss = out.logits.float().logsumexp(-1).mean() + out.aux_loss
+    loss = torch.nn.functional.cross_entropy(
+        out.logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten()
+    )
+    loss = loss + out.aux_loss
+    assert torch.isfinite(loss)
     loss.backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert model.resolved_impls(), "layers must record which impl ran"
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
-def test_decoding_step_by_step_equals_full_forward(name):
-    torch.manual_seed(0)
-    cfg = preset(name, "tiny")
-    model = build_model(cfg, impl="reference").double().eval()
+@pytest.mark.parametrize(("name", "ffn"), VARIANTS)
+def test_decoding_step_by_step_equals_full_forward(name, ffn):
+    cfg, model = _tiny(name, ffn, double=True)
     ids = torch.randint(0, cfg.vocab_size, (2, 11))
     with torch.no_grad():
         full = model(ids).logits
@@ -39,20 +52,18 @@ def test_decoding_step_by_step_equals_full_forward(name):
         for t in range(ids.shape[1]):
             logits, states = model.step(ids[:, t : t + 1], states)
             steps.append(logits)
-    torch.testing.assert_close(torch.cat(steps, 1), full, rtol=1e-7, atol=1e-7)
+    assert_close(torch.cat(steps, 1), full, tol="exact64", what="decoded logits")
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
-def test_model_is_causal(name):
-    torch.manual_seed(0)
-    cfg = preset(name, "tiny")
-    model = build_model(cfg, impl="reference").double().eval()
+@pytest.mark.parametrize(("name", "ffn"), VARIANTS)
+def test_model_is_causal(name, ffn):
+    cfg, model = _tiny(name, ffn, double=True)
     ids = torch.randint(0, cfg.vocab_size, (1, 16))
     ids2 = ids.clone()
     ids2[:, 9:] = torch.randint(0, cfg.vocab_size, (1, 7))
     with torch.no_grad():
         a, b = model(ids).logits, model(ids2).logits
-    torch.testing.assert_close(a[:, :9], b[:, :9], rtol=0, atol=1e-10)
+    assert_close(a[:, :9], b[:, :9], tol="exact64", what="logits before the change")
 
 
 def test_cheems_320m_is_near_the_paper_size():
