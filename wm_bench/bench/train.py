@@ -7,14 +7,11 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
 
 from wm_bench.bench.common import (
     interleaved_times,
@@ -26,23 +23,24 @@ from wm_bench.bench.common import (
     synchronizer,
     torch_threads,
 )
-from wm_bench.config import ModelConfig, to_dict
+from wm_bench.bench.train_models import (
+    HF_NOT_INSTALLED,
+    HF_ROW,
+    OPTIM,
+    PRESET_FFNS,
+    Contender,
+    build_hf,
+    build_ours,
+    make_train_step,
+    parse_spec,
+)
 from wm_bench.flops import flops_per_token, mfu
-from wm_bench.presets import SIZES, preset
+from wm_bench.presets import SIZES
 from wm_bench.results import now_iso, provenance, repo_root, write_json_atomic
 
+__all__ = ["DEFAULT_PRESETS", "GOALS", "HF_NOT_INSTALLED", "bench_train", "main", "parse_spec"]
+
 SCHEMA_VERSION = 1
-HF_ROW = "hf-llama"
-HF_NOT_INSTALLED = "not run: transformers not installed (pip install -e '.[bench]')"
-# FFN switches each preset understands; the first is what a bare preset name means here (the MLP
-# variant, so every mixer is compared with the same FFN), "name:ffn" picks another.
-PRESET_FFNS: dict[str, tuple[str, ...]] = {
-    "llama": ("mlp", "cdmoe"),
-    "mamba2": ("mlp", "none"),
-    "jamba": ("mlp", "moe"),
-    "cheems": ("mlp", "cdmoe"),
-    "doge": ("mlp", "cdmoe"),
-}
 DEFAULT_PRESETS: tuple[str, ...] = (
     "llama",
     "mamba2",
@@ -52,7 +50,7 @@ DEFAULT_PRESETS: tuple[str, ...] = (
     "cheems:cdmoe",
     "doge",
 )
-# (name, numerator row, denominator row, threshold): issue goals on the tokens/s ratio.
+# (name, numerator row, denominator row, threshold): the goals on the tokens/s ratio.
 GOALS: tuple[tuple[str, str, str, float], ...] = (
     ("llama/hf >= 1.0", "llama:mlp", HF_ROW, 1.0),
     ("cheems/llama >= 0.5", "cheems:mlp", "llama:mlp", 0.5),
@@ -67,176 +65,6 @@ RATIOS: tuple[tuple[str, str, str], ...] = (
     ("jamba/llama", "jamba:mlp", "llama:mlp"),
     ("doge/llama", "doge:mlp", "llama:mlp"),
 )
-OPTIM = {"name": "AdamW", "lr": 1e-3, "betas": (0.9, 0.95), "eps": 1e-8, "weight_decay": 0.1}
-
-
-@dataclass
-class Contender:
-    """One row of the benchmark: a model and the forward that returns (logits, aux loss)."""
-
-    name: str
-    kind: str  # "ours" | "hf"
-    config: dict[str, Any]
-    model: nn.Module | None = None
-    forward: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None
-    params: dict[str, int] = field(default_factory=dict)
-    status: str = "ok"
-    step: Callable[[], None] | None = None
-    warmup_s: list[float] = field(default_factory=list)  # untimed steps (first: compile, if any)
-
-
-def parse_spec(spec: str) -> tuple[str, str]:
-    """Parse a preset spec NAME or NAME:FFN; a bare NAME means the preset's MLP variant.
-
-    Args:
-        spec: e.g. "cheems", "cheems:cdmoe", "mamba2:none".
-    Returns:
-        (preset name, ffn switch), both validated.
-    """
-    name, _, ffn = spec.partition(":")
-    if name not in PRESET_FFNS:
-        raise ValueError(f"unknown preset {name!r} in {spec!r}; valid: {sorted(PRESET_FFNS)}")
-    ffn = ffn or PRESET_FFNS[name][0]
-    if ffn not in PRESET_FFNS[name]:
-        raise ValueError(
-            f"preset {name!r} has no ffn {ffn!r} (from {spec!r}); valid: {list(PRESET_FFNS[name])}"
-        )
-    return name, ffn
-
-
-def _param_groups(model: nn.Module) -> list[dict[str, Any]]:
-    """AdamW groups as the trainer makes them: decay on matrices, none on gains and scalars."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    return [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": OPTIM["weight_decay"]},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
-
-
-def make_train_step(
-    model: nn.Module,
-    forward: Callable[[Tensor], tuple[Tensor, Tensor]],
-    batch: Tensor,
-) -> Callable[[], None]:
-    """A closure doing one plain-PyTorch step: zero grads, forward, cross-entropy, backward, AdamW.
-
-    Args:
-        model: the module whose parameters train.
-        forward: input_ids [B, T] → (logits [B, T, V], aux loss scalar).
-        batch: [B, T + 1] int64 tokens; inputs are [:, :-1], targets [:, 1:].
-    Returns:
-        step() with no arguments.
-    """
-    opt = torch.optim.AdamW(
-        _param_groups(model), lr=OPTIM["lr"], betas=OPTIM["betas"], eps=OPTIM["eps"]
-    )
-    inputs, targets = batch[:, :-1].contiguous(), batch[:, 1:].contiguous()
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        logits, aux = forward(inputs)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
-        (loss + aux).backward()
-        opt.step()
-
-    return step
-
-
-def _ours(spec: str, size: str, device: str, compile_model: bool) -> Contender:
-    name, ffn = parse_spec(spec)
-    cfg: ModelConfig = preset(name, size, ffn=ffn)
-    from wm_bench.model import build_model
-
-    model = build_model(cfg, impl="auto").to(device).train()
-    fwd_model = torch.compile(model) if compile_model else model
-
-    def forward(ids: Tensor) -> tuple[Tensor, Tensor]:
-        out = fwd_model(ids)
-        return out.logits, out.aux_loss
-
-    return Contender(
-        name=f"{name}:{ffn}",
-        kind="ours",
-        config={"preset": name, "ffn": ffn, "size": size, "model": to_dict(cfg)},
-        model=model,
-        forward=forward,
-        params=model.param_counts(),
-    )
-
-
-def hf_llama_config(size: str, seq_len: int) -> dict[str, Any]:
-    """transformers LlamaConfig kwargs with our `llama` preset's shapes at `size`.
-
-    Same width, depth, heads, SwiGLU width, vocabulary, RoPE base and norm eps; untied
-    embeddings; no biases; SDPA attention.
-
-    Args:
-        size: a preset size name.
-        seq_len: training length (max_position_embeddings).
-    Returns:
-        keyword arguments for `transformers.LlamaConfig`.
-    """
-    cfg = preset("llama", size, ffn="mlp")
-    block = cfg.blocks["A"]
-    from wm_bench.layers.ffn.mlp import default_d_ff
-
-    d_ff = block.ffn.d_ff if block.ffn.d_ff is not None else default_d_ff(cfg.d_model)
-    heads = block.mixer.n_heads
-    return {
-        "vocab_size": cfg.vocab_size,
-        "hidden_size": cfg.d_model,
-        "intermediate_size": d_ff,
-        "num_hidden_layers": cfg.n_layers,
-        "num_attention_heads": heads,
-        "num_key_value_heads": block.mixer.n_kv_heads or heads,
-        "hidden_act": "silu",
-        "max_position_embeddings": seq_len,
-        "rms_norm_eps": cfg.norm_eps,
-        "rope_parameters": {"rope_type": "default", "rope_theta": block.mixer.rope_base},
-        "tie_word_embeddings": False,
-        "attention_bias": False,
-        "mlp_bias": False,
-        "attention_dropout": 0.0,
-        "use_cache": False,
-    }
-
-
-def _hf(size: str, seq_len: int, device: str, compile_model: bool) -> Contender:
-    kwargs = hf_llama_config(size, seq_len)
-    try:
-        import transformers
-    except ImportError:
-        return Contender(
-            name=HF_ROW, kind="hf", config={"llama_config": kwargs}, status=HF_NOT_INSTALLED
-        )
-    hf_cfg = transformers.LlamaConfig(**kwargs)
-    hf_cfg._attn_implementation = "sdpa"
-    model = transformers.LlamaForCausalLM(hf_cfg).to(device).train()
-    fwd_model = torch.compile(model) if compile_model else model
-    zero = torch.zeros((), device=device)
-
-    def forward(ids: Tensor) -> tuple[Tensor, Tensor]:
-        return fwd_model(input_ids=ids, use_cache=False).logits, zero
-
-    total = sum(p.numel() for p in model.parameters())
-    embedding = model.model.embed_tokens.weight.numel()
-    return Contender(
-        name=HF_ROW,
-        kind="hf",
-        config={
-            "llama_config": kwargs,
-            "attn_implementation": model.config._attn_implementation,
-            "transformers_version": transformers.__version__,
-        },
-        model=model,
-        forward=forward,
-        params={
-            "total": total,
-            "active": total,
-            "embedding": embedding,
-            "non_embedding": total - 2 * embedding,  # untied: input and output tables
-        },
-    )
 
 
 def _ratio(tps: dict[str, float], num: str, den: str) -> float | None:
@@ -308,10 +136,10 @@ def bench_train(
         contenders: list[Contender] = []
         for name, ffn in specs:
             torch.manual_seed(seed)
-            contenders.append(_ours(f"{name}:{ffn}", size, device, compile_models))
+            contenders.append(build_ours(f"{name}:{ffn}", size, device, compile_models))
         if with_hf:
             torch.manual_seed(seed)
-            contenders.append(_hf(size, seq_len, device, compile_models))
+            contenders.append(build_hf(size, seq_len, device, compile_models))
         vocab = SIZES[size].vocab  # every preset (and the HF mirror) uses the size's vocabulary
         g = torch.Generator().manual_seed(seed)
         batch = torch.randint(0, vocab, (batch_size, seq_len + 1), generator=g).to(device)
@@ -481,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="wm-bench bench train",
         description="Training tokens/s (forward + backward + AdamW step, fp32) of our presets "
         "side by side with transformers' LlamaForCausalLM of the llama preset's shapes, in one "
-        "run, round-robin, median of steps. Goals (issue 11): our llama ≥ 1.0× HF; cheems and "
+        "run, round-robin, median of steps. Goals: our llama ≥ 1.0× HF; cheems and "
         "mamba2 within 2× of our llama.",
         epilog="Preset specs: NAME or NAME:FFN, NAME in llama mamba2 jamba cheems doge; a bare "
         "NAME is its MLP variant. FFNs: "
