@@ -15,6 +15,32 @@ RunFn = Callable[[RunConfig], dict[str, Any]]
 _ASK_RUN_FN: Any = object()  # results_dir not given: run_fn alone decides what is done
 
 
+def select_by_tags(items: Sequence[Any], only: Sequence[str], *, what: str) -> list[Any]:
+    """The items (run configs, timing points: anything with a `tags` dict) that match every
+    `KEY=VALUE` of `only` (`--only`); KEY `variant` also matches an item's `variant`.
+
+    Raises ValueError naming a condition that is not KEY=VALUE, or keys that are no item's tag
+    (with `what`, the experiment, and the valid keys).
+    """
+    conditions = []
+    for cond in only:
+        key, eq, value = cond.partition("=")
+        if not eq:
+            raise ValueError(f"--only {cond!r}: expected KEY=VALUE, e.g. mixer=dma")
+        conditions.append((key, value))
+    tags = sorted({k for item in items for k in item.tags})
+    bad = sorted({k for k, _ in conditions} - set(tags) - {"variant"})
+    if bad:
+        raise ValueError(f"--only key(s) {bad} are not tags of {what}; valid: {tags}")
+
+    def value_of(item: Any, key: str) -> str:
+        if key == "variant" and hasattr(item, "variant"):
+            return item.variant
+        return str(item.tags.get(key))
+
+    return [x for x in items if all(value_of(x, k) == v for k, v in conditions)]
+
+
 def group_cells(
     configs: Sequence[RunConfig], cell_key: Callable[[RunConfig], tuple]
 ) -> dict[tuple, list[RunConfig]]:

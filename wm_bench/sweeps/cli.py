@@ -4,11 +4,12 @@ write its ablation report; plus the --storage / --workers flags `reproduce` shar
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from wm_bench.cli.types import int_at_least
 
 STORAGE_HELP = (
     "Optuna storage shared by every worker: sqlite:///PATH (this machine; default for sweeps: "
@@ -18,18 +19,6 @@ STORAGE_HELP = (
 )
 
 
-def _at_least_one(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an integer; need an integer ≥ 1"
-        ) from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is out of range; need an integer ≥ 1")
-    return n
-
-
 def add_storage_args(p: argparse.ArgumentParser, default_storage: str) -> None:
     """--storage URL and --workers N (for `sweep` and `reproduce`)."""
     p.add_argument(
@@ -37,7 +26,7 @@ def add_storage_args(p: argparse.ArgumentParser, default_storage: str) -> None:
     )
     p.add_argument(
         "--workers",
-        type=_at_least_one,
+        type=int_at_least(1),
         default=1,
         metavar="N",
         help="worker processes on this machine, ≥ 1 (default 1); each gets cores / N "
@@ -59,7 +48,7 @@ def add_parser(sub: Any, add_common: Callable[[argparse.ArgumentParser], None]) 
     add_storage_args(p, "sqlite:///<out-dir>/optuna/sweeps.db")
     p.add_argument(
         "--trials",
-        type=_at_least_one,
+        type=int_at_least(1),
         default=None,
         metavar="N",
         help="trial budget, overriding the file's (grid: its first N points)",
@@ -111,7 +100,7 @@ def load(args: argparse.Namespace) -> Any:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Validate, run this worker's share (and start the others), export, report."""
-    from wm_bench.cli import _runtime
+    from wm_bench.cli.train import _runtime
     from wm_bench.sweeps import driver
     from wm_bench.sweeps import storage as st
     from wm_bench.sweeps.workers import start_workers
@@ -202,9 +191,3 @@ def _dry_run(spec: Any, storage: str, args: argparse.Namespace) -> int:
             "(dry run: nothing trained or written)"
         )
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:  # pragma: no cover - `wm-bench sweep` is the way
-    from wm_bench.cli import main as cli_main
-
-    return cli_main(["sweep", *(sys.argv[1:] if argv is None else argv)])

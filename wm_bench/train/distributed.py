@@ -99,7 +99,8 @@ def launched_externally() -> bool:
 def main_is_cli() -> bool:
     """This program is the `wm-bench` command line (`wm-bench ...`, `python -m wm_bench.cli`)."""
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    return getattr(spec, "name", None) == "wm_bench.cli" or Path(sys.argv[0]).name == "wm-bench"
+    name = getattr(spec, "name", None)
+    return name in ("wm_bench.cli", "wm_bench.cli.__main__") or Path(sys.argv[0]).name == "wm-bench"
 
 
 def check_devices(train: TrainConfig, accelerator: str) -> None:
