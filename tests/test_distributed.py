@@ -1,13 +1,12 @@
-"""Scale-out (issue 20, point 5): a run on W ranks computes what one process computes with the
-same global batch, each rank reads its own rows, only rank 0 writes (docs/scale_out.md)."""
+"""Scale-out: a run on W ranks computes what one process computes with the same global batch,
+each rank reads its own rows, only rank 0 writes (docs/scale_out.md)."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
+import functools
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,54 +15,51 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-import yaml
 
-from wm_bench.config import OptimConfig, RunConfig, TrainConfig, config_hash, to_dict
+from wm_bench.config import RunConfig, TrainConfig, config_hash
 from wm_bench.data import build_datamodule
 from wm_bench.data.mqar import MqarDataConfig
 from wm_bench.data.passkey import PasskeyDataConfig
 from wm_bench.data.resumable import ShuffledBatches, rank_block
 from wm_bench.data.synthetic import SyntheticDataConfig
-from wm_bench.model import preset
+from wm_bench.presets import preset
 from wm_bench.results import iter_results
 from wm_bench.train import distributed, run
 
-REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
+@pytest.fixture
+def make_run(tiny_run):
+    """The runs here: 12 steps in fp32 on the CPU; 37 evaluation rows, so that two ranks' blocks
+    differ in size (18 and 19). `make_run(data, steps=, lr=, **train)`."""
+    return functools.partial(
+        tiny_run,
+        experiment="dist",
+        steps=12,
+        n_eval=37,
+        warmup_steps=3,
+        precision="32-true",
+        accelerator="cpu",
+    )
 
 
-def _cfg(data: str = "synthetic", steps: int = 12, lr: float = 3e-3, **train) -> RunConfig:
-    d = (
-        MqarDataConfig(seq_len=32, num_kv_pairs=4, vocab_size=64, n_train=200, n_test=37)
-        if data == "mqar"
-        else SyntheticDataConfig(vocab_size=64, seq_len=32, n_train=128, n_valid=37)
-    )  # 37 evaluation rows: the two ranks' blocks differ in size (18 and 19)
-    return RunConfig(
-        experiment="dist", variant=f"llama-{data}", model=preset("llama", "tiny", vocab_size=64),
-        data=d, optim=OptimConfig(lr=lr, warmup_steps=3),
-        train=TrainConfig(max_steps=steps, batch_size=16, progress=False, num_threads=1,
-                          precision="32-true", accelerator="cpu", **train),
-        seed=1,
-    )  # fmt: skip
+@pytest.fixture
+def cli(train_command, tmp_path):
+    """`python -m wm_bench.cli train` on a RunConfig in a subprocess, results in tmp/r_<name>
+    (Lightning's launcher starts the other ranks by running the same command again)."""
 
+    def run_cli(cfg: RunConfig, *flags: str, name: str = "ddp", timeout: float = 120):
+        folder = tmp_path / name
+        folder.mkdir()
+        argv, env = train_command(
+            cfg, folder, *flags, results=tmp_path / f"r_{name}", out=tmp_path / f"o_{name}"
+        )
+        return subprocess.run(
+            argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout
+        )
 
-def _cli(tmp_path: Path, cfg: RunConfig, *flags: str, name: str = "ddp", timeout: float = 120):
-    """`python -m wm_bench.cli train --config <cfg>` in a subprocess (Lightning's launcher starts
-    the other ranks by running the same command again)."""
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    cmd = [sys.executable, "-m", "wm_bench.cli", "train", "--config", str(path), "--quiet",
-           "--results-dir", str(tmp_path / f"r_{name}"), "--out-dir", str(tmp_path / f"o_{name}"),
-           *flags]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=timeout)  # fmt: skip
+    return run_cli
 
 
 def _records(results_dir: Path) -> list[dict]:
@@ -76,13 +72,13 @@ def _records(results_dir: Path) -> list[dict]:
 
 @pytest.mark.parametrize("data, accumulate", [("synthetic", None), ("mqar", 2)])
 def test_two_gloo_ranks_train_what_one_process_trains_with_the_same_global_batch(
-    tmp_path, data, accumulate
+    make_run, cli, tmp_path, data, accumulate
 ):
-    cfg = _cfg(data, accumulate_grad_batches=accumulate)
+    cfg = make_run(data, accumulate_grad_batches=accumulate)
     one = run(cfg, results_dir=tmp_path / "r_one", out_dir=tmp_path / "o_one", quiet=True)
     assert one["status"] == "ok", one.get("error")
 
-    p = _cli(tmp_path, cfg, "--devices", "2", "--strategy", "ddp")
+    p = cli(cfg, "--devices", "2", "--strategy", "ddp")
     assert p.returncode == 0, p.stderr[-3000:]
     (two,) = _records(tmp_path / "r_ddp")  # exactly one result file, written by rank 0
     assert len(list((tmp_path / "r_ddp").rglob("*.json"))) == 1
@@ -100,8 +96,10 @@ def test_two_gloo_ranks_train_what_one_process_trains_with_the_same_global_batch
 
 
 @pytest.mark.slow
-def test_a_divergence_on_two_ranks_stops_both_and_rank_zero_writes_one_record(tmp_path):
-    p = _cli(tmp_path, _cfg(steps=40, lr=1e6), "--devices", "2", "--strategy", "ddp")
+def test_a_divergence_on_two_ranks_stops_both_and_rank_zero_writes_one_record(
+    make_run, cli, tmp_path
+):
+    p = cli(make_run(steps=40, lr=1e6), "--devices", "2", "--strategy", "ddp")
     # Both processes ended (no rank left waiting in a collective: the timeout would fire);
     # rank 0 exits 1, or is ended by Lightning's launcher once rank 1 has exited 1 after it.
     assert p.returncode in (1, -signal.SIGKILL), p.stderr[-3000:]
@@ -110,17 +108,15 @@ def test_a_divergence_on_two_ranks_stops_both_and_rank_zero_writes_one_record(tm
 
 
 @pytest.mark.slow
-def test_sigterm_to_rank_zero_stops_both_ranks_at_one_step_and_the_rerun_resumes(tmp_path):
-    cfg = _cfg(steps=100, checkpoint=True, checkpoint_every=5)
-    path = tmp_path / "ddp.yaml"
-    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    cmd = [sys.executable, "-m", "wm_bench.cli", "train", "--config", str(path), "--quiet",
-           "--results-dir", str(tmp_path / "r"), "--out-dir", str(tmp_path / "o"),
-           "--devices", "2", "--strategy", "ddp"]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+def test_sigterm_to_rank_zero_stops_both_ranks_at_one_step_and_the_rerun_resumes(
+    make_run, train_command, tmp_path
+):
+    cfg = make_run(steps=100, checkpoint=True, checkpoint_every=5)
+    cmd, env = train_command(cfg, tmp_path, "--devices", "2", "--strategy", "ddp")
     ckpt = tmp_path / "o" / "checkpoints" / "dist" / "smoke"
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 90
     while not list(ckpt.rglob("last.ckpt")) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -145,8 +141,9 @@ def test_sigterm_to_rank_zero_stops_both_ranks_at_one_step_and_the_rerun_resumes
 
 
 def _attach(dm, rank: int, world: int):
-    dm.trainer = SimpleNamespace(global_rank=rank, world_size=world, global_step=0,
-                                 accumulate_grad_batches=1)  # fmt: skip
+    dm.trainer = SimpleNamespace(
+        global_rank=rank, world_size=world, global_step=0, accumulate_grad_batches=1
+    )
     return dm
 
 
@@ -164,10 +161,9 @@ def _data_cfg(name: str):
     return {
         "synthetic": SyntheticDataConfig(vocab_size=64, seq_len=16, n_train=40, n_valid=37),
         "mqar": MqarDataConfig(seq_len=32, num_kv_pairs=4, vocab_size=64, n_train=40, n_test=37),
-        "passkey": PasskeyDataConfig(vocab_size=64, seq_len=32, key_len=2, n_train=40,
-                                     n_valid=37),
+        "passkey": PasskeyDataConfig(vocab_size=64, seq_len=32, key_len=2, n_train=40, n_valid=37),
         "lm": LMDataConfig(seq_len=16),
-    }[name]  # fmt: skip
+    }[name]
 
 
 def _dm(name: str, rank: int, world: int, batch_size: int = 12, start: int = 0):
@@ -221,8 +217,19 @@ def test_a_global_batch_that_does_not_split_over_the_ranks_is_refused(tmp_path, 
         ShuffledBatches(x, x, batch_size=8, seed=0, drop_last=True, rank=0, world=3)
     from wm_bench.cli import main
 
-    rc = main(["train", "--batch-size", "6", "--devices", "4", "--results-dir",
-               str(tmp_path / "r"), "--out-dir", str(tmp_path)])  # fmt: skip
+    rc = main(
+        [
+            "train",
+            "--batch-size",
+            "6",
+            "--devices",
+            "4",
+            "--results-dir",
+            str(tmp_path / "r"),
+            "--out-dir",
+            str(tmp_path),
+        ]
+    )
     assert rc == 2 and "use a multiple of 4" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 
@@ -252,7 +259,9 @@ def test_strategy_devices_and_nodes_are_runtime_flags_that_keep_the_hash():
         TrainConfig(strategy="fsdp", compile=True)
 
 
-def test_fsdp_shards_blocks_with_full_state_dicts_and_is_refused_on_cpu_before_writing(tmp_path):
+def test_fsdp_shards_blocks_with_full_state_dicts_and_is_refused_on_cpu_before_writing(
+    make_run, tmp_path
+):
     from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy
 
     from wm_bench.model import Block
@@ -262,18 +271,19 @@ def test_fsdp_shards_blocks_with_full_state_dicts_and_is_refused_on_cpu_before_w
     assert fsdp.kwargs["auto_wrap_policy"]._module_classes == {Block}
     assert isinstance(distributed.make_strategy(TrainConfig(strategy="ddp")), DDPStrategy)
     assert distributed.make_strategy(TrainConfig()) == "auto"
-    cfg = dataclasses.replace(_cfg(), train=dataclasses.replace(_cfg().train, strategy="fsdp"))
+    cpu = make_run()
+    cfg = dataclasses.replace(cpu, train=dataclasses.replace(cpu.train, strategy="fsdp"))
     with pytest.raises(ValueError, match="'fsdp' on accelerator 'cpu'.*--strategy ddp"):
         run(cfg, results_dir=tmp_path / "r", out_dir=tmp_path / "o", quiet=True)
     assert not _records(tmp_path / "r") and not (tmp_path / "o").exists()  # nothing written
 
 
-def test_under_fsdp_clipping_uses_the_root_modules_norm_and_decay_follows_plain_names():
+def test_under_fsdp_clipping_uses_the_root_modules_norm_and_decay_follows_plain_names(make_run):
     from lightning.pytorch.strategies import FSDPStrategy
 
     from wm_bench.train.module import LMModule
 
-    module = LMModule(_cfg())
+    module = LMModule(make_run())
     clipped = []
     strategy = FSDPStrategy()
     strategy._model = SimpleNamespace(clip_grad_norm_=clipped.append)
@@ -289,17 +299,29 @@ def test_under_fsdp_clipping_uses_the_root_modules_norm_and_decay_follows_plain_
 
 
 def test_several_ranks_from_a_program_other_than_the_cli_are_refused_before_writing(
-    tmp_path, capsys
+    make_run, tmp_path, capsys
 ):
     """Lightning would start rank 1 by rerunning sys.argv: here, pytest itself."""
     from wm_bench.cli import main
 
-    cfg = _cfg(steps=2, devices=2, strategy="ddp")
-    with pytest.raises(ValueError, match=r"2 ranks: Lightning would start the other ranks by "
-                       r"rerunning this program \(.*torchrun or srun"):  # fmt: skip
+    cfg = make_run(steps=2, devices=2, strategy="ddp")
+    with pytest.raises(
+        ValueError,
+        match=r"2 ranks: Lightning would start the other ranks by "
+        r"rerunning this program \(.*torchrun or srun",
+    ):
         run(cfg, results_dir=tmp_path / "r", out_dir=tmp_path / "o", quiet=True)
-    rc = main(["train", "--devices", "2", "--results-dir", str(tmp_path / "r"), "--out-dir",
-               str(tmp_path / "o")])  # fmt: skip
+    rc = main(
+        [
+            "train",
+            "--devices",
+            "2",
+            "--results-dir",
+            str(tmp_path / "r"),
+            "--out-dir",
+            str(tmp_path / "o"),
+        ]
+    )
     assert rc == 2 and "use `wm-bench train/reproduce --devices N`" in capsys.readouterr().err
     assert not _records(tmp_path / "r") and not list((tmp_path / "o").rglob("*.*"))
 
@@ -308,8 +330,21 @@ def test_reproduce_keeps_one_rank_per_run(tmp_path, capsys):
     """Its grid driver (Optuna studies, reports) is not rank-aware: every rank would run it."""
     from wm_bench.cli import main
 
-    rc = main(["reproduce", "mqar", "--scale", "smoke", "--dry-run", "--devices", "2",
-               "--results-dir", str(tmp_path / "r"), "--out-dir", str(tmp_path / "o")])  # fmt: skip
+    rc = main(
+        [
+            "reproduce",
+            "mqar",
+            "--scale",
+            "smoke",
+            "--dry-run",
+            "--devices",
+            "2",
+            "--results-dir",
+            str(tmp_path / "r"),
+            "--out-dir",
+            str(tmp_path / "o"),
+        ]
+    )
     assert rc == 2 and "only `wm-bench train` runs one run on several ranks" in (
         capsys.readouterr().err
     )
@@ -335,25 +370,30 @@ def test_the_paper_scale_keeps_the_papers_global_batch_in_micro_batches_one_gpu_
 # Writing and hooks
 
 
-def test_a_rank_other_than_zero_writes_no_result(tmp_path, monkeypatch):
+def test_a_rank_other_than_zero_writes_no_result(make_run, tmp_path, monkeypatch):
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     from wm_bench.results import write_result
 
-    rec = run(_cfg(steps=2), results_dir=tmp_path / "r0", out_dir=tmp_path / "o", quiet=True)
+    rec = run(make_run(steps=2), results_dir=tmp_path / "r0", out_dir=tmp_path / "o", quiet=True)
     monkeypatch.setattr(rank_zero_only, "rank", 1)
     path = write_result(rec, tmp_path / "r1")
     assert not path.exists() and not (tmp_path / "r1").exists()
     assert path.name == f"{rec['run_id']}.json"
 
 
-def test_run_appends_extra_callbacks_to_the_trainer(tmp_path):
+def test_run_appends_extra_callbacks_to_the_trainer(make_run, tmp_path):
     seen = []
 
     class Count(L.Callback):
         def on_train_batch_end(self, *args) -> None:
             seen.append(1)
 
-    rec = run(_cfg(steps=3), results_dir=tmp_path, out_dir=tmp_path / "o", quiet=True,
-              callbacks=[Count()])  # fmt: skip
+    rec = run(
+        make_run(steps=3),
+        results_dir=tmp_path,
+        out_dir=tmp_path / "o",
+        quiet=True,
+        callbacks=[Count()],
+    )
     assert rec["status"] == "ok" and len(seen) == 3

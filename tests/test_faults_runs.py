@@ -9,7 +9,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,43 +16,20 @@ import pytest
 import torch
 import yaml
 
-from wm_bench.config import OptimConfig, RunConfig, TrainConfig, to_dict
-from wm_bench.data.mqar import MqarDataConfig
-from wm_bench.data.synthetic import SyntheticDataConfig
-from wm_bench.model import preset
+from wm_bench.config import RunConfig, to_dict
 from wm_bench.results import iter_results, write_json_atomic
 from wm_bench.train import run, signals
 from wm_bench.train.module import LMModule
 from wm_bench.train.run import checkpoint_path
 
 REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Runs here set 1 thread (same reduction order in parent and child); put torch's back."""
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
-def _cfg(data: str = "synthetic", steps: int = 40, lr: float = 3e-3, **train) -> RunConfig:
-    d = (
-        MqarDataConfig(seq_len=32, num_kv_pairs=4, vocab_size=64, n_train=200, n_test=32)
-        if data == "mqar"
-        else SyntheticDataConfig(vocab_size=64, seq_len=32, n_train=128, n_valid=32)
-    )
-    return RunConfig(
-        experiment="faults",
-        variant=f"llama-{data}",
-        model=preset("llama", "tiny", vocab_size=64),
-        data=d,
-        optim=OptimConfig(lr=lr, warmup_steps=5),
-        train=TrainConfig(
-            max_steps=steps, batch_size=16, progress=False, eval_every=10, num_threads=1, **train
-        ),
-        seed=1,
-    )
+@pytest.fixture
+def make_run(tiny_run):
+    """The runs here: 40 steps, evaluated every 10 (`make_run(data, steps=, lr=, **train)`)."""
+    return functools.partial(tiny_run, experiment="faults", steps=40, eval_every=10)
 
 
 def _with_ckpt(cfg: RunConfig, every: int) -> RunConfig:
@@ -91,9 +67,11 @@ def _same_result(a: dict, b: dict) -> None:
 
 
 @pytest.mark.parametrize("data", ["synthetic", "mqar"])
-def test_sigterm_saves_at_a_step_boundary_and_a_rerun_resumes_exactly(tmp_path, monkeypatch, data):
-    ref = run(_cfg(data), results_dir=tmp_path / "ref", out_dir=tmp_path / "o_ref", quiet=True)
-    cfg = _with_ckpt(_cfg(data), every=3)
+def test_sigterm_saves_at_a_step_boundary_and_a_rerun_resumes_exactly(
+    make_run, tmp_path, monkeypatch, data
+):
+    ref = run(make_run(data), results_dir=tmp_path / "ref", out_dir=tmp_path / "o_ref", quiet=True)
+    cfg = _with_ckpt(make_run(data), every=3)
     _signal_at_step(monkeypatch, 17)
     with pytest.raises(signals.RunInterrupted) as info:
         run(cfg, results_dir=tmp_path / "r", out_dir=tmp_path / "o", quiet=True)
@@ -107,15 +85,17 @@ def test_sigterm_saves_at_a_step_boundary_and_a_rerun_resumes_exactly(tmp_path, 
     assert not checkpoint_path(cfg, tmp_path / "o").exists()
 
 
-def test_gradient_accumulation_resumes_exactly_and_is_in_the_hash(tmp_path, monkeypatch):
+def test_gradient_accumulation_resumes_exactly_and_is_in_the_hash(make_run, tmp_path, monkeypatch):
     # K = 2 batches per optimiser step: the checkpoint's next batch is step × K, and a signal
     # inside an accumulation is acted on at the step's boundary (no half-summed gradient saved).
     from wm_bench.config import config_hash
 
-    acc = _cfg("synthetic", steps=20, accumulate_grad_batches=2)
-    assert config_hash(acc) != config_hash(_cfg("synthetic", steps=20))
-    assert config_hash(_cfg("synthetic", steps=20, accumulate_grad_batches=None)) == config_hash(
-        _cfg("synthetic", steps=20)
+    acc = make_run("synthetic", steps=20, accumulate_grad_batches=2)
+    assert config_hash(acc) != config_hash(make_run("synthetic", steps=20))
+    assert config_hash(
+        make_run("synthetic", steps=20, accumulate_grad_batches=None)
+    ) == config_hash(
+        make_run("synthetic", steps=20)
     )  # unset (= 1) keeps the hash of configs written before the field existed
     ref = run(acc, results_dir=tmp_path / "ref", out_dir=tmp_path / "o_ref", quiet=True)
     assert ref["timing"]["steps"] == 20
@@ -130,16 +110,18 @@ def test_gradient_accumulation_resumes_exactly_and_is_in_the_hash(tmp_path, monk
     _same_result(ref, resumed)
 
 
-def test_sigint_without_checkpointing_says_nothing_was_saved(tmp_path, monkeypatch):
+def test_sigint_without_checkpointing_says_nothing_was_saved(make_run, tmp_path, monkeypatch):
     _signal_at_step(monkeypatch, 5, signal.SIGINT)
     with pytest.raises(signals.RunInterrupted) as info:
-        run(_cfg(), results_dir=tmp_path, out_dir=tmp_path / "o", quiet=True)
+        run(make_run(), results_dir=tmp_path, out_dir=tmp_path / "o", quiet=True)
     assert info.value.exit_code == 130 and "nothing saved" in str(info.value)
     assert not list(iter_results(tmp_path))
 
 
-def test_force_moves_a_half_run_checkpoint_aside_and_starts_fresh(tmp_path, monkeypatch, capsys):
-    cfg = _with_ckpt(_cfg(), every=4)
+def test_force_moves_a_half_run_checkpoint_aside_and_starts_fresh(
+    make_run, tmp_path, monkeypatch, capsys
+):
+    cfg = _with_ckpt(make_run(), every=4)
     _signal_at_step(monkeypatch, 9)
     with pytest.raises(signals.RunInterrupted):
         run(cfg, results_dir=tmp_path, out_dir=tmp_path / "o", quiet=True)
@@ -150,8 +132,8 @@ def test_force_moves_a_half_run_checkpoint_aside_and_starts_fresh(tmp_path, monk
     assert fresh["resumed_from_step"] is None and fresh["extra"]["train_loss_curve"][0][0] == 0
 
 
-def test_a_corrupt_checkpoint_is_a_clear_error_naming_the_file(tmp_path):
-    cfg = _with_ckpt(_cfg(), every=4)
+def test_a_corrupt_checkpoint_is_a_clear_error_naming_the_file(make_run, tmp_path):
+    cfg = _with_ckpt(make_run(), every=4)
     ckpt = checkpoint_path(cfg, tmp_path / "o")
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"PK\x03\x04 truncated")
@@ -164,13 +146,10 @@ def test_a_corrupt_checkpoint_is_a_clear_error_naming_the_file(tmp_path):
 # kill -9 at random points, then resume: the same result as an uninterrupted run
 
 
-def _child(cfg: RunConfig, tmp: Path) -> subprocess.Popen:
-    path = tmp / "run.yaml"
-    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    cmd = [sys.executable, "-m", "wm_bench.cli", "train", "--config", str(path), "--quiet",
-           "--results-dir", str(tmp / "r"), "--out-dir", str(tmp / "o")]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def _child(command: tuple[list[str], dict[str, str]]) -> subprocess.Popen:
+    """The train command (argv, environment) started in the background."""
+    argv, env = command
+    return subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60.0) -> None:
@@ -183,16 +162,19 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60.0) -> None
         time.sleep(0.02)
 
 
-def test_kill_9_at_random_points_then_resume_gives_the_uninterrupted_result(tmp_path):
+def test_kill_9_at_random_points_then_resume_gives_the_uninterrupted_result(
+    make_run, train_command, tmp_path
+):
     steps = 240
-    cfg = _with_ckpt(_cfg(steps=steps), every=7)
-    ref = run(_cfg(steps=steps), results_dir=tmp_path / "ref", out_dir=tmp_path / "o_ref",
-              quiet=True)  # fmt: skip
+    cfg = _with_ckpt(make_run(steps=steps), every=7)
+    ref = run(
+        make_run(steps=steps), results_dir=tmp_path / "ref", out_dir=tmp_path / "o_ref", quiet=True
+    )
     rng = random.Random(20261206)
     ckpt = checkpoint_path(cfg, tmp_path / "o")
     killed_at = []
     for _ in range(3):  # three kills, each after a random delay past the first checkpoint
-        proc = _child(cfg, tmp_path)
+        proc = _child(train_command(cfg, tmp_path))
         _wait_for(ckpt, proc)
         time.sleep(rng.uniform(0.0, 1.2))
         proc.send_signal(signal.SIGKILL)
@@ -205,9 +187,11 @@ def test_kill_9_at_random_points_then_resume_gives_the_uninterrupted_result(tmp_
     _same_result(ref, resumed)
 
 
-def test_sigterm_to_the_cli_exits_143_with_one_line_and_the_rerun_resumes(tmp_path):
-    cfg = _with_ckpt(_cfg(steps=400), every=5)
-    proc = _child(cfg, tmp_path)
+def test_sigterm_to_the_cli_exits_143_with_one_line_and_the_rerun_resumes(
+    make_run, train_command, tmp_path
+):
+    cfg = _with_ckpt(make_run(steps=400), every=5)
+    proc = _child(train_command(cfg, tmp_path))
     _wait_for(checkpoint_path(cfg, tmp_path / "o"), proc)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
@@ -221,17 +205,27 @@ def test_sigterm_to_the_cli_exits_143_with_one_line_and_the_rerun_resumes(tmp_pa
 
 
 def test_sigterm_stops_reproduce_with_143_after_saving_and_records_nothing(
-    tmp_path, monkeypatch, capsys
+    make_run, tmp_path, monkeypatch, capsys
 ):
     import tasks.mqar as task
     from wm_bench.cli import main
 
-    grid = [dataclasses.replace(_cfg(lr=lr), experiment="mqar") for lr in (1e-3, 3e-3)]
+    grid = [dataclasses.replace(make_run(lr=lr), experiment="mqar") for lr in (1e-3, 3e-3)]
     monkeypatch.setattr(task, "runs", lambda scale: grid)
     monkeypatch.setattr(task, "cell_key", lambda cfg: (cfg.variant,))
     _signal_at_step(monkeypatch, 6)
-    argv = ["reproduce", "mqar", "--scale", "smoke", "--no-report", "--quiet",
-            "--results-dir", str(tmp_path / "r"), "--out-dir", str(tmp_path / "o")]  # fmt: skip
+    argv = [
+        "reproduce",
+        "mqar",
+        "--scale",
+        "smoke",
+        "--no-report",
+        "--quiet",
+        "--results-dir",
+        str(tmp_path / "r"),
+        "--out-dir",
+        str(tmp_path / "o"),
+    ]
     assert main(argv) == 143
     assert "interrupted: SIGTERM: saved step 7/40" in capsys.readouterr().err
     assert not list(iter_results(tmp_path / "r"))  # the first run stopped, the second never ran
@@ -241,8 +235,8 @@ def test_sigterm_stops_reproduce_with_143_after_saving_and_records_nothing(
 # Divergence and strict JSON
 
 
-def test_a_diverging_run_stops_with_status_diverged_and_strict_json(tmp_path):
-    rec = run(_cfg(lr=1e6), results_dir=tmp_path, out_dir=tmp_path / "o", quiet=True)
+def test_a_diverging_run_stops_with_status_diverged_and_strict_json(make_run, tmp_path):
+    rec = run(make_run(lr=1e6), results_dir=tmp_path, out_dir=tmp_path / "o", quiet=True)
     assert rec["status"] == "diverged", rec.get("error")
     d = rec["extra"]["diverged"]
     assert d["quantity"] in ("loss", "grad_norm") and 0 <= d["step"] < 40
@@ -255,32 +249,56 @@ def test_a_diverging_run_stops_with_status_diverged_and_strict_json(tmp_path):
 
     on_disk = json.loads(path.read_text(), parse_constant=reject)
     assert on_disk["status"] == "diverged"
-    again = run(_cfg(lr=1e6), results_dir=tmp_path, out_dir=tmp_path / "o", quiet=True)
+    again = run(make_run(lr=1e6), results_dir=tmp_path, out_dir=tmp_path / "o", quiet=True)
     assert again.get("skipped") and again["status"] == "diverged"  # a final outcome
 
 
-def test_the_train_command_exits_non_zero_on_divergence(tmp_path, capsys):
+def test_the_train_command_exits_non_zero_on_divergence(make_run, tmp_path, capsys):
     from wm_bench.cli import main
 
     path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(to_dict(_cfg(lr=1e6)), sort_keys=False))
-    rc = main(["train", "--config", str(path), "--quiet", "--results-dir", str(tmp_path / "r"),
-               "--out-dir", str(tmp_path / "o")])  # fmt: skip
+    path.write_text(yaml.safe_dump(to_dict(make_run(lr=1e6)), sort_keys=False))
+    rc = main(
+        [
+            "train",
+            "--config",
+            str(path),
+            "--quiet",
+            "--results-dir",
+            str(tmp_path / "r"),
+            "--out-dir",
+            str(tmp_path / "o"),
+        ]
+    )
     assert rc == 1 and "diverged: faults/smoke/" in capsys.readouterr().out
 
 
-def test_reproduce_records_a_diverged_run_goes_on_and_exits_non_zero(tmp_path, monkeypatch):
+def test_reproduce_records_a_diverged_run_goes_on_and_exits_non_zero(
+    make_run, tmp_path, monkeypatch
+):
     import tasks.mqar as task
     from wm_bench.cli import main
 
     grid = [
-        dataclasses.replace(_cfg(lr=1e6), experiment="mqar"),
-        dataclasses.replace(_cfg(lr=3e-3), experiment="mqar"),
+        dataclasses.replace(make_run(lr=1e6), experiment="mqar"),
+        dataclasses.replace(make_run(lr=3e-3), experiment="mqar"),
     ]
     monkeypatch.setattr(task, "runs", lambda scale: grid)
     monkeypatch.setattr(task, "cell_key", lambda cfg: (cfg.variant,))
-    rc = main(["reproduce", "mqar", "--scale", "smoke", "--no-report", "--quiet",
-               "--results-dir", str(tmp_path / "r"), "--out-dir", str(tmp_path / "o")])  # fmt: skip
+    rc = main(
+        [
+            "reproduce",
+            "mqar",
+            "--scale",
+            "smoke",
+            "--no-report",
+            "--quiet",
+            "--results-dir",
+            str(tmp_path / "r"),
+            "--out-dir",
+            str(tmp_path / "o"),
+        ]
+    )
     statuses = sorted(r["status"] for r in iter_results(tmp_path / "r"))
     assert rc == 1 and statuses == ["diverged", "ok"]
 
