@@ -11,6 +11,7 @@ import pandas as pd
 
 from wm_bench import stats
 from wm_bench.report import common as c
+from wm_bench.report import tuning as tune
 from wm_bench.report import verdicts as vd
 from wm_bench.report.rope import plot_curves
 
@@ -120,7 +121,7 @@ def model_table(records: list[dict[str, Any]], ppl_key: str | None, choice: dict
         "model": [task.LABELS.get(v, v) for v in order],
         "total params": [f"{params[v].get('total', 0):,}" if params[v] else None for v in order],
         "active params": [f"{params[v].get('active', 0):,}" if params[v] else None for v in order],
-        "LR": [c.lr_cell(choice[v]) if v in choice else None for v in order],
+        "LR": [tune.lr_cell(choice[v]) if v in choice else None for v in order],
     }, index=order)  # fmt: skip
     for col, head, higher, digits in cols:
         out[head] = _cells(summary, col, c.best_of(summary[(col, "mean")], higher), digits)
@@ -351,8 +352,8 @@ def headline(by_v: dict[str, list[dict[str, Any]]]) -> str | None:
 
 def _scale_state(records: list[dict[str, Any]]) -> tuple[list, list, dict, list, str | None]:
     recs, old = c.current_records(records)
-    choice = c.lr_choice(recs)
-    chosen = c.at_chosen_lr(recs, choice)
+    choice = tune.lr_choice(recs)
+    chosen = tune.at_chosen_lr(recs, choice)
     keys = sorted({k for r in _ok(chosen) for k in r["metrics"] if k.startswith("test/ppl@")})
     return recs, old, choice, chosen, (keys[0] if keys else None)
 
@@ -418,7 +419,7 @@ def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None)
         out += [f"{len(recs)} run(s), {len(_ok(recs))} ok; {c.corpus_sentence(recs, old)}.",
                 *c.superseded_note(old)]  # fmt: skip
         out += ["", "### Models", "", *model_table(chosen, ppl_key, choice)]
-        out += c.lr_grid_section(recs, choice, lambda v: _task().LABELS.get(v, v),
+        out += tune.lr_grid_section(recs, choice, lambda v: _task().LABELS.get(v, v),
                                  _task().VARIANTS)  # fmt: skip
         for k in shots:
             out += ["", f"### Downstream, {k}-shot", ""]

@@ -5,9 +5,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
-from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +14,17 @@ import pandas as pd
 from wm_bench import stats
 from wm_bench.report import common as c
 from wm_bench.report import verdicts as vd
+from wm_bench.report.expert_speed_points import (
+    Point,
+    current,
+    fmt_ms,
+    fmt_ratio,
+    grid,
+    parse,
+    points_frame,
+    task_module,
+    time_ratio,
+)
 
 EXPERIMENT = "expert_speed"
 BANNERS = {
@@ -29,108 +37,9 @@ BANNERS = {
 }
 
 
-@dataclass(frozen=True)
-class Point:
-    """One result record placed on the grid."""
-
-    method: str
-    n: int
-    k: int
-    ratio: float
-    ok: bool
-    fwd: float | None
-    fwd_bwd: float | None
-    record: dict[str, Any]
-
-    @property
-    def repeats(self) -> list[float] | None:
-        """Per-repeat forward+backward ms (round-robin results), None for the old protocol."""
-        reps = (self.record.get("extra") or {}).get("fwd_bwd_ms_repeats")
-        return [float(x) for x in reps] if self.ok and reps else None
-
-    @property
-    def session(self) -> str | None:
-        return (self.record.get("extra") or {}).get("session")
-
-
-def _task() -> Any:
-    import tasks.expert_speed as task
-
-    return task
-
-
-def parse(records: Iterable[dict[str, Any]]) -> list[Point]:
-    """Records → Points (records without the grid tags are left out)."""
-    out = []
-    for rec in records:
-        tags = (rec.get("config") or {}).get("tags") or {}
-        if not {"method", "num_experts", "top_k", "ratio"} <= set(tags):
-            continue
-        m = rec.get("metrics") or {}
-        ok = rec.get("status") == "ok"
-        out.append(
-            Point(
-                tags["method"], int(tags["num_experts"]), int(tags["top_k"]),
-                float(tags["ratio"]), ok, m.get("fwd_ms") if ok else None,
-                m.get("fwd_bwd_ms") if ok else None, rec,
-            )
-        )  # fmt: skip
-    return out
-
-
-def fmt_ms(x: float | None) -> str:
-    if x is None or not c.finite(x):
-        return "—"
-    return f"{x:.3g}" if x < 100 else f"{x:,.0f}"
-
-
-def fmt_ratio(x: float | None) -> str:
-    return "—" if x is None or not c.finite(x) else f"{x:.1f}×"
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return a / b if a and b and c.finite(a) and c.finite(b) and b > 0 else None
-
-
-def _rank(p: Point) -> tuple:
-    """Which result of a point the report uses: ok, round-robin (with repeats), newest."""
-    return (p.ok, p.repeats is not None, str(p.record.get("finished_at") or ""))
-
-
-def current(points: list[Point]) -> tuple[list[Point], list[Point]]:
-    """(one Point per (method, N, ratio), the superseded ones): a round-robin result replaces
-    one timed the old way (median of 3, no repeats)."""
-    best: dict[tuple[str, int, float], Point] = {}
-    for p in points:
-        key = (p.method, p.n, p.ratio)
-        if key not in best or _rank(p) > _rank(best[key]):
-            best[key] = p
-    keep = list(best.values())
-    return keep, [p for p in points if all(p is not q for q in keep)]
-
-
-def grid(points: list[Point]) -> dict[tuple[int, float], dict[str, Point]]:
-    """(N, ratio) → method → Point."""
-    out: dict[tuple[int, float], dict[str, Point]] = defaultdict(dict)
-    for p in points:
-        out[(p.n, p.ratio)][p.method] = p
-    return dict(out)
-
-
-def points_frame(points: list[Point]) -> pd.DataFrame:
-    """One row per point: method, n, ratio, k, fwd and fwd_bwd (ms; NaN unless ok) and peak_mib
-    (NaN unless ok with a finite peak)."""
-    rows = [(p.method, p.n, p.ratio, p.k, p.fwd if p.ok and c.finite(p.fwd) else None,
-             p.fwd_bwd if p.ok and c.finite(p.fwd_bwd) else None,
-             peak if p.ok and c.finite(peak := (p.record.get("timing") or {}).get("peak_mib"))
-             else None) for p in points]  # fmt: skip
-    cols = ["method", "n", "ratio", "k", "fwd", "fwd_bwd", "peak_mib"]
-    return pd.DataFrame(rows, columns=cols).astype({k: float for k in cols[4:]})
-
-
 def time_table(points: list[Point], methods: list[str], key: str) -> list[str]:
     """Rows (N, ratio, k), one column per method: forward or forward+backward ms."""
-    task = _task()
+    task = task_module()
     frame = points_frame(points)
     times = frame.pivot(index=["n", "ratio"], columns="method", values=key)
     k = frame.groupby(["n", "ratio"])["k"].first()
@@ -144,7 +53,7 @@ def time_table(points: list[Point], methods: list[str], key: str) -> list[str]:
 
 def ratio_table(points: list[Point]) -> list[str]:
     """SEIMoE/CDMoE and MoE/CDMoE, forward and forward+backward, beside the paper's SEIMoE/CDMoE."""
-    paper = _task().paper_points()
+    paper = task_module().paper_points()
     g = grid(points)
     rows = []
     for (n, ratio), by in sorted(g.items()):
@@ -154,9 +63,9 @@ def ratio_table(points: list[Point]) -> list[str]:
         for base in ("seimoe", "moe"):
             b = by.get(base)
             for key in ("fwd", "fwd_bwd"):
-                row.append(fmt_ratio(_ratio(getattr(b, key, None), getattr(cd, key, None))))
+                row.append(fmt_ratio(time_ratio(getattr(b, key, None), getattr(cd, key, None))))
         row.append(
-            fmt_ratio(_ratio(paper.get(("seimoe", n, ratio)), paper.get(("cdmoe", n, ratio))))
+            fmt_ratio(time_ratio(paper.get(("seimoe", n, ratio)), paper.get(("cdmoe", n, ratio))))
         )
         rows.append(row)
     heads = ["N", "ratio", "k", "SEIMoE/CDMoE fwd", "SEIMoE/CDMoE fwd+bwd", "MoE/CDMoE fwd",
@@ -166,7 +75,7 @@ def ratio_table(points: list[Point]) -> list[str]:
 
 def paper_table(points: list[Point], methods: list[str]) -> list[str]:
     """Where the paper has a value: ours (fwd / fwd+bwd) beside it, per method."""
-    paper = _task().paper_points()
+    paper = task_module().paper_points()
     g = grid(points)
     rows = []
     for (n, ratio), by in sorted(g.items()):
@@ -184,13 +93,13 @@ def paper_table(points: list[Point], methods: list[str]) -> list[str]:
             rows.append(row)
     if not rows:
         return ["The paper's figure has no point at this scale's N values."]
-    task = _task()
+    task = task_module()
     cols = [m for m in methods if any(k[0] == m for k in paper)]
     return c.md_table(["N", "ratio", *(f"{task.LABELS[m]} ours (paper)" for m in cols)], rows)
 
 
 def c3_rule() -> str:
-    task = _task()
+    task = task_module()
     claim = task.CLAIM_C3
     return (
         f"C3 holds when the whole 95 % bootstrap interval of the forward+backward speed-up of "
@@ -226,7 +135,7 @@ def speedup(points: list[Point], baseline: str, subject: str = "cdmoe", *, seed:
     """Over the points with N > CLAIM_MIN_EXPERTS: the geometric-mean speed-up baseline/subject
     (forward+backward) with its stratified bootstrap interval, and per point (N, ratio, its
     bootstrap interval of the ratio of medians or None without repeats, its median ratio)."""
-    task = _task()
+    task = task_module()
     g = grid(points)
     per: list[tuple[int, float, stats.Interval | None, float | None]] = []
     groups: list[Any] = []
@@ -236,7 +145,7 @@ def speedup(points: list[Point], baseline: str, subject: str = "cdmoe", *, seed:
         if n <= task.CLAIM_MIN_EXPERTS:
             continue
         b, sub = by.get(baseline), by.get(subject)
-        med = _ratio(getattr(b, "fwd_bwd", None), getattr(sub, "fwd_bwd", None))
+        med = time_ratio(getattr(b, "fwd_bwd", None), getattr(sub, "fwd_bwd", None))
         if med is None:
             per.append((n, ratio, None, None))
             complete = False
@@ -285,7 +194,7 @@ def _times(x: float) -> str:
 
 
 def c3_verdict(points: list[Point]) -> stats.Verdict:
-    task = _task()
+    task = task_module()
     claim = task.CLAIM_C3
     iv, per = speedup(points, claim["baseline"], claim["subject"])
     if iv is None:
@@ -304,7 +213,7 @@ def c3_verdict(points: list[Point]) -> stats.Verdict:
 
 def c3_section(points: list[Point], scale: str) -> list[str]:
     """Claim C3 at this scale: the rule, per-point speed-ups with intervals, the verdict."""
-    task = _task()
+    task = task_module()
     text = task.load_paper()["claim_c3"]["text"]
     out = [f'Claim C3 (paper): "{text}".', ""]
     if not c.judged(scale):
@@ -362,7 +271,7 @@ def verdicts(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def memory_section(points: list[Point], methods: list[str]) -> list[str]:
     """Peak memory per method at each N (the largest over its ratios)."""
-    task = _task()
+    task = task_module()
     kind = next((p.record.get("timing", {}).get("peak_kind") for p in points if p.ok), None)
     frame = points_frame(points)
     ns = sorted(frame["n"].unique())
@@ -379,14 +288,14 @@ def failures_section(points: list[Point]) -> list[str]:
     bad = [p for p in points if not p.ok]
     if not bad:
         return ["None."]
-    rows = [(_task().LABELS.get(p.method, p.method), p.n, p.k,
+    rows = [(task_module().LABELS.get(p.method, p.method), p.n, p.k,
              c.first_error_line(p.record.get("error"))) for p in bad]  # fmt: skip
     return c.failed_table(rows, ["method", "N", "k", "error"])
 
 
 def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None) -> str:
     """The whole Markdown report from result records."""
-    task = _task()
+    task = task_module()
     figures = figures or {}
     src = task.load_paper()
     by_scale = c.by_scale(records)
@@ -450,7 +359,7 @@ def plot_scale(scale: str, points: list[Point], path: Path) -> Path:
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    task = _task()
+    task = task_module()
     paper = task.paper_points()
     methods = [m for m in task.METHODS if any(p.method == m for p in points)]
     ns = sorted({p.n for p in points})
@@ -477,25 +386,16 @@ def plot_scale(scale: str, points: list[Point], path: Path) -> Path:
     handles = [Line2D([], [], color=colors[m], marker="o", ms=3, label=task.LABELS[m])
                for m in methods]  # fmt: skip
     handles.append(Line2D([], [], color="gray", ls="none", marker="x", alpha=0.5, label="paper"))
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=7)
-    fig.suptitle(f"Expert-layer time, {scale} scale", fontsize=10)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, metadata={"Software": None})
-    return path
+    return c.save_figure(fig, path, f"Expert-layer time, {scale} scale", handles)
 
 
 def build(records: list[dict[str, Any]], reports_dir: Path) -> list[Path]:
     """Write reports/expert_speed.md and one reports/expert_speed-<scale>.png per scale."""
-    reports_dir = Path(reports_dir)
-    reports_dir.mkdir(parents=True, exist_ok=True)
-    by_scale = c.by_scale(records)
-    figures, written = {}, []
-    for scale in by_scale:
-        points = [p for p in current(parse(by_scale[scale]))[0] if p.ok]
+
+    def plot(scale: str, recs: list[dict[str, Any]], path: Path) -> Path | None:
+        points = [p for p in current(parse(recs))[0] if p.ok]
         if points and not all(math.isnan(p.fwd_bwd or math.nan) for p in points):
-            name = f"{EXPERIMENT}-{scale}.png"
-            written.append(plot_scale(scale, points, reports_dir / name))
-            figures[scale] = name
-    md = reports_dir / f"{EXPERIMENT}.md"
-    md.write_text(render(records, figures))
-    return [md, *written]
+            return plot_scale(scale, points, path)
+        return None
+
+    return c.build_with_figures(records, reports_dir, EXPERIMENT, plot, render)

@@ -10,6 +10,7 @@ import pandas as pd
 
 from wm_bench import stats
 from wm_bench.report import common as c
+from wm_bench.report import tuning as tune
 from wm_bench.report import verdicts as vd
 from wm_bench.report.rope import plot_curves
 
@@ -58,7 +59,7 @@ def table(records: list[dict[str, Any]], choice: dict) -> list[str]:
         "FFN": [task.label(v) for v in order],
         "total params": [f"{params[v].get('total', 0):,}" if params[v] else None for v in order],
         "active params": [f"{params[v].get('active', 0):,}" if params[v] else None for v in order],
-        "LR": [c.lr_cell(choice[v]) if v in choice else None for v in order],
+        "LR": [tune.lr_cell(choice[v]) if v in choice else None for v in order],
         f"test ppl @ {key.split('@')[1]}" if key else "test ppl": c.mean_std_cells(
             summary, key or "test/ppl", 2),
         "train tokens/s": [None if pd.isna(x) else f"{x:,.0f}" for x in tps],
@@ -144,15 +145,15 @@ def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None)
         out += ["", "No results yet: run `wm-bench reproduce ffn --scale smoke|cpu|small`."]
     for scale, all_recs in groups.items():
         recs, old = c.current_records(all_recs)
-        choice = c.lr_choice(recs)
-        chosen = c.at_chosen_lr(recs, choice)
+        choice = tune.lr_choice(recs)
+        chosen = tune.at_chosen_lr(recs, choice)
         n_ok = sum(c.is_ok(r) for r in recs)
         out += ["", f"## {c.scale_title(scale)}", "", c.scale_banner(scale), ""]
         out += [f"{len(recs)} run(s), {n_ok} ok; {c.corpus_sentence(recs, old)}. Each FFN at "
                 "its chosen LR: mean ± std over seeds (number of seeds).",
                 *c.superseded_note(old), "",
                 *table(chosen, choice)]  # fmt: skip
-        out += c.lr_grid_section(recs, choice, _task().label, _ordered(choice))
+        out += tune.lr_grid_section(recs, choice, _task().label, _ordered(choice))
         out += versus_mlp(chosen, scale)
         out += c.curve_and_runs_sections(scale, recs, figures)
     out += c.provenance_section(groups)

@@ -4,101 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import pandas as pd
 
 from wm_bench import stats
 from wm_bench.report import common as c
 from wm_bench.report import verdicts as vd
+from wm_bench.report.mqar_grid import (
+    Cell,
+    Row,
+    Run,
+    aggregate,
+    fmt_gain,
+    gain,
+    parse_runs,
+    task_module,
+)
 
 EXPERIMENT = "mqar"
-Row = tuple[int, int, int]  # (L, d, kv)
-
-
-@dataclass(frozen=True)
-class Run:
-    """One result record placed on the grid."""
-
-    row: Row
-    mixer: str
-    lr: float
-    seed: int
-    ok: bool
-    accuracy: float | None
-    record: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Cell:
-    """A (row, mixer) cell at its best LR: mean ± std over that LR's seeds."""
-
-    best_lr: float
-    mean: float
-    std: float | None
-    n: int
-    n_lrs: int
-
-
-def _task() -> Any:
-    import tasks.mqar as task  # layout, paper values, claim thresholds (no torch at import)
-
-    return task
-
-
-def parse_runs(records: Iterable[dict[str, Any]], metric: str) -> tuple[list[Run], int]:
-    """Place records on the grid by their tags; returns (runs, number of records without tags)."""
-    runs, skipped = [], 0
-    for rec in records:
-        tags = (rec.get("config") or {}).get("tags") or {}
-        try:
-            row = (int(tags["seq_len"]), int(tags["d_model"]), int(tags["num_kv_pairs"]))
-            mixer, lr = str(tags["mixer"]), float(tags["lr"])
-        except (KeyError, TypeError, ValueError):
-            skipped += 1
-            continue
-        acc = (rec.get("metrics") or {}).get(metric)
-        ok = rec.get("status") == "ok" and c.finite(acc)
-        runs.append(Run(row, mixer, lr, int(rec.get("seed", 0)), ok, acc if ok else None, rec))
-    return runs, skipped
-
-
-def aggregate(runs: Iterable[Run]) -> dict[Row, dict[str, Cell]]:
-    """Best-LR cells: the LR with the highest mean accuracy over seeds (ties → smaller LR)."""
-    acc = pd.DataFrame([(r.row, r.mixer, r.lr, float(r.accuracy)) for r in runs if r.ok],
-                       columns=["row", "mixer", "lr", "acc"])  # fmt: skip
-    per_lr = acc.groupby(["row", "mixer", "lr"])["acc"].agg(mean="mean", std="std", n="count")
-    per_lr = per_lr.reset_index()
-    per_lr["n_lrs"] = per_lr.groupby(["row", "mixer"])["lr"].transform("size")
-    best = per_lr.sort_values(["mean", "lr"], ascending=[False, True])
-    grid: dict[Row, dict[str, Cell]] = {}
-    for x in best.drop_duplicates(["row", "mixer"]).itertuples(index=False):
-        std = None if pd.isna(x.std) else float(x.std)
-        grid.setdefault(x.row, {})[x.mixer] = Cell(float(x.lr), float(x.mean), std,
-                                                   int(x.n), int(x.n_lrs))  # fmt: skip
-    return grid
-
-
-def _rounded(x: float, digits: int) -> float:
-    return round(x, digits)
-
-
-def gain(subject: float, baseline: float) -> float | None:
-    """acc_subject / acc_baseline − 1; +inf when only the baseline is 0, None when both are."""
-    if baseline > 0:
-        return subject / baseline - 1.0
-    return math.inf if subject > 0 else None
-
-
-def fmt_gain(g: float | None) -> str:
-    if g is None:
-        return "undefined (both 0)"
-    if math.isinf(g):
-        return "+∞ (baseline 0)"
-    return f"{g * 100:+.0f} %"
 
 
 def grid_section(
@@ -116,7 +39,7 @@ def grid_section(
     body = []
     for row in rows:
         cells = grid.get(row, {})
-        shown = {m: _rounded(cells[m].mean, d) for m in layout.columns if m in cells}
+        shown = {m: round(cells[m].mean, d) for m in layout.columns if m in cells}
         top = max(shown.values()) if shown else None
         line: list[Any] = [*row]
         for m in layout.columns:
@@ -318,7 +241,7 @@ def c2_section(
 
 def verdicts(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """reports/verdicts.json entries: C2 per scale."""
-    task = _task()
+    task = task_module()
     subject = "DMA accuracy and its gain over QCAttn and SSD at the largest complete cell"
     by_scale = c.by_scale(records)
     out = []
@@ -381,7 +304,7 @@ def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None)
     Returns:
         Markdown text ending in a newline.
     """
-    task = _task()
+    task = task_module()
     layout, paper_src = task.TABLE, task.load_paper()
     paper = task.paper_grid()
     figures = figures or {}
@@ -445,7 +368,7 @@ def plot_scale(scale: str, runs: list[Run], path: Path) -> Path:
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    task = _task()
+    task = task_module()
     paper = task.paper_grid()
     layout = dataclasses.replace(
         task.TABLE, columns=tuple(m for m in task.TABLE.columns if any(r.mixer == m for r in runs))
@@ -483,11 +406,8 @@ def plot_scale(scale: str, runs: list[Run], path: Path) -> Path:
     handles = [Line2D([], [], color=colors[m], marker="o", ms=4, label=labels[m])
                for m in layout.columns]  # fmt: skip
     handles.append(Line2D([], [], color="gray", ls="none", marker="x", alpha=0.5, label="paper"))
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=7)
-    fig.suptitle(f"MQAR accuracy, {scale} scale (ours: best LR, mean ± std)", fontsize=10)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, metadata={"Software": None})
-    return path
+    title = f"MQAR accuracy, {scale} scale (ours: best LR, mean ± std)"
+    return c.save_figure(fig, path, title, handles)
 
 
 def build(records: list[dict[str, Any]], reports_dir: Path) -> list[Path]:
@@ -499,18 +419,10 @@ def build(records: list[dict[str, Any]], reports_dir: Path) -> list[Path]:
     Returns:
         The written paths, Markdown first.
     """
-    reports_dir = Path(reports_dir)
-    reports_dir.mkdir(parents=True, exist_ok=True)
-    metric = _task().TABLE.metric
-    figures: dict[str, str] = {}
-    written: list[Path] = []
-    by_scale = c.by_scale(records)
-    for scale in by_scale:
-        runs, _ = parse_runs(by_scale[scale], metric)
-        if runs:
-            name = f"{EXPERIMENT}-{scale}.png"
-            written.append(plot_scale(scale, runs, reports_dir / name))
-            figures[scale] = name
-    md = reports_dir / f"{EXPERIMENT}.md"
-    md.write_text(render(records, figures))
-    return [md, *written]
+    metric = task_module().TABLE.metric
+
+    def plot(scale: str, recs: list[dict[str, Any]], path: Path) -> Path | None:
+        runs, _ = parse_runs(recs, metric)
+        return plot_scale(scale, runs, path) if runs else None
+
+    return c.build_with_figures(records, reports_dir, EXPERIMENT, plot, render)

@@ -11,6 +11,7 @@ from typing import Any
 
 from wm_bench import stats
 from wm_bench.report import common as c
+from wm_bench.report import tuning as tune
 
 EXPERIMENT = "mqar_dma"
 # (treated, reference, what the pair isolates): each pair differs in one factor.
@@ -123,7 +124,7 @@ def accuracy_section(
     best = at_best(runs, choice)
     rows = []
     for v in _order({r.variant for r in runs}):
-        lr = c.lr_cell(choice[v]) if v in choice else "— (not tuned yet)"
+        lr = tune.lr_cell(choice[v]) if v in choice else "— (not tuned yet)"
         rows.append([_label(v), *(_ms(best.get((v, k), [])) for k in cells), lr])
     head = ["variant", *cells, "LR (tuned in " + (cells[0] if cells else "—") + ")"]
     return [
@@ -138,7 +139,7 @@ def accuracy_section(
 
 def tune_section(choice: dict[str, tuple[float | None, dict]]) -> list[str]:
     lrs = sorted({lr for _, sc in choice.values() for lr in sc})
-    rows = [[_label(v), *c.lr_score_cells(choice[v], lrs, 3)] for v in _order(set(choice))]
+    rows = [[_label(v), *tune.lr_score_cells(choice[v], lrs, 3)] for v in _order(set(choice))]
     head = ["variant", *(f"LR {c.fmt_lr(x)}" for x in lrs)]
     return c.md_table(head, rows, "l" + "r" * len(lrs)) if rows else ["No tune runs yet."]
 

@@ -153,10 +153,7 @@ def plot_scale(scale: str, records: Sequence[dict[str, Any]], path: Path) -> Pat
     axes[0].set_ylabel("length", fontsize=8)
     if image is not None:
         fig.colorbar(image, ax=list(axes), shrink=0.8, label="key accuracy")
-    fig.suptitle(f"Passkey key accuracy, {scale} scale", fontsize=10)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, metadata={"Software": None})
-    return path
+    return c.save_figure(fig, path, f"Passkey key accuracy, {scale} scale")
 
 
 def build(records: list[dict[str, Any]], reports_dir: Path) -> list[Path]:

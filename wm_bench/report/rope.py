@@ -10,6 +10,7 @@ import pandas as pd
 
 from wm_bench import stats
 from wm_bench.report import common as c
+from wm_bench.report import tuning as tune
 from wm_bench.report import verdicts as vd
 
 EXPERIMENT = "rope"
@@ -70,7 +71,7 @@ def table(
     out = pd.DataFrame({
         "variant": [task.LABELS[v] for v in order],
         "params": [f"{params[v]:,}" if params.get(v) else None for v in order],
-        "LR": [c.lr_cell(choice[v]) if v in choice else None for v in order],
+        "LR": [tune.lr_cell(choice[v]) if v in choice else None for v in order],
     }, index=order)  # fmt: skip
     for L, key in zip(lengths, ppl):
         out[f"ppl @ {L}" + (f" ({L // seq_len}×)" if seq_len else "")] = c.mean_std_cells(
@@ -144,7 +145,7 @@ def verdicts_of_scale(scale: str, records: list[dict[str, Any]]) -> stats.Verdic
     if not c.judged(scale):
         return None
     keep, _ = c.current_records(records)
-    chosen = c.at_chosen_lr(keep, c.lr_choice(keep))
+    chosen = tune.at_chosen_lr(keep, tune.lr_choice(keep))
     return c1_verdict(chosen, lengths_of(chosen))
 
 
@@ -193,10 +194,7 @@ def plot_curves(
     ax.set_yscale("log")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
-    fig.suptitle(title or f"RoPE in SSD: training loss, {scale} scale", fontsize=10)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, metadata={"Software": None})
-    return path
+    return c.save_figure(fig, path, title or f"RoPE in SSD: training loss, {scale} scale")
 
 
 def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None) -> str:
@@ -219,8 +217,8 @@ def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None)
         out += ["", "No results yet: run `wm-bench reproduce rope --scale smoke|cpu|small`."]
     for scale, all_recs in groups.items():
         recs, old = c.current_records(all_recs)
-        choice = c.lr_choice(recs)
-        chosen = c.at_chosen_lr(recs, choice)
+        choice = tune.lr_choice(recs)
+        chosen = tune.at_chosen_lr(recs, choice)
         lengths = lengths_of(chosen)
         seq = next((r["config"]["data"].get("seq_len") for r in recs
                     if isinstance(r.get("config", {}).get("data"), dict)), None)  # fmt: skip
@@ -232,7 +230,7 @@ def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None)
         out += ["", "### Test perplexity", "",
                 "Each variant at its chosen LR: mean ± std over seeds (number of seeds).", "",
                 *table(chosen, lengths, seq, choice)]  # fmt: skip
-        out += c.lr_grid_section(recs, choice, lambda v: _task().LABELS.get(v, v),
+        out += tune.lr_grid_section(recs, choice, lambda v: _task().LABELS.get(v, v),
                                  _task().VARIANTS)  # fmt: skip
         if scale in figures:
             out += ["", f"![Training loss, {scale} scale]({figures[scale]})"]
