@@ -83,7 +83,7 @@ pdf: $(STAMP) ## render every report into reports/report.pdf
 clean: ## remove caches and outputs/ (never results/)
 	rm -rf outputs .pytest_cache .ruff_cache lightning_logs
 
-# --- GPU readiness (issue 10) ----------------------------------------------------------------
+# --- GPU readiness: the sm_90a compile check, the offline bundle, the suite on the GPU machine -
 GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
 SECTIONS ?= all
 BUNDLE ?= .carry/bundle

@@ -323,7 +323,7 @@ def render(records: list[dict[str, Any]]) -> str:
     """The whole Markdown report from result records (pure)."""
     groups = c.by_scale(records)
     out = [
-        "# MQAR: why DMA fails here (issue 18, claim C2)",
+        "# MQAR: why DMA fails here (claim C2)",
         "",
         "A seeded one-factor-at-a-time ablation of DMA on MQAR: QK-norm, the window, A's "
         "initialisation, the paper-figure form (the authors' Dec-2024 code: dense, exp bias, "

@@ -94,7 +94,7 @@ def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None)
     figures = figures or {}
     groups = c.by_scale(records)
     out = [
-        "# Passkey retrieval: a needle in a haystack (issue 18)",
+        "# Passkey retrieval: a needle in a haystack",
         "",
         "Key accuracy (every key token right, i.e. greedy decoding writes the whole key) per "
         "haystack length and key depth (0 = the key at the start, 1 = just before the "
