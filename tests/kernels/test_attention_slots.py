@@ -7,7 +7,8 @@ from itertools import pairwise
 import pytest
 import torch
 
-from wm_bench.kernels.attention.reference import direct_window_mask, window_last_row
+from wm_bench.kernels.attention.last_row import window_last_row
+from wm_bench.kernels.attention.reference import direct_window_mask
 from wm_bench.kernels.attention.triton_slots import window_chains
 
 

@@ -1,7 +1,7 @@
 """Triton attention ≡ dense reference: output and dq, dk, dv, d key_bias (interpreter on CPU; CUDA).
 
-The oracle is `dense_attention_reference` (einsum scores, the top-w mask from the direct rank
-definition, masked softmax) — independent of both the SDPA reference and the kernels.
+The oracle is `attention(impl="reference")` (einsum scores, the top-w mask from the direct rank
+definition, masked softmax), independent of both the SDPA fast path and the kernels.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from wm_bench.kernels.attention import api
-from wm_bench.kernels.attention.reference import window_last_row
+from wm_bench.kernels.attention.last_row import window_last_row
 
 pytestmark = pytest.mark.interpret
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
@@ -50,6 +50,10 @@ def make(
     return {n: (t.to(DEVICE, dtype) if t is not None else None) for n, t in out.items()}
 
 
+def reference_attention(*args, **kwargs) -> torch.Tensor:
+    return api.attention(*args, **kwargs, impl="reference")
+
+
 def forward_and_grads(fn, inp: dict, seed: int = 7, **kw) -> list[torch.Tensor]:
     """[o, dq, dk, dv, (d key_bias)] under a fixed random cotangent."""
     leaves = {n: t.detach().clone().requires_grad_(True) for n, t in inp.items() if t is not None}
@@ -62,7 +66,7 @@ def forward_and_grads(fn, inp: dict, seed: int = 7, **kw) -> list[torch.Tensor]:
 
 def compare(inp: dict, tol: float = 2e-5, **kw) -> None:
     got = forward_and_grads(api.attention, inp, impl="triton", **kw)
-    want = forward_and_grads(api.dense_attention_reference, inp, **kw)
+    want = forward_and_grads(reference_attention, inp, **kw)
     names = ["o", "dq", "dk", "dv", "dbias"][: len(want)]
     for name, a, b in zip(names, got, want, strict=True):
         assert a.shape == b.shape and a.dtype == b.dtype, name
@@ -168,7 +172,7 @@ def test_gpu_bf16_realistic(mode: str, head_dim: int) -> None:
     kw = {"window": T // 8} if mode == "bias_window" else {}
     got = forward_and_grads(api.attention, inp, impl="triton", **kw)
     ref_in = {n: (t.float() if t is not None else None) for n, t in inp.items()}
-    want = forward_and_grads(api.dense_attention_reference, ref_in, **kw)
+    want = forward_and_grads(reference_attention, ref_in, **kw)
     for name, a, b in zip(["o", "dq", "dk", "dv", "dbias"], got, want, strict=False):
         assert rel_err(a.float(), b) < 3e-2, (name, rel_err(a.float(), b))
 

@@ -1,4 +1,6 @@
-"""CDMoE retrieval kernels: product-key top-k vs brute force, expert_mix vs a dense loop."""
+"""CDMoE retrieval kernels: product-key top-k, the reference (every expert scored) against the
+rule written out and the pruned torch_fast search against the reference; expert_mix against a
+dense loop."""
 
 from __future__ import annotations
 
@@ -7,25 +9,30 @@ import torch
 import torch.nn.functional as F
 
 from wm_bench.kernels.cdmoe import ACTIVATIONS, expert_mix, product_key_topk
+from wm_bench.testing import assert_close
 
 ACT = {"silu": F.silu, "gelu": F.gelu, "relu": F.relu, "identity": lambda h: h}
 
 
-def rel_rms(a: torch.Tensor, b: torch.Tensor) -> float:
-    assert not torch.isnan(a).any() and not torch.isnan(b).any()
-    return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
+def reference_topk(q, sub_keys, k):
+    return product_key_topk(q, sub_keys, k, impl="reference")
 
 
-def brute_force_topk(q, sub_keys, k):
-    """All N = n² sums; stable descending sort, so equal scores keep the lower expert id first."""
+def fast_topk(q, sub_keys, k):
+    return product_key_topk(q, sub_keys, k, impl="torch_fast")
+
+
+def python_topk(q, sub_keys, k):
+    """The rule written out, one (token, head) at a time: ids sorted by (−score, id)."""
     n, half = sub_keys.shape[2], q.shape[-1] // 2
-    s1 = torch.einsum("mhr,hnr->mhn", q[..., :half], sub_keys[:, 0])
-    s2 = torch.einsum("mhr,hnr->mhn", q[..., half:], sub_keys[:, 1])
-    full = (s1[..., :, None] + s2[..., None, :]).flatten(-2)  # [M, He, n²], e = i·n + j
-    _, order = torch.sort(full.detach(), dim=-1, descending=True, stable=True)
-    indices = order[..., :k]
-    assert full.shape[-1] == n * n
-    return full.gather(-1, indices), indices
+    indices = torch.empty(q.shape[0], q.shape[1], k, dtype=torch.int64)
+    for m in range(q.shape[0]):
+        for h in range(q.shape[1]):
+            s1 = [float(q[m, h, :half] @ sub_keys[h, 0, i]) for i in range(n)]
+            s2 = [float(q[m, h, half:] @ sub_keys[h, 1, j]) for j in range(n)]
+            ids = sorted(range(n * n), key=lambda e: (-(s1[e // n] + s2[e % n]), e))
+            indices[m, h] = torch.tensor(ids[:k])
+    return indices
 
 
 def random_inputs(m, he, r, n, dtype=torch.float64, seed=0):
@@ -46,27 +53,33 @@ def random_inputs(m, he, r, n, dtype=torch.float64, seed=0):
         (1, 1, 2, 64, 64),  # N = 4096, k = n
     ],
 )
-def test_product_key_topk_matches_brute_force(m, he, r, n, k):
+def test_fast_product_key_topk_matches_the_reference(m, he, r, n, k):
     q, keys = random_inputs(m, he, r, n)
-    scores, indices = product_key_topk(q, keys, k)
-    ref_scores, ref_indices = brute_force_topk(q, keys, k)
+    scores, indices = fast_topk(q, keys, k)
+    ref_scores, ref_indices = reference_topk(q, keys, k)
     assert scores.shape == indices.shape == (m, he, k)
     assert indices.dtype == torch.int64
     assert torch.equal(indices, ref_indices)
-    assert rel_rms(scores, ref_scores) < 1e-12
+    assert_close(scores, ref_scores, "exact64")
     assert (scores[..., :-1] >= scores[..., 1:]).all()
 
 
+@pytest.mark.parametrize(("n", "k"), [(4, 3), (4, 16), (6, 7)])
+def test_reference_product_key_topk_follows_the_rule_written_out(n, k):
+    q, keys = random_inputs(3, 2, 4, n, seed=n + k)
+    assert torch.equal(reference_topk(q, keys, k)[1], python_topk(q.detach(), keys.detach(), k))
+
+
 @pytest.mark.parametrize(("n", "k"), [(4, 3), (8, 20), (64, 12)])
-def test_product_key_topk_gradients_match_brute_force(n, k):
+def test_fast_product_key_topk_gradients_match_the_reference(n, k):
     q, keys = random_inputs(6, 2, 4, n, seed=1)
     cot = torch.randn(6, 2, k, dtype=torch.float64)
-    scores, _ = product_key_topk(q, keys, k)
+    scores, _ = fast_topk(q, keys, k)
     gq, gk = torch.autograd.grad(scores, (q, keys), cot)
-    ref_scores, _ = brute_force_topk(q, keys, k)
+    ref_scores, _ = reference_topk(q, keys, k)
     rq, rk = torch.autograd.grad(ref_scores, (q, keys), cot)
-    assert rel_rms(gq, rq) < 1e-12
-    assert rel_rms(gk, rk) < 1e-12
+    assert_close(gq, rq, "exact64", what="dq")
+    assert_close(gk, rk, "exact64", floor=1.0, what="dsub_keys")  # unselected rows: exactly 0
 
 
 @pytest.mark.parametrize("k", [1, 5, 9, 25])
@@ -74,16 +87,18 @@ def test_product_key_topk_breaks_ties_by_lowest_expert_id(k):
     g = torch.Generator().manual_seed(2)
     q = torch.randint(-1, 2, (20, 2, 4), generator=g).double()  # many exact ties
     keys = torch.randint(-1, 2, (2, 2, 5, 2), generator=g).double()
-    scores, indices = product_key_topk(q, keys, k)
-    ref_scores, ref_indices = brute_force_topk(q, keys, k)
+    scores, indices = fast_topk(q, keys, k)
+    ref_scores, ref_indices = reference_topk(q, keys, k)
     assert torch.equal(indices, ref_indices)
     assert torch.equal(scores, ref_scores)
+    assert torch.equal(indices[:4], python_topk(q[:4], keys, k))
 
 
-def test_product_key_topk_is_deterministic_and_keeps_fp32_scores_for_bf16():
+@pytest.mark.parametrize("impl", ["reference", "torch_fast"])
+def test_product_key_topk_is_deterministic_and_keeps_fp32_scores_for_bf16(impl):
     q, keys = random_inputs(8, 2, 8, 8, dtype=torch.float32, seed=3)
-    s_a, i_a = product_key_topk(q.bfloat16(), keys.bfloat16(), 6)
-    s_b, i_b = product_key_topk(q.bfloat16(), keys.bfloat16(), 6)
+    s_a, i_a = product_key_topk(q.bfloat16(), keys.bfloat16(), 6, impl=impl)
+    s_b, i_b = product_key_topk(q.bfloat16(), keys.bfloat16(), 6, impl=impl)
     assert s_a.dtype == torch.float32
     assert torch.equal(i_a, i_b) and torch.equal(s_a, s_b)
 
@@ -114,12 +129,12 @@ def test_expert_mix_matches_dense_loop_forward_and_gradients(activation):
     y = expert_mix(x, down, up, indices, gates, activation=activation)
     ref = dense_loop_mix(x, down, up, indices, gates, activation)
     assert y.shape == (m, d)
-    assert rel_rms(y, ref) < 1e-12
+    assert_close(y, ref, "exact64")
     cot = torch.randn(m, d, generator=g, dtype=torch.float64)
     grads = torch.autograd.grad(y, (x, down, up, gates), cot)
     ref_grads = torch.autograd.grad(ref, (x, down, up, gates), cot)
     for name, a, b in zip(("x", "down", "up", "gates"), grads, ref_grads):
-        assert rel_rms(a, b) < 1e-12, name
+        assert_close(a, b, "exact64", floor=1.0, what=f"d{name}")  # unused rows: exactly 0
 
 
 def test_expert_mix_computes_in_fp32_for_bf16_and_returns_x_dtype():
@@ -132,7 +147,7 @@ def test_expert_mix_computes_in_fp32_for_bf16_and_returns_x_dtype():
         x.bfloat16().float(), down.bfloat16().float(), up.bfloat16().float(), indices, gates, "silu"
     )
     assert y.dtype == torch.bfloat16
-    assert rel_rms(y.float(), ref) < 1e-2
+    assert_close(y, ref, "bf16")
 
 
 def test_product_key_topk_rejects_bad_shapes_and_k():

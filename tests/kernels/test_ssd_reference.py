@@ -1,21 +1,19 @@
-"""SSD reference: chunked ≡ recurrent ≡ stepped, forward and every gradient, RoPE on B/C."""
+"""SSD: reference chunked ≡ recurrent ≡ stepped, forward and every gradient, RoPE on B/C; the
+torch_fast chunked scan ≡ the reference chunked scan."""
 
 from __future__ import annotations
+
+from functools import partial
 
 import pytest
 import torch
 
 from wm_bench.kernels.rope import apply_rope, rope_cos_sin
 from wm_bench.kernels.ssd import chunk_ssd, recurrent_ssd, ssd_step
+from wm_bench.testing import assert_close
 
 # (H, P, G, N): Mamba-2 shared B/C (G = 1), grouped (G = 2), Cheems per-head (G = H, N = P).
 LAYOUTS = {"shared": (3, 4, 1, 8), "grouped": (4, 3, 2, 5), "per_head": (3, 4, 3, 4)}
-
-
-def rel_rms(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Relative RMS error of a against b (NaN never passes a `<` check)."""
-    a, b = a.double(), b.double()
-    return ((a - b).pow(2).mean().sqrt() / b.pow(2).mean().sqrt().clamp_min(1e-30)).item()
 
 
 def make_inputs(
@@ -61,16 +59,16 @@ def test_chunked_ssd_matches_recurrent(chunk_size, T, with_d, with_init, layout)
     inp = make_inputs(T, layout, with_d=with_d, with_init=with_init, seed=T * 7 + chunk_size)
     (y_c, s_c), (y_r, s_r) = run_both(inp, chunk_size)
     assert y_c.shape == inp["x"].shape and y_c.dtype == torch.float64
-    assert rel_rms(y_c, y_r) < 1e-12
-    assert rel_rms(s_c, s_r) < 1e-12
+    assert_close(y_c, y_r, "exact64")
+    assert_close(s_c, s_r, "exact64")
 
 
 def test_chunked_ssd_matches_recurrent_in_fp32():
     inp = make_inputs(45, "grouped", dtype=torch.float32, seed=3)
     (y_c, s_c), (y_r, s_r) = run_both(inp, 16)
     assert y_c.dtype == torch.float32 and s_c.dtype == torch.float32
-    assert rel_rms(y_c, y_r) < 1e-5
-    assert rel_rms(s_c, s_r) < 1e-5
+    assert_close(y_c, y_r, "fp32")
+    assert_close(s_c, s_r, "fp32")
 
 
 def test_final_state_is_none_unless_requested():
@@ -100,7 +98,7 @@ def grads(fn, inp: dict, gy: torch.Tensor, gs: torch.Tensor) -> list[torch.Tenso
 
 
 @pytest.mark.parametrize(
-    ("dtype", "tol"), [(torch.float64, 1e-10), (torch.float32, 1e-4)], ids=["fp64", "fp32"]
+    ("dtype", "tol"), [(torch.float64, "fp64"), (torch.float32, 1e-4)], ids=["fp64", "fp32"]
 )
 @pytest.mark.parametrize(("T", "chunk_size"), [(1, 4), (17, 8), (33, 16)])
 @pytest.mark.parametrize("layout", list(LAYOUTS))
@@ -113,7 +111,7 @@ def test_chunked_ssd_gradients_match_recurrent(layout, T, chunk_size, dtype, tol
     chunked = grads(lambda *a, **k: chunk_ssd(*a, chunk_size=chunk_size, **k), inp, gy, gs)
     recurrent = grads(recurrent_ssd, inp, gy, gs)
     for name, a, b in zip(GRAD_NAMES, chunked, recurrent):
-        assert rel_rms(a, b) < tol, f"d{name}: rel RMS {rel_rms(a, b):.2e}"
+        assert_close(a, b, tol, what=f"d{name}")
 
 
 def test_chunked_ssd_passes_gradcheck():
@@ -128,8 +126,52 @@ def test_chunked_ssd_passes_gradcheck():
     assert torch.autograd.gradcheck(fn, leaves, eps=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize(("dtype", "tol"), [(torch.float64, "exact64"), (torch.float32, "fp32")])
+@pytest.mark.parametrize(("T", "chunk_size"), [(1, 4), (17, 8), (40, 16)])
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_fast_chunked_ssd_matches_the_reference_forward_and_gradients(
+    layout, T, chunk_size, dtype, tol
+):
+    inp = make_inputs(T, layout, dtype=dtype, seed=21 + T)
+    H, P, _, N = LAYOUTS[layout]
+    g = torch.Generator().manual_seed(7)
+    gy = torch.randn(2, T, H, P, generator=g, dtype=torch.float64).to(dtype)
+    gs = torch.randn(2, H, P, N, generator=g, dtype=torch.float64).to(dtype)
+    args = (inp["x"], inp["dt"], inp["A"], inp["B"], inp["C"])
+    kw = {"D": inp["D"], "initial_state": inp["initial_state"], "return_final_state": True}
+    runs = {}
+    for impl in ("torch_fast", "reference"):
+        y, s = chunk_ssd(*args, chunk_size=chunk_size, impl=impl, **kw)
+        run = partial(chunk_ssd, chunk_size=chunk_size, impl=impl)
+        runs[impl] = [y, s, *grads(run, inp, gy, gs)]
+    for name, a, b in zip(("y", "final_state", *GRAD_NAMES), runs["torch_fast"], runs["reference"]):
+        assert_close(a, b, tol, what=name)
+
+
+def test_fast_chunked_ssd_passes_gradcheck():
+    inp = make_inputs(5, (4, 2, 2, 2), batch=1, seed=5)  # (H, P, G, N): tiny, grouped
+
+    def fn(x, dt, A, B, C, D, s0):
+        return chunk_ssd(
+            x,
+            dt,
+            A,
+            B,
+            C,
+            chunk_size=2,
+            D=D,
+            initial_state=s0,
+            return_final_state=True,
+            impl="torch_fast",
+        )
+
+    leaves = [inp[k].detach().clone().requires_grad_(True) for k in GRAD_NAMES]
+    assert torch.autograd.gradcheck(fn, leaves, eps=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("impl", ["reference", "torch_fast"])
 @pytest.mark.parametrize("dt_value", [50.0, None], ids=["dt=50", "dt=mixed"])
-def test_chunked_ssd_is_finite_for_large_dt_and_long_T(dt_value):
+def test_chunked_ssd_is_finite_for_large_dt_and_long_T(dt_value, impl):
     T = 2048
     inp = make_inputs(T, "per_head", batch=1, dtype=torch.float32, with_init=False, seed=1)
     if dt_value is None:  # huge and tiny steps interleaved: decays from 1 down to exp(-800)
@@ -141,9 +183,15 @@ def test_chunked_ssd_is_finite_for_large_dt_and_long_T(dt_value):
     inp["A"] = torch.tensor([-1.0, -4.0, -16.0])
     leaves = {k: v.clone().requires_grad_(True) for k, v in inp.items() if v is not None}
     y, s = chunk_ssd(
-        leaves["x"], leaves["dt"], leaves["A"], leaves["B"], leaves["C"], D=leaves["D"],
+        leaves["x"],
+        leaves["dt"],
+        leaves["A"],
+        leaves["B"],
+        leaves["C"],
+        D=leaves["D"],
         return_final_state=True,
-    )  # fmt: skip
+        impl=impl,
+    )
     assert torch.isfinite(y).all() and torch.isfinite(s).all()
     g = torch.Generator().manual_seed(3)
     loss = (y * torch.randn(y.shape, generator=g)).sum() + (
@@ -155,7 +203,8 @@ def test_chunked_ssd_is_finite_for_large_dt_and_long_T(dt_value):
     y_r, s_r = recurrent_ssd(
         inp["x"], inp["dt"], inp["A"], inp["B"], inp["C"], D=inp["D"], return_final_state=True
     )
-    assert rel_rms(y.detach(), y_r) < 1e-5 and rel_rms(s.detach(), s_r) < 1e-5
+    assert_close(y.detach(), y_r, "fp32")
+    assert_close(s.detach(), s_r, "fp32")
 
 
 def test_bf16_inputs_give_bf16_output_and_fp32_state():
@@ -164,24 +213,32 @@ def test_bf16_inputs_give_bf16_output_and_fp32_state():
     assert y.dtype == torch.bfloat16 and s.dtype == torch.float32
     up = {k: (v.float() if v is not None else None) for k, v in inp.items()}
     (y32, s32), _ = run_both(up, 8)
-    assert rel_rms(y, y32) < 1e-2 and rel_rms(s, s32) < 1e-5
+    assert_close(y, y32, "bf16")
+    assert_close(s, s32, "fp32")
 
 
 def test_iterated_ssd_step_matches_chunked():
     T = 13
     inp = make_inputs(T, "grouped", seed=8)
     y_c, s_c = chunk_ssd(
-        inp["x"], inp["dt"], inp["A"], inp["B"], inp["C"], chunk_size=4, D=inp["D"],
-        initial_state=inp["initial_state"], return_final_state=True,
-    )  # fmt: skip
+        inp["x"],
+        inp["dt"],
+        inp["A"],
+        inp["B"],
+        inp["C"],
+        chunk_size=4,
+        D=inp["D"],
+        initial_state=inp["initial_state"],
+        return_final_state=True,
+    )
     s = inp["initial_state"]
     ys = []
     for t in range(T):
         x_t, dt_t = inp["x"][:, t], inp["dt"][:, t]
         y_t, s = ssd_step(x_t, dt_t, inp["A"], inp["B"][:, t], inp["C"][:, t], s, D=inp["D"])
         ys.append(y_t)
-    assert rel_rms(torch.stack(ys, dim=1), y_c) < 1e-12
-    assert rel_rms(s, s_c) < 1e-12
+    assert_close(torch.stack(ys, dim=1), y_c, "exact64")
+    assert_close(s, s_c, "exact64")
 
 
 def rope_bc(inp: dict, offset: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -195,7 +252,8 @@ def test_chunked_ssd_with_rope_on_bc_matches_recurrent(layout):
     inp = make_inputs(21, layout, seed=12)
     inp["B"], inp["C"] = rope_bc(inp, offset=0)
     (y_c, s_c), (y_r, s_r) = run_both(inp, 8)
-    assert rel_rms(y_c, y_r) < 1e-12 and rel_rms(s_c, s_r) < 1e-12
+    assert_close(y_c, y_r, "exact64")
+    assert_close(s_c, s_r, "exact64")
 
 
 def test_ssd_with_rope_depends_only_on_relative_position():
@@ -203,7 +261,7 @@ def test_ssd_with_rope_depends_only_on_relative_position():
     args = (inp["x"], inp["dt"], inp["A"])
     y0, _ = chunk_ssd(*args, *rope_bc(inp, offset=0), chunk_size=8, D=inp["D"])
     y1, _ = chunk_ssd(*args, *rope_bc(inp, offset=1000), chunk_size=8, D=inp["D"])
-    assert rel_rms(y1, y0) < 1e-6  # tables are fp32: the tolerance is the table rounding
+    assert_close(y1, y0, "fp32")  # tables are fp32: the tolerance is the table rounding
 
 
 def test_ssd_step_with_rope_decodes_like_chunked():
@@ -217,7 +275,7 @@ def test_ssd_step_with_rope_decodes_like_chunked():
         b_t = apply_rope(inp["B"][:, t : t + 1], cos, sin)[:, 0]
         c_t = apply_rope(inp["C"][:, t : t + 1], cos, sin)[:, 0]
         y_t, s = ssd_step(inp["x"][:, t], inp["dt"][:, t], inp["A"], b_t, c_t, s, D=inp["D"])
-        assert rel_rms(y_t, y_c[:, t]) < 1e-6
+        assert_close(y_t, y_c[:, t], "fp32")
 
 
 def test_ssd_rejects_bad_inputs_naming_the_value():

@@ -9,7 +9,7 @@ from typing import Literal
 
 import torch
 
-Impl = Literal["reference", "triton"]
+Impl = Literal["reference", "torch_fast", "triton"]
 # What a layer's `impl=` accepts (one tuple for every layer): "auto" picks per op and device
 # (resolve_impl); an explicit choice must exist for every op the layer runs.
 LAYER_IMPLS: tuple[str, ...] = ("auto", "reference", "torch_fast", "triton")
@@ -25,13 +25,26 @@ def check_impl(impl: str, available: tuple[str, ...], op: str) -> str:
 
 
 def resolve_impl(impl: str, device: torch.device, available: tuple[str, ...], op: str) -> str:
-    """Resolve a layer's impl: 'auto' → 'triton' on CUDA when the op has one, else 'reference'.
+    """Resolve a layer's impl for one op on one device.
 
-    Explicit choices are checked, never switched: asking for 'triton' on an op without it raises.
+    'auto' → 'triton' on CUDA when the op has it, else 'torch_fast' when the op has it, else
+    'reference'. Explicit choices are checked, never switched: asking for an impl the op lacks
+    raises ValueError naming the valid ones.
     """
     if impl == "auto":
-        return "triton" if device.type == "cuda" and "triton" in available else "reference"
+        if device.type == "cuda" and "triton" in available:
+            return "triton"
+        return "torch_fast" if "torch_fast" in available else "reference"
     return check_impl(impl, available, op)
+
+
+def compute_dtype(*tensors: torch.Tensor | None) -> torch.dtype:
+    """fp32, or fp64 when any input is fp64: kernel math never runs below fp32."""
+    dtype = torch.float32
+    for t in tensors:
+        if t is not None:
+            dtype = torch.promote_types(dtype, t.dtype)
+    return dtype
 
 
 def interpreting() -> bool:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from torch import Tensor
 
 from wm_bench.kernels._impl import Impl, check_impl, check_triton_device, has_triton
-from wm_bench.kernels.attention import reference as ref
-from wm_bench.kernels.attention.reference import TieBreak
+from wm_bench.kernels.attention import last_row, reference, torch_fast
+from wm_bench.kernels.attention.last_row import TieBreak
 
-AVAILABLE: tuple[str, ...] = ("reference", "triton") if has_triton() else ("reference",)
+AVAILABLE: tuple[str, ...] = ("reference", "torch_fast") + (("triton",) if has_triton() else ())
 TIE_BREAKS: tuple[str, ...] = ("smaller_index", "larger_index")
 
 
@@ -35,7 +35,7 @@ def _check_inputs(
     scale: float | None,
     tie_break: str,
 ) -> None:
-    """Validate shapes, dtypes and switches shared by `attention` and the dense reference."""
+    """Validate shapes, dtypes and switches of `attention`."""
     for name, t in (("q", q), ("k", k), ("v", v), ("key_bias", key_bias)):
         if t is not None and not t.is_floating_point():
             raise ValueError(f"{op}: {name} must be a floating-point tensor, got dtype={t.dtype}")
@@ -112,8 +112,10 @@ def attention(
             (needs key_bias and causal). The selection itself is not differentiated.
         scale: score scale, default 1/sqrt(K).
         tie_break: among equal biases "smaller_index" or "larger_index" is kept first.
-        impl: "reference" (SDPA-based, any device) or "triton" (flash-style kernels: CUDA, or
-            CPU under TRITON_INTERPRET=1; head widths ≤ 256; fp16/bf16/fp32).
+        impl: "reference" (the definition: a dense T×S masked softmax from the direct rank
+            rule), "torch_fast" (SDPA, the window as one last row per key: the CPU training
+            path, any device) or "triton" (flash-style kernels: CUDA, or CPU under
+            TRITON_INTERPRET=1; head widths ≤ 256; fp16/bf16/fp32).
     Returns:
         o: [B, T, H, V], q's dtype.
     """
@@ -121,34 +123,10 @@ def attention(
     _check_inputs("attention", q, k, v, causal, key_bias, window, scale, tie_break)
     if impl == "triton":
         check_triton_device(q, "attention")
-        from wm_bench.kernels.attention.triton import attention_triton
-
-        return attention_triton(
-            q, k, v, causal=causal, key_bias=key_bias, window=window, scale=scale,
-            tie_break=tie_break,
-        )  # fmt: skip
-    return ref.attention(
-        q, k, v, causal=causal, key_bias=key_bias, window=window, scale=scale, tie_break=tie_break
-    )
-
-
-def dense_attention_reference(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    *,
-    causal: bool = True,
-    key_bias: Tensor | None = None,
-    window: int | None = None,
-    scale: float | None = None,
-    tie_break: TieBreak = "smaller_index",
-) -> Tensor:
-    """Ground truth for tests: a direct T×S masked softmax in fp32 from the direct rank rule.
-
-    Args/Returns: as `attention` (no impl). O(S²) memory per (batch, head) for the window mask.
-    """
-    _check_inputs("dense_attention_reference", q, k, v, causal, key_bias, window, scale, tie_break)
-    return ref.dense_attention_reference(
+        from wm_bench.kernels.attention.triton import attention_triton as run
+    else:
+        run = torch_fast.attention if impl == "torch_fast" else reference.attention
+    return run(
         q, k, v, causal=causal, key_bias=key_bias, window=window, scale=scale, tie_break=tie_break
     )
 
@@ -185,4 +163,4 @@ def window_last_row(
     S = key_bias.shape[-1]
     if isinstance(q_offset, bool) or not isinstance(q_offset, int) or not 0 <= q_offset < max(S, 1):
         raise ValueError(f"{op}: q_offset={q_offset!r}, expected an int in [0, S={S})")
-    return ref.window_last_row(key_bias, window, tie_break=tie_break, q_offset=q_offset)
+    return last_row.window_last_row(key_bias, window, tie_break=tie_break, q_offset=q_offset)

@@ -82,7 +82,7 @@ def window_last_row_triton(
 ) -> Tensor:
     """Per key, the last row (key coordinates) that keeps it: [B, H, S] int32 (see module doc).
 
-    Same contract as `reference.window_last_row` with q_offset = 0 (int32 here, rows in key
+    Same contract as `last_row.window_last_row` with q_offset = 0 (int32 here, rows in key
     coordinates). Like every Triton path it does not import the reference it is tested against.
     """
     Bsz, H, S = key_bias.shape

@@ -5,14 +5,15 @@ from __future__ import annotations
 from torch import Tensor
 
 from wm_bench.kernels._impl import check_impl, check_triton_device, has_triton
-from wm_bench.kernels.cdmoe import reference
+from wm_bench.kernels.cdmoe import reference, torch_fast
 from wm_bench.kernels.cdmoe.reference import ACTIVATIONS
 
-# Implementations each op has today; layers pass these to `resolve_impl`.
-_AVAILABLE: tuple[str, ...] = ("reference", "triton") if has_triton() else ("reference",)
+# Implementations each op has today; layers pass these to `resolve_impl`. expert_mix has no CPU
+# fast path: its reference (two gathers, one EmbeddingBag) is what the CPU runs.
+_TRITON: tuple[str, ...] = ("triton",) if has_triton() else ()
 IMPLS: dict[str, tuple[str, ...]] = {
-    "product_key_topk": _AVAILABLE,
-    "expert_mix": _AVAILABLE,
+    "product_key_topk": ("reference", "torch_fast", *_TRITON),
+    "expert_mix": ("reference", *_TRITON),
 }
 
 
@@ -50,9 +51,11 @@ def product_key_topk(
         q: [M, He, R] float queries, R even; the first R/2 channels meet set 1, the rest set 2.
         sub_keys: [He, 2, n, R/2] float sub-keys; N = n² experts.
         k: experts per (token, head), 1 ≤ k ≤ N.
-        impl: "reference" (kk² candidates, any device, fp64 too) or "triton" (half scores by
-            torch matmuls, then one kernel ranks only the ~k·ln k candidate pairs that can win;
-            CUDA, or CPU under TRITON_INTERPRET=1; fp16/bf16/fp32).
+        impl: "reference" (every one of the n² experts scored and sorted: the definition),
+            "torch_fast" (only the ~k·ln k candidate pairs that can win are ranked: the CPU
+            path, any device, fp64 too) or "triton" (half scores by torch matmuls, then one
+            kernel ranks the candidate pairs; CUDA, or CPU under TRITON_INTERPRET=1;
+            fp16/bf16/fp32).
     Returns:
         scores [M, He, k] (fp32 for half inputs, else q's dtype), sorted descending, differentiable
         w.r.t. q and sub_keys; indices [M, He, k] int64 in [0, N). Equal scores order by lower id.
@@ -62,10 +65,10 @@ def product_key_topk(
     _check_product_key_inputs(q, sub_keys, k)
     if impl == "triton":
         check_triton_device(q, op)
-        from wm_bench.kernels.cdmoe.triton_topk import product_key_topk_triton
-
-        return product_key_topk_triton(q, sub_keys, k)
-    return reference.product_key_topk(q, sub_keys, k)
+        from wm_bench.kernels.cdmoe.triton_topk import product_key_topk_triton as run
+    else:
+        run = torch_fast.product_key_topk if impl == "torch_fast" else reference.product_key_topk
+    return run(q, sub_keys, k)
 
 
 def _check_expert_mix_inputs(
@@ -123,9 +126,8 @@ def expert_mix(
     op = "cdmoe.expert_mix"
     check_impl(impl, IMPLS["expert_mix"], op)
     _check_expert_mix_inputs(x, down, up, indices, gates, activation)
+    run = reference.expert_mix
     if impl == "triton":
         check_triton_device(x, op)
-        from wm_bench.kernels.cdmoe.triton_mix import expert_mix_triton
-
-        return expert_mix_triton(x, down, up, indices, gates, activation)
-    return reference.expert_mix(x, down, up, indices, gates, activation)
+        from wm_bench.kernels.cdmoe.triton_mix import expert_mix_triton as run
+    return run(x, down, up, indices, gates, activation)

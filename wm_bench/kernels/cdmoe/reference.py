@@ -1,16 +1,18 @@
 """CDMoE retrieval spec: product-key top-k (Lample 2019, 1907.05242) + expert mix (2412.11834)."""
 
-# Readable PyTorch, no triton. Math runs in fp32 (fp64 inputs stay fp64). Inputs are assumed
-# valid: `api.py` checks them. Single-neuron experts as in PEER (He 2024, arXiv 2407.04153).
+# Readable PyTorch, no triton, plain autograd. Math runs in fp32 (fp64 inputs stay fp64). Inputs
+# are assumed valid: `api.py` checks them. Single-neuron experts as in PEER (He 2024, arXiv
+# 2407.04153). The CPU fast path of the top-k (candidate pruning) is in `torch_fast.py`.
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from wm_bench.kernels._impl import compute_dtype
 
 ACTIVATIONS: tuple[str, ...] = ("silu", "gelu", "relu", "identity")
 
@@ -20,11 +22,6 @@ _ACTIVATION_FNS: dict[str, Callable[[Tensor], Tensor]] = {
     "relu": F.relu,
     "identity": lambda h: h,
 }
-
-
-def math_dtype(t: Tensor) -> torch.dtype:
-    """The dtype the reference computes in: fp32 for half types, else the input's own."""
-    return torch.promote_types(t.dtype, torch.float32)
 
 
 def stable_topk(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -40,40 +37,35 @@ def stable_topk(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
     return values[..., :k], positions[..., :k]
 
 
-@lru_cache(maxsize=64)
-def _pairs_cpu(kk: int, k: int) -> tuple[Tensor, Tensor]:
-    a = torch.arange(kk)[:, None]
-    b = torch.arange(kk)[None, :]
-    keep = (a + 1) * (b + 1) <= k
-    rows, cols = keep.nonzero(as_tuple=True)
-    return rows, cols
+def half_scores(q: Tensor, sub_keys: Tensor) -> tuple[Tensor, Tensor]:
+    """Scores of each query half against its own sub-key set, in the math dtype.
 
-
-def candidate_pairs(kk: int, k: int, device: torch.device) -> tuple[Tensor, Tensor]:
-    """Sorted positions (a, b) of the candidates that can be among the top k of t1[a] + t2[b].
-
-    t1, t2 are sorted descending with ties in ascending row order. Every pair (a', b') with
-    a' ≤ a and b' ≤ b has t1[a'] + t2[b'] ≥ t1[a] + t2[b]; when the sums are equal, the ties
-    inside each half put the dominating pair's rows first, so its expert id i·n + j is the lower
-    one. So (a, b) is outranked by the (a+1)(b+1) − 1 pairs it is dominated by, and can be in the
-    top k only if (a+1)(b+1) ≤ k. That leaves Σ_a ⌊k/(a+1)⌋ ≈ k·ln k pairs out of kk².
-
+    Args:
+        q: [M, He, R] float queries, R even.
+        sub_keys: [He, 2, n, R/2] float sub-keys (set 1 then set 2).
     Returns:
-        (a, b): [P] int64 each, on `device`, in row-major order.
+        s1, s2: [M, He, n] each: s1_i = q[..., :R/2]·K[h, 0, i], s2_j = q[..., R/2:]·K[h, 1, j].
     """
-    a, b = _pairs_cpu(kk, k)
-    return a.to(device), b.to(device)
+    half = q.shape[-1] // 2
+    dtype = compute_dtype(q)
+    qf, kf = q.to(dtype), sub_keys.to(dtype)
+    s1 = torch.einsum("mhr,hnr->mhn", qf[..., :half], kf[:, 0])  # [M, He, n]
+    s2 = torch.einsum("mhr,hnr->mhn", qf[..., half:], kf[:, 1])  # [M, He, n]
+    return s1, s2
+
+
+def gather_scores(s1: Tensor, s2: Tensor, indices: Tensor) -> Tensor:
+    """Differentiable scores s1_i + s2_j of experts e = i·n + j: [M, He, k] from [M, He, n] each."""
+    n = s1.shape[-1]
+    return s1.gather(-1, indices // n) + s2.gather(-1, indices % n)
 
 
 def product_key_topk(q: Tensor, sub_keys: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """Exact top-k experts over all n² product-key sums, from k² candidates.
+    """Top-k experts over all N = n² product-key sums, by brute force.
 
-    Expert e = i·n + j scores s1_i + s2_j, with s1 = q[..., :R/2]·K[h, 0, i] and
-    s2 = q[..., R/2:]·K[h, 1, j]. Any expert of the top k uses a row i among the top k of s1 and a
-    row j among the top k of s2, so the top-min(k, n) per half and their sums give the exact
-    answer (when k > n, kk = n), and of those kk² sums only the ≈ k·ln k pairs of
-    `candidate_pairs` can win. Ties are broken by the lower expert id, at every step, which keeps
-    both shortcuts exact also with ties.
+    Expert e = i·n + j scores s1_i + s2_j. Every expert is scored and sorted; ties go to the
+    lower expert id. O(M·He·n²) memory: the definition the pruned search of `torch_fast` and the
+    Triton kernel are tested against.
 
     Args:
         q: [M, He, R] float queries, R even.
@@ -83,36 +75,18 @@ def product_key_topk(q: Tensor, sub_keys: Tensor, k: int) -> tuple[Tensor, Tenso
         scores [M, He, k] in the math dtype (fp32 for half inputs), sorted descending,
         differentiable w.r.t. q and sub_keys; indices [M, He, k] int64 in [0, n²).
     """
-    n = sub_keys.shape[2]
-    half = q.shape[-1] // 2
-    dtype = math_dtype(q)
-    qf, kf = q.to(dtype), sub_keys.to(dtype)
-
     # 1. Half scores.
-    s1 = torch.einsum("mhr,hnr->mhn", qf[..., :half], kf[:, 0])  # [M, He, n]
-    s2 = torch.einsum("mhr,hnr->mhn", qf[..., half:], kf[:, 1])  # [M, He, n]
+    s1, s2 = half_scores(q, sub_keys)  # [M, He, n] each
 
-    # 2. Top-kk rows per half; selection only, so no graph is kept.
-    kk = min(k, n)
-    t1, i1 = stable_topk(s1.detach(), kk)  # [M, He, kk]
-    t2, i2 = stable_topk(s2.detach(), kk)  # [M, He, kk]
+    # 2. Every expert's score, flattened so that position e = i·n + j is the expert id.
+    full = (s1[..., :, None] + s2[..., None, :]).flatten(-2)  # [M, He, n²]
 
-    # 3. Candidate sums and their expert ids, reordered by ascending id so that the stable sort
-    #    of step 4 breaks ties by the lower id. Only pairs of sorted positions (a, b) with
-    #    (a+1)(b+1) ≤ k can make the top k (see `candidate_pairs`): about k·ln k, not kk².
-    a, b = candidate_pairs(kk, k, q.device)  # [P] each
-    ids = i1[..., a] * n + i2[..., b]  # [M, He, P]
-    cand = t1[..., a] + t2[..., b]  # [M, He, P]
-    ids, by_id = ids.sort(dim=-1)
-    cand = cand.gather(-1, by_id)
+    # 3. The top k; the stable sort keeps the lower id first among equal scores. Selection
+    #    only, so no graph is kept.
+    _, indices = stable_topk(full.detach(), k)  # [M, He, k]
 
-    # 4. Top-k candidates.
-    _, pos = stable_topk(cand, k)  # [M, He, k]
-    indices = ids.gather(-1, pos)  # [M, He, k]
-
-    # 5. Differentiable scores by plain gathers (bitwise equal to the candidate sums).
-    scores = s1.gather(-1, indices // n) + s2.gather(-1, indices % n)  # [M, He, k]
-    return scores, indices
+    # 4. Differentiable scores by plain gathers.
+    return gather_scores(s1, s2, indices), indices
 
 
 def expert_mix(
@@ -138,7 +112,7 @@ def expert_mix(
     Returns:
         y [M, D] in x's dtype.
     """
-    dtype = math_dtype(x)
+    dtype = compute_dtype(x)
     act = _ACTIVATION_FNS[activation]
 
     # 1. Neuron pre-activations h[m, j] = x_m · u_{e_mj}.

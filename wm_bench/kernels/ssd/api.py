@@ -6,9 +6,10 @@ from torch import Tensor
 
 from wm_bench.kernels._impl import Impl, check_impl, check_triton_device, has_triton
 from wm_bench.kernels.ssd import reference as ref
+from wm_bench.kernels.ssd import torch_fast
 
-AVAILABLE: tuple[str, ...] = ("reference", "triton") if has_triton() else ("reference",)
-# recurrent_ssd and ssd_step have no Triton form: they reject impl="triton" by name.
+AVAILABLE: tuple[str, ...] = ("reference", "torch_fast") + (("triton",) if has_triton() else ())
+# recurrent_ssd and ssd_step have one form (the reference): they reject other impls by name.
 RECURRENT_AVAILABLE: tuple[str, ...] = ("reference",)
 STEP_AVAILABLE: tuple[str, ...] = ("reference",)
 
@@ -97,8 +98,10 @@ def chunk_ssd(
         D: [H] skip weights (y += D[h] x) or None.
         initial_state: [B, H, P, N] or None (zeros).
         return_final_state: return S_T instead of None.
-        impl: "reference", or "triton" (CUDA tensors, or any device under TRITON_INTERPRET=1;
-            fp32/bf16/fp16 inputs, chunk_size in 16..256 a power of two; fp32 accumulation).
+        impl: "reference" (the readable definition, plain autograd), "torch_fast" (the same
+            forward with a hand-written backward for the decay matrix: the CPU training path), or
+            "triton" (CUDA tensors, or any device under TRITON_INTERPRET=1; fp32/bf16/fp16
+            inputs, chunk_size in 16..256 a power of two; fp32 accumulation).
     Returns:
         y: [B, T, H, P], x's dtype.
         final_state: [B, H, P, N] fp32 (fp64 for fp64 inputs), or None.
@@ -107,33 +110,15 @@ def chunk_ssd(
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_ssd: chunk_size={chunk_size!r}, expected an int >= 1")
     _check_ssd_inputs(x, dt, A, B, C, D, initial_state)
+    optional = {"D": D, "initial_state": initial_state}
     if impl == "triton":
         check_triton_device(x, "chunk_ssd")
-        tensors = {"x": x, "dt": dt, "A": A, "B": B, "C": C, "D": D, "initial_state": initial_state}
-        _check_triton_inputs(chunk_size, tensors)
-        from wm_bench.kernels.ssd.triton import chunk_ssd_triton
-
-        return chunk_ssd_triton(
-            x,
-            dt,
-            A,
-            B,
-            C,
-            chunk_size=chunk_size,
-            D=D,
-            initial_state=initial_state,
-            return_final_state=return_final_state,
-        )
-    return ref.chunk_ssd(
-        x,
-        dt,
-        A,
-        B,
-        C,
-        chunk_size=chunk_size,
-        D=D,
-        initial_state=initial_state,
-        return_final_state=return_final_state,
+        _check_triton_inputs(chunk_size, {"x": x, "dt": dt, "A": A, "B": B, "C": C, **optional})
+        from wm_bench.kernels.ssd.triton import chunk_ssd_triton as run
+    else:
+        run = torch_fast.chunk_ssd if impl == "torch_fast" else ref.chunk_ssd
+    return run(
+        x, dt, A, B, C, chunk_size=chunk_size, return_final_state=return_final_state, **optional
     )
 
 

@@ -1,59 +1,40 @@
-"""SSD reference, chunked and recurrent (Mamba-2 SSD, Dao & Gu 2024; docs/spec.md §2.2)."""
+"""SSD reference, chunked and recurrent (Mamba-2 SSD, Dao & Gu 2024; docs/spec.md §2.2).
+
+The readable definition, in the spirit of mamba's `ssd_minimal.py`: plain PyTorch, plain autograd,
+fp32 math (fp64 inputs stay fp64). `chunk_ssd` is the chunked form in four numbered steps;
+`recurrent_ssd` is a loop of `ssd_step` and is what the tests hold the chunked form to. The CPU
+speed path (a hand-written backward for the decay matrix) lives in `torch_fast.py`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
+
+from wm_bench.kernels._impl import compute_dtype
 
 
-def compute_dtype(*tensors: Tensor | None) -> torch.dtype:
-    """fp32, or fp64 when any input is fp64: the math never runs below fp32."""
-    dtype = torch.float32
-    for t in tensors:
-        if t is not None:
-            dtype = torch.promote_types(dtype, t.dtype)
-    return dtype
+def exp_segsum(a: Tensor) -> Tensor:
+    """Decay matrix L[..., i, j] = exp(Σ_{k=j+1..i} a[..., k]) for j ≤ i, exactly 0 above.
 
-
-class ExpSegsum(torch.autograd.Function):
-    """L[..., i, j] = exp(Σ_{k=j+1..i} a[..., k]) for j ≤ i, exactly 0 above the diagonal.
-
-    Forward: each entry is a direct sum of the per-step terms (mamba's stable segsum; a
-    difference of cumulative sums loses digits once the cumsum is large), so with a ≤ 0 every
-    exponent is ≤ 0; the clamp is a guard for out-of-contract inputs (a > 0) and −inf is written
-    BEFORE exp, so nothing overflows. Backward (hand-written: ~3× faster on CPU than autograd
-    through the masked cumsum, and never forms inf·0): with g = dL ∘ L,
-    da_k = Σ_{i ≥ k} Σ_{j < k} g[i, j]; the clamp is treated as the identity it is in contract.
+    Each entry is a direct sum of per-step terms (mamba's stable segsum: a difference of cumulative
+    sums loses digits once the cumsum is large). With a ≤ 0 every exponent is ≤ 0; the clamp guards
+    out-of-contract inputs (a > 0), and −inf is written before exp, so nothing overflows.
 
     Args:
         a: [..., Q] per-step log-decays (dt·A ≤ 0).
     Returns:
         [..., Q, Q] decay matrix L.
     """
-
-    @staticmethod
-    def forward(ctx, a: Tensor) -> Tensor:
-        idx = torch.arange(a.shape[-1], device=a.device)  # (arange compare: CPU tril is slow)
-        above_or_diag = idx[:, None] <= idx[None, :]  # [Q(k), Q(j)]: k ≤ j
-        above = idx[:, None] < idx[None, :]  # [Q(i), Q(j)]: i < j
-        L = (
-            a[..., :, None].expand(*a.shape, a.shape[-1]).masked_fill(above_or_diag, 0.0)
-        )  # [.., Q(k), Q(j)]
-        L.cumsum_(dim=-2)  # [..., Q(i), Q(j)]: Σ_{j<k≤i} a_k
-        L.clamp_(max=0.0).masked_fill_(above, float("-inf")).exp_()
-        ctx.save_for_backward(L)
-        return L
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_L: Tensor) -> Tensor:
-        (L,) = ctx.saved_tensors
-        idx = torch.arange(L.shape[-1], device=L.device)
-        g = grad_L * L  # [..., Q(i), Q(j)]: d/d(segment sum); 0 above the diagonal
-        before_k = g.cumsum(dim=-1).sub_(g)  # [..., Q(i), Q(k)]: Σ_{j<k} g[i, j]
-        lower = (idx[:, None] >= idx[None, :]).to(L.dtype)  # [Q(i), Q(k)]: i ≥ k
-        return torch.einsum("...ik,ik->...k", before_k, lower)  # [..., Q]: Σ_{i≥k}
+    Q = a.shape[-1]
+    idx = torch.arange(Q, device=a.device)
+    k_after_j = idx[:, None] > idx[None, :]  # [Q(k), Q(j)]: a_k counts for column j iff k > j
+    terms = a[..., :, None].expand(*a.shape, Q).masked_fill(~k_after_j, 0.0)  # [..., Q(k), Q(j)]
+    seg = terms.cumsum(dim=-2)  # [..., Q(i), Q(j)]: Σ_{j<k≤i} a_k
+    causal = idx[:, None] >= idx[None, :]  # [Q(i), Q(j)]: j ≤ i
+    return seg.clamp(max=0.0).masked_fill(~causal, float("-inf")).exp()
 
 
 def chunk_ssd(
@@ -67,6 +48,7 @@ def chunk_ssd(
     D: Tensor | None = None,
     initial_state: Tensor | None = None,
     return_final_state: bool = False,
+    decay_matrix: Callable[[Tensor], Tensor] = exp_segsum,
 ) -> tuple[Tensor, Tensor | None]:
     """Chunked SSD: intra-chunk quadratic form + inter-chunk state recurrence (docs/spec.md §2.2).
 
@@ -80,6 +62,8 @@ def chunk_ssd(
         D: [H] skip weights or None.
         initial_state: [B, H, P, N] or None (zeros).
         return_final_state: also return S_T.
+        decay_matrix: how L = exp(segsum(dt·A)) is formed; `exp_segsum` (plain autograd) here,
+            the same values with a hand-written backward in `torch_fast`.
     Returns:
         y [B, T, H, P] in x's dtype; final_state [B, H, P, N] fp32 (fp64 for fp64 inputs) or None.
     """
@@ -103,7 +87,7 @@ def chunk_ssd(
     dA = (dtc * A.to(ct).view(G, R)).permute(0, 1, 3, 4, 2)  # [b, c, G, R, Q]: dt·A ≤ 0
 
     # 1. Intra-chunk (diagonal blocks): y_i = Σ_{j≤i} (C_i·B_j) L_ij dt_j x_j.
-    L = ExpSegsum.apply(dA)  # [b, c, G, R, Q(i), Q(j)]
+    L = decay_matrix(dA)  # [b, c, G, R, Q(i), Q(j)]
     CB = torch.einsum("bcign,bcjgn->bcgij", Cc, Bc)  # [b, c, G, Q, Q]
     xdt = xc * dtc[..., None]  # [b, c, Q, G, R, P]: dt folded into x, not into the Q×Q mask
     y = torch.einsum("bcgrij,bcjgrp->bcigrp", CB[:, :, :, None] * L, xdt)  # [b, c, Q, G, R, P]
