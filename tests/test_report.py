@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -96,30 +94,19 @@ def write_fixture(results: Path) -> None:
                             prov=prov,
                         )
     smoke = _provenance("b" * 40, 1)
-    _write(
-        results,
-        scale="smoke",
-        seq_len=64,
-        d=32,
-        mixer="based",
-        lr=3e-3,
-        seed=0,
-        acc=0.125,
-        wall=2.0,
-        prov=smoke,
-    )
-    _write(
-        results,
-        scale="smoke",
-        seq_len=64,
-        d=32,
-        mixer="dma",
-        lr=3e-3,
-        seed=0,
-        acc=None,
-        wall=None,
-        prov=smoke,
-    )
+    for mixer, acc, wall in (("based", 0.125, 2.0), ("dma", None, None)):  # dma failed
+        _write(
+            results,
+            scale="smoke",
+            seq_len=64,
+            d=32,
+            mixer=mixer,
+            lr=3e-3,
+            seed=0,
+            acc=acc,
+            wall=wall,
+            prov=smoke,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -226,11 +213,7 @@ def test_gain_handles_zero_denominators() -> None:
     assert gain(0.0, 0.0) is None
 
 
-def test_report_imports_no_torch(built: tuple[Path, Path, list[Path]], tmp_path: Path) -> None:
-    code = (
-        "import sys; from wm_bench.report import build_report; "
-        f"build_report('mqar', {str(built[0])!r}, {str(tmp_path)!r}); "
-        "bad = sorted(m for m in ('torch', 'lightning') if m in sys.modules); "
-        "assert not bad, bad"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+def test_report_imports_no_torch(
+    built: tuple[Path, Path, list[Path]], tmp_path: Path, report_imports_none
+) -> None:
+    report_imports_none(["mqar"], built[0], tmp_path)

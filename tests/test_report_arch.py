@@ -15,26 +15,45 @@ from wm_bench.results import make_result, write_result
 TASKS = {"arc_easy": "acc", "arc_challenge": "acc_norm"}
 
 
-def _write(res: Path, variant: str, seed: int, ppl: float, acc: dict[str, float],
-           per_example: dict[str, dict] | None = None, scale: str = "cpu") -> None:  # fmt: skip
+def _write(
+    res: Path,
+    variant: str,
+    seed: int,
+    ppl: float,
+    acc: dict[str, float],
+    per_example: dict[str, dict] | None = None,
+    scale: str = "cpu",
+) -> None:
     h = hashlib.sha256(repr((variant, seed, scale)).encode()).hexdigest()[:16]
     metrics = {"valid/ppl": ppl, "test/ppl@128": ppl + 1}
     for shot in (0, 5):
         for t, m in TASKS.items():
             metrics[f"downstream/{t}@{shot}shot/{m}"] = acc[t] + (0.01 if shot else 0.0)
-    down = {"shots": [0, 5], "limit": 100, "n_samples": dict.fromkeys(TASKS, 100),
-            "not_run": {"mmlu": "not run: no data (mmlu.jsonl not in /data)"},
-            "versions": dict.fromkeys(TASKS, 1.0), "lm_eval_version": "0.4.13"}  # fmt: skip
+    down = {
+        "shots": [0, 5],
+        "limit": 100,
+        "n_samples": dict.fromkeys(TASKS, 100),
+        "not_run": {"mmlu": "not run: no data (mmlu.jsonl not in /data)"},
+        "versions": dict.fromkeys(TASKS, 1.0),
+        "lm_eval_version": "0.4.13",
+    }
     if per_example is not None:
         down["per_example"] = per_example
     rec = make_result(
-        experiment="arch", variant=variant, seed=seed, scale=scale,
-        config={"data": {"seq_len": 128}, "tags": {"variant": variant}}, config_hash=h,
-        status="ok", metrics=metrics, higher_is_better={k: "ppl" not in k for k in metrics},
-        params={"total": 900, "active": 800}, timing={"wall_s": 100.0, "tokens_per_s": 5000.0},
+        experiment="arch",
+        variant=variant,
+        seed=seed,
+        scale=scale,
+        config={"data": {"seq_len": 128}, "tags": {"variant": variant}},
+        config_hash=h,
+        status="ok",
+        metrics=metrics,
+        higher_is_better={k: "ppl" not in k for k in metrics},
+        params={"total": 900, "active": 800},
+        timing={"wall_s": 100.0, "tokens_per_s": 5000.0},
         extra={"downstream": down, "train_loss_curve": [[0, 8.0], [10, 6.0]]},
         device={"type": "cpu", "threads": 2},
-    )  # fmt: skip
+    )
     write_result(rec, res)
 
 
@@ -45,8 +64,9 @@ def test_arch_report_marks_the_best_lists_missing_tasks_and_states_c4(tmp_path: 
         _write(res, "mamba2", seed, 52.0, {"arc_easy": 0.31, "arc_challenge": 0.25})
         _write(res, "jamba", seed, 51.0, {"arc_easy": 0.29, "arc_challenge": 0.25})
         _write(res, "cheems_mlp", seed, 49.0 + seed, {"arc_easy": 0.30, "arc_challenge": 0.25})
-        _write(res, "cheems_cdmoe", seed, 55.0 + 0.1 * seed, {"arc_easy": 0.20,
-                                                              "arc_challenge": 0.25})  # fmt: skip
+        _write(
+            res, "cheems_cdmoe", seed, 55.0 + 0.1 * seed, {"arc_easy": 0.20, "arc_challenge": 0.25}
+        )
     paths = build_report("arch", res, tmp_path / "rep")
     md = paths[0].read_text()
     assert [p.name for p in paths] == ["arch.md", "arch-cpu.png", "verdicts.json"]
@@ -72,9 +92,14 @@ def test_arch_report_marks_the_best_lists_missing_tasks_and_states_c4(tmp_path: 
 def _examples(ll: float, rng: np.random.Generator, n: int = 100, shift: float = 0.0) -> dict:
     base = rng.normal(-4.0, 1.0, n)  # per-example difficulty, shared by every model
     ll_tok = base + ll + shift + 0.01 * rng.standard_normal(n)
-    return {"metric": "acc", "chance": 0.25, "docs": f"0-{n - 1}",
-            "acc": [int(x) for x in rng.random(n) < 0.25], "ll_tok": ll_tok.round(4).tolist(),
-            "margin": (0.1 * rng.standard_normal(n)).round(4).tolist()}  # fmt: skip
+    return {
+        "metric": "acc",
+        "chance": 0.25,
+        "docs": f"0-{n - 1}",
+        "acc": [int(x) for x in rng.random(n) < 0.25],
+        "ll_tok": ll_tok.round(4).tolist(),
+        "margin": (0.1 * rng.standard_normal(n)).round(4).tolist(),
+    }
 
 
 @pytest.mark.parametrize(("cheems_ll", "word"), [(-0.10, "refuted"), (0.0, "holds")])
@@ -84,8 +109,13 @@ def test_c4_uses_per_example_log_likelihoods_when_accuracy_is_at_chance(
     """Accuracy at chance everywhere; the gold answers' log-likelihoods, paired per example,
     decide: 0.1 nats/token worse than the best baseline (margin 0.02) is not competitive."""
     res = tmp_path / "results"
-    lls = {"llama": 0.0, "mamba2": -0.05, "jamba": -0.02, "cheems_mlp": cheems_ll,
-           "cheems_cdmoe": cheems_ll}  # fmt: skip
+    lls = {
+        "llama": 0.0,
+        "mamba2": -0.05,
+        "jamba": -0.02,
+        "cheems_mlp": cheems_ll,
+        "cheems_cdmoe": cheems_ll,
+    }
     ppl = {"llama": 50.0, "mamba2": 52.0, "jamba": 51.0}
     for seed in (0, 1):
         for v, ll in lls.items():

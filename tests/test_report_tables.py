@@ -16,13 +16,27 @@ from wm_bench.report import common as c
 from wm_bench.results import make_result, write_result
 
 
-def _rec(variant: str, seed: int, metrics: dict, *, status: str = "ok", corpus: str | None = None,
-         corpus_hash: str | None = None, tps: float | None = None) -> dict:  # fmt: skip
+def _rec(
+    variant: str,
+    seed: int,
+    metrics: dict,
+    *,
+    status: str = "ok",
+    corpus: str | None = None,
+    corpus_hash: str | None = None,
+    tps: float | None = None,
+) -> dict:
     data = {"seq_len": 128} | ({"corpus": corpus} if corpus else {})
     extra = {"data": {"corpus": corpus, "corpus_hash": corpus_hash}} if corpus_hash else {}
-    return {"variant": variant, "seed": seed, "status": status, "metrics": metrics,
-            "config": {"data": data, "optim": {"lr": 3e-3}},
-            "timing": {"tokens_per_s": tps} if tps is not None else {}, "extra": extra}  # fmt: skip
+    return {
+        "variant": variant,
+        "seed": seed,
+        "status": status,
+        "metrics": metrics,
+        "config": {"data": data, "optim": {"lr": 3e-3}},
+        "timing": {"tokens_per_s": tps} if tps is not None else {},
+        "extra": extra,
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -88,9 +102,12 @@ def test_corpus_sentence_names_the_corpus_and_its_content_hash() -> None:
 
 
 def test_corpus_sentence_lists_mixed_corpora_per_group_with_their_variants() -> None:
-    recs = [_rec("attn", 0, {}, corpus="debian"), _rec("attn", 1, {}, corpus="debian"),
-            _rec("ssd", 0, {}, corpus="bundled", corpus_hash="abc"),
-            _rec("hybrid", 0, {}, corpus="bundled", corpus_hash="abc")]  # fmt: skip
+    recs = [
+        _rec("attn", 0, {}, corpus="debian"),
+        _rec("attn", 1, {}, corpus="debian"),
+        _rec("ssd", 0, {}, corpus="bundled", corpus_hash="abc"),
+        _rec("hybrid", 0, {}, corpus="bundled", corpus_hash="abc"),
+    ]
     assert c.corpus_sentence(recs) == (
         "corpora differ between the runs: `bundled` (content hash abc): 2 run(s) of ssd, "
         "hybrid; `debian`: 2 run(s) of attn"
@@ -106,28 +123,50 @@ def test_corpus_sentence_names_the_corpus_of_results_left_out() -> None:
     assert c.corpus_sentence(now, old[1:]) == "corpus `bundled`"  # same corpus: nothing to add
 
 
-def _write_lm(res: Path, exp: str, variant: str, seed: int, ppl: float, corpus: str,
-              finished: str, steps: int = 100) -> None:  # fmt: skip
+def _write_lm(
+    res: Path,
+    exp: str,
+    variant: str,
+    seed: int,
+    ppl: float,
+    corpus: str,
+    finished: str,
+    steps: int = 100,
+) -> None:
     h = hashlib.sha256(repr((exp, variant, seed, corpus)).encode()).hexdigest()[:16]
     metrics = {"test/ppl@128": ppl, "valid/ppl": ppl - 1}
     rec = make_result(
-        experiment=exp, variant=variant, seed=seed, scale="cpu",
-        config={"data": {"corpus": corpus, "seq_len": 128}, "train": {"max_steps": steps},
-                "optim": {"lr": 3e-3}, "tags": {"variant": variant}},
-        config_hash=h, status="ok", metrics=metrics, higher_is_better={k: False for k in metrics},
-        params={"total": 1000, "active": 1000}, timing={"wall_s": 1.0, "tokens_per_s": 10.0},
+        experiment=exp,
+        variant=variant,
+        seed=seed,
+        scale="cpu",
+        config={
+            "data": {"corpus": corpus, "seq_len": 128},
+            "train": {"max_steps": steps},
+            "optim": {"lr": 3e-3},
+            "tags": {"variant": variant},
+        },
+        config_hash=h,
+        status="ok",
+        metrics=metrics,
+        higher_is_better={k: False for k in metrics},
+        params={"total": 1000, "active": 1000},
+        timing={"wall_s": 1.0, "tokens_per_s": 10.0},
         extra={"data": {"corpus": corpus, "corpus_hash": f"hash-{corpus}"}},
         device={"type": "cpu", "threads": 1},
-    )  # fmt: skip
+    )
     rec["finished_at"] = finished
     write_result(rec, res)
 
 
 @pytest.mark.parametrize(
     ("exp", "variants"),
-    [("rope", ("hybrid_rope", "hybrid_norope")), ("ffn", ("mlp", "cdmoe_1024")),
-     ("arch", ("llama", "cheems_mlp"))],
-)  # fmt: skip
+    [
+        ("rope", ("hybrid_rope", "hybrid_norope")),
+        ("ffn", ("mlp", "cdmoe_1024")),
+        ("arch", ("llama", "cheems_mlp")),
+    ],
+)
 def test_lm_reports_name_the_corpus_of_a_scale_whose_runs_mixed_corpora(
     tmp_path: Path, exp: str, variants: tuple[str, str]
 ) -> None:
@@ -156,12 +195,20 @@ def test_passkey_grid_pivots_length_by_depth_with_dashes_where_not_run() -> None
     from wm_bench.report import passkey
 
     def rec(seed: int, cells: dict[str, float]) -> dict:
-        return {"variant": "qcattn", "seed": seed, "status": "ok",
-                "metrics": {f"test/accuracy@{k}": v for k, v in cells.items()}}  # fmt: skip
+        return {
+            "variant": "qcattn",
+            "seed": seed,
+            "status": "ok",
+            "metrics": {f"test/accuracy@{k}": v for k, v in cells.items()},
+        }
 
-    by_model = passkey.grids([rec(0, {"128:0": 1.0, "128:0.5": 0.5, "256:0": 0.0}),
-                              rec(1, {"128:0": 0.5, "128:0.5": 0.5, "256:0": 0.5}),
-                              {"variant": "qcattn", "status": "failed"}])  # fmt: skip
+    by_model = passkey.grids(
+        [
+            rec(0, {"128:0": 1.0, "128:0.5": 0.5, "256:0": 0.0}),
+            rec(1, {"128:0": 0.5, "128:0.5": 0.5, "256:0": 0.5}),
+            {"variant": "qcattn", "status": "failed"},
+        ]
+    )
     grid, runs = by_model["qcattn"]
     assert runs == 2 and grid[(128, 0.0)] == 0.75
     assert passkey.model_table(grid, 128) == [
@@ -182,10 +229,16 @@ def test_mqar_best_lr_cell_takes_the_highest_mean_and_the_smaller_lr_on_a_tie() 
     def run(mixer: str, lr: float, seed: int, acc: float | None) -> Run:
         return Run(row, mixer, lr, seed, acc is not None, acc, {})
 
-    grid = aggregate([run("dma", 1e-3, 0, 0.5), run("dma", 1e-3, 1, 0.7),
-                      run("dma", 3e-3, 0, 0.6), run("dma", 3e-3, 1, 0.6),  # tie at 0.6: 1e-3
-                      run("dma", 1e-2, 0, None),  # failed: no LR of its own
-                      run("ssd", 1e-2, 0, 0.2)])  # fmt: skip
+    grid = aggregate(
+        [
+            run("dma", 1e-3, 0, 0.5),
+            run("dma", 1e-3, 1, 0.7),
+            run("dma", 3e-3, 0, 0.6),
+            run("dma", 3e-3, 1, 0.6),  # tie at 0.6: 1e-3
+            run("dma", 1e-2, 0, None),  # failed: no LR of its own
+            run("ssd", 1e-2, 0, 0.2),
+        ]
+    )
     dma = grid[row]["dma"]
     assert (dma.best_lr, dma.n, dma.n_lrs) == (1e-3, 2, 2)
     assert dma.mean == pytest.approx(0.6) and dma.std == pytest.approx(math.sqrt(0.02))
@@ -201,9 +254,13 @@ def test_expert_speed_tables_pivot_methods_into_columns_and_take_the_peak_per_n(
         rec = {"timing": {"peak_mib": peak, "peak_kind": "fixture"}}
         return Point(method, n, 4, ratio, ms is not None, ms, ms, rec)
 
-    pts = [point("cdmoe", 1024, 0.5, 1.5, 10.0), point("seimoe", 1024, 0.5, 150.0, 30.0),
-           point("cdmoe", 1024, 1.0, 2.0, 12.0), point("seimoe", 1024, 1.0, None, 99.0),
-           point("cdmoe", 4096, 0.5, 3.0, 20.0)]  # fmt: skip
+    pts = [
+        point("cdmoe", 1024, 0.5, 1.5, 10.0),
+        point("seimoe", 1024, 0.5, 150.0, 30.0),
+        point("cdmoe", 1024, 1.0, 2.0, 12.0),
+        point("seimoe", 1024, 1.0, None, 99.0),
+        point("cdmoe", 4096, 0.5, 3.0, 20.0),
+    ]
     assert time_table(pts, ["seimoe", "cdmoe"], "fwd_bwd")[2:] == [
         "| 1024 | 0.5 | 4 | 150 | 1.5 |",
         "| 1024 | 1 | 4 | — | 2 |",
@@ -239,20 +296,23 @@ def test_cli_report_pdf_without_the_extra_is_one_clear_line(
 
     (tmp_path / "results").mkdir()
     monkeypatch.setitem(sys.modules, "weasyprint", None)
-    rc = main(["report", "mqar", "--results-dir", str(tmp_path / "results"), "--reports-dir",
-               str(tmp_path / "rep"), "--pdf"])  # fmt: skip
+    rc = main(
+        [
+            "report",
+            "mqar",
+            "--results-dir",
+            str(tmp_path / "results"),
+            "--reports-dir",
+            str(tmp_path / "rep"),
+            "--pdf",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "wm_bench[pdf]" in err and "Traceback" not in err
     assert (tmp_path / "rep" / "mqar.md").is_file()  # the Markdown report is still written
 
 
-def test_report_without_pdf_imports_neither_markdown_nor_weasyprint(tmp_path: Path) -> None:
-    import subprocess
-
-    code = (
-        "import sys; from wm_bench.report import build_report; "
-        f"build_report('rope', {str(tmp_path)!r}, {str(tmp_path / 'rep')!r}); "
-        "bad = sorted(m for m in ('markdown', 'weasyprint', 'pypdf') if m in sys.modules); "
-        "assert not bad, bad"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+def test_report_without_pdf_imports_neither_markdown_nor_weasyprint(
+    tmp_path: Path, report_imports_none
+) -> None:
+    report_imports_none(["rope"], tmp_path, tmp_path / "rep", ("markdown", "weasyprint", "pypdf"))
