@@ -214,7 +214,7 @@ def _direction_of(metric: str, where: str) -> str:
         "acc": True,
         "acc_norm": True,
         "exact_match": True,
-    }  # the names wm_bench.train.run.HIGHER_IS_BETTER knows
+    }  # the names wm_bench.train.evaluation.HIGHER_IS_BETTER knows
     last = metric.split("/")[-1].split("@")[0]
     if last not in known:
         raise ValueError(

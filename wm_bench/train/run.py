@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import resource
 import signal
 import time
@@ -31,80 +30,22 @@ from wm_bench import results
 from wm_bench.config import RunConfig, config_hash, to_dict
 from wm_bench.data import build_datamodule
 from wm_bench.train import distributed, signals
+from wm_bench.train.checkpoints import (
+    StepCheckpoint,
+    checkpoint_every,
+    checkpoint_path,
+    prepare_checkpoint,
+    remove_checkpoint,
+)
+from wm_bench.train.evaluation import (
+    datamodule_metrics,
+    downstream_metrics,
+    higher_is_better,
+    length_perplexities,
+    mask_diagnostics,
+)
 from wm_bench.train.module import Diverged, LMModule
 from wm_bench.train.progress import StepProgress
-
-HIGHER_IS_BETTER = {
-    "loss": False, "ppl": False, "accuracy": True,
-    "acc": True, "acc_norm": True, "exact_match": True,  # downstream (lm-eval) metrics
-}  # fmt: skip
-
-
-def higher_is_better(metric: str) -> bool:
-    """Direction of a metric name such as "valid/accuracy" or "test/ppl@512"."""
-    return HIGHER_IS_BETTER[metric.split("/")[-1].split("@")[0]]
-
-
-def _length_perplexities(cfg: RunConfig, dm: Any, module: LMModule) -> dict[str, float]:
-    """Test perplexity at the data config's `eval_lengths` (sliding window), when it has them.
-
-    Metrics "test/ppl@L" and "test/loss@L" per length L, all over the same test tokens (the first
-    `eval_max_tokens` of the test split), so lengths longer than training measure extrapolation.
-    """
-    lengths = tuple(getattr(cfg.data, "eval_lengths", ()) or ())
-    if not lengths or not hasattr(dm, "eval_tokens"):
-        return {}
-    from wm_bench.eval.perplexity import perplexity_at_lengths
-
-    tokens = dm.eval_tokens("test")
-    res = perplexity_at_lengths(
-        module.model, tokens, lengths, max_tokens=getattr(cfg.data, "eval_max_tokens", None),
-        batch_size=max(1, cfg.train.batch_size // 2), device=module.device,
-    )  # fmt: skip
-    out = {}
-    for length, r in res.items():
-        out[f"test/ppl@{length}"] = r["ppl"]
-        out[f"test/loss@{length}"] = r["nll"]
-    return out
-
-
-def _datamodule_metrics(dm: Any, module: LMModule) -> dict[str, float]:
-    """Metrics a DataModule computes on the trained model itself, when it defines
-    `eval_metrics(model, device=...)` (passkey: accuracy per (length, depth))."""
-    fn = getattr(dm, "eval_metrics", None)
-    return dict(fn(module.model, device=module.device)) if callable(fn) else {}
-
-
-def _mask_diagnostics(cfg: RunConfig, dm: Any, module: LMModule) -> dict[str, Any] | None:
-    """DMA mask diagnostics on MQAR (`wm_bench.eval.mask_diagnostics`); None where they do not
-    apply (other data, or no DMA layer)."""
-    from wm_bench.eval.mask_diagnostics import for_run
-
-    return for_run(cfg, dm, module.model)
-
-
-def _downstream(
-    cfg: RunConfig, dm: Any, module: LMModule, progress: bool
-) -> tuple[dict[str, float], dict]:
-    """Downstream tasks through lm-eval when the config asks: (metrics, record for "extra")."""
-    if cfg.downstream is None:
-        return {}, {}
-    if not hasattr(dm, "prepared"):
-        raise ValueError(f"downstream tasks need a tokenized LM dataset, not {cfg.data.name!r}")
-    from wm_bench.eval.downstream import evaluate
-    from wm_bench.eval.harness import WmBenchLM
-
-    d = cfg.downstream
-    lm = WmBenchLM(
-        model=module.model, tokenizer=dm.prepared.tokenizer, batch_size=d.batch_size,
-        max_length=d.max_length or cfg.data.seq_len, device=str(module.device),
-    )  # fmt: skip
-    t0 = time.perf_counter()
-    rec = evaluate(lm, d.tasks, shots=d.shots, limit=d.limit, eval_data=d.eval_data,
-                   source=d.source, seed=cfg.seed, progress=progress)  # fmt: skip
-    rec["wall_s"] = round(time.perf_counter() - t0, 3)
-    module.model.train()
-    return {f"downstream/{k}": v for k, v in rec.pop("metrics").items()}, rec
 
 
 def recorded_model_dir(saved: str | Path, out_dir: str | Path) -> str:
@@ -218,7 +159,7 @@ def run(
     # Decided before rank 0 moves an old checkpoint aside, so that every rank decides the same.
     resume = ckpt if cfg.train.checkpoint and not force and ckpt.exists() else None
     if distributed.is_global_zero():
-        _prepare_checkpoint(cfg, ckpt, force, quiet)
+        prepare_checkpoint(cfg, ckpt, force, quiet)
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     started = results.now_iso()
@@ -276,7 +217,7 @@ def _finish(
     if rank == 0:
         results.write_result(rec, results_dir)
         if drop_checkpoint:
-            _drop_checkpoint(ckpt)
+            remove_checkpoint(ckpt)
     else:
         rec = {**rec, "rank": rank}
     if sync:
@@ -304,49 +245,6 @@ def _preflight(cfg: RunConfig, results_dir: str | Path | None) -> None:
     check_run(cfg, results_dir)
 
 
-def checkpoint_path(cfg: RunConfig, out_dir: str | Path) -> Path:
-    """<out_dir>/checkpoints/<experiment>/<scale>/<run id>/last.ckpt"""
-    rid = results.run_id(cfg.variant, config_hash(cfg))
-    return Path(out_dir) / "checkpoints" / cfg.experiment / cfg.scale / rid / "last.ckpt"
-
-
-def checkpoint_every(cfg: RunConfig) -> int:
-    """Steps between checkpoints: the config's, else a twentieth of the run (at least 1)."""
-    every = cfg.train.checkpoint_every
-    return int(every) if every else max(1, cfg.train.max_steps // 20)
-
-
-def _prepare_checkpoint(cfg: RunConfig, ckpt: Path, force: bool, quiet: bool) -> None:
-    """--force: move an old checkpoint aside (and say so); otherwise check the one to resume.
-
-    Rank 0's work alone: with several ranks the others only read the checkpoint (at fit).
-    """
-    if not ckpt.exists():
-        return
-    if force or not cfg.train.checkpoint:
-        aside = ckpt.with_name("last.ckpt.old")
-        os.replace(ckpt, aside)
-        why = "--force" if force else "checkpointing is off for this run"
-        print(f"{why}: starting fresh; moved the old checkpoint aside to {aside}")
-        return
-    try:
-        state = torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True)
-        if not isinstance(state, dict) or "state_dict" not in state:
-            raise ValueError("no state_dict in it")
-    except Exception as e:
-        raise ValueError(
-            f"checkpoint {ckpt} cannot be read ({type(e).__name__}: {str(e)[:120]}); delete it "
-            "to start this run from step 0, or rerun with --force"
-        ) from None
-    if not quiet:
-        print(f"resuming from {ckpt} (step {state.get('global_step', '?')})")
-
-
-def _drop_checkpoint(ckpt: Path) -> None:
-    ckpt.unlink(missing_ok=True)
-    ckpt.with_name("last.ckpt.old").unlink(missing_ok=True)
-
-
 class _RunState:
     """What a diverged or failed record needs from a run that did not finish."""
 
@@ -360,70 +258,6 @@ class _RunState:
 
     def curve(self) -> list[tuple[int, float]]:
         return list(self.module.curve) if self.module is not None else []
-
-
-class StepCheckpoint(L.Callback):
-    """Atomic `last.ckpt` every N optimiser steps, and the step-boundary end of a signal.
-
-    A save writes `last.ckpt.tmp` and renames it, so a kill during the save leaves the previous
-    checkpoint whole. With `every=None` nothing is saved (checkpointing off), but a signal still
-    stops the run at the step boundary.
-    """
-
-    def __init__(self, path: Path, every: int | None, max_steps: int) -> None:
-        self.path, self.every, self.max_steps = path, every, max_steps
-
-    def save(self, trainer: L.Trainer) -> None:
-        """Every rank takes part (FSDP gathers the shards); Lightning writes on rank 0 only."""
-        if trainer.is_global_zero:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name("last.ckpt.tmp")
-        trainer.save_checkpoint(tmp)  # ends with a barrier: the file is whole on rank 0
-        if trainer.is_global_zero:
-            os.replace(tmp, self.path)
-
-    @staticmethod
-    def _signalled(trainer: L.Trainer) -> bool:
-        """A signal is pending on any rank: then every rank stops at this step boundary."""
-        pending = signals.pending() is not None
-        if trainer.world_size > 1:
-            return bool(trainer.strategy.reduce_boolean_decision(pending, all=False))
-        return pending
-
-    def on_train_start(self, trainer, pl_module) -> None:
-        signals.reinstall()  # Lightning put its own SIGTERM handler in place when fit started
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        accumulate = int(getattr(trainer, "accumulate_grad_batches", 1) or 1)
-        if (batch_idx + 1) % accumulate:
-            return  # inside an accumulation: act at the optimiser step's boundary only
-        if self._signalled(trainer):
-            self._stop(trainer)
-        if self.every and trainer.global_step % self.every == 0:
-            self.save(trainer)
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        if self.every and trainer.global_step % self.every != 0:
-            self.save(trainer)  # the final step, so a kill before the result is written loses none
-        if self._signalled(trainer):
-            self._stop(trainer)
-
-    def _stop(self, trainer: L.Trainer) -> None:
-        signum = signals.pending() or signal.SIGTERM  # (a rank the signal did not reach)
-        step = trainer.global_step
-        if self.every:
-            self.save(trainer)
-            what = (
-                f"saved step {step}/{self.max_steps} to {self.path}; "
-                "rerun the same command to resume"
-            )
-        else:
-            what = (
-                f"at step {step}/{self.max_steps}; nothing saved (checkpointing is off: "
-                "--checkpoint-every N turns it on), a rerun starts from step 0"
-            )
-        name = signals.signal_name(signum)
-        raise signals.RunInterrupted(signum, f"{name}: {what}")
 
 
 def _train_and_eval(
@@ -449,17 +283,13 @@ def _train_and_eval(
     state.module = module
     # DMA mask diagnostics (MQAR only) of the seed's initial weights: a resumed run rebuilds the
     # same initial model here before fit loads its checkpoint, so "init" is true on resume too.
-    mask_init = _mask_diagnostics(cfg, dm, module)
+    mask_init = mask_diagnostics(cfg, dm, module)
     rid = results.run_id(cfg.variant, h)
     tput = Throughput()
     every = checkpoint_every(cfg) if cfg.train.checkpoint else None
     callbacks: list[L.Callback] = [tput, StepCheckpoint(ckpt, every, cfg.train.max_steps)]
     if cfg.train.early_stop_metric and cfg.train.early_stop_value is not None:
-        mode = (
-            "max"
-            if HIGHER_IS_BETTER.get(cfg.train.early_stop_metric.split("/")[-1].split("@")[0], True)
-            else "min"
-        )
+        mode = "max" if higher_is_better(cfg.train.early_stop_metric, default=True) else "min"
         callbacks.append(
             L.pytorch.callbacks.EarlyStopping(
                 monitor=cfg.train.early_stop_metric,
@@ -568,12 +398,12 @@ def _evaluate_and_record(
     precision: str,
 ) -> dict[str, Any]:
     """Length perplexities, the DataModule's and downstream metrics, and the record's fields."""
-    metrics.update(_length_perplexities(cfg, dm, module))
-    metrics.update(_datamodule_metrics(dm, module))
+    metrics.update(length_perplexities(cfg, dm, module))
+    metrics.update(datamodule_metrics(dm, module))
     wall = time.perf_counter() - t0
     if cfg.downstream is not None:
         bar.phase("downstream tasks")
-    down_metrics, down_rec = _downstream(cfg, dm, module, bar.enabled)
+    down_metrics, down_rec = downstream_metrics(cfg, dm, module, bar.enabled)
     metrics.update(down_metrics)
     nonfinite = sorted(k for k, v in metrics.items() if not math.isfinite(v))
     if nonfinite:
@@ -584,7 +414,7 @@ def _evaluate_and_record(
     if down_rec:
         extra["downstream"] = down_rec
     if mask_init is not None:
-        extra["mask_diagnostics"] = {"init": mask_init, "final": _mask_diagnostics(cfg, dm, module)}
+        extra["mask_diagnostics"] = {"init": mask_init, "final": mask_diagnostics(cfg, dm, module)}
     if cfg.train.save_model:
         from wm_bench.eval.checkpoint import save_pretrained
 
