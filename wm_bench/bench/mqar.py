@@ -169,6 +169,17 @@ def default_out() -> Path:
     return repo_root() / "results" / "bench" / "mqar_cpu.json"
 
 
+# The MqarBenchConfig fields the command line sets, each as --<field> (underscores as dashes).
+CONFIG_FIELDS = ("steps", "chunk", "warmup_chunks", "n_test", "seed")
+
+
+def config_option(p: argparse.ArgumentParser, field: str, help: str) -> None:
+    """Add --<field>, an integer defaulting to MqarBenchConfig's value."""
+    assert field in CONFIG_FIELDS, field
+    default = getattr(MqarBenchConfig(), field)
+    p.add_argument("--" + field.replace("_", "-"), type=int, default=default, help=help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `bench mqar` argument parser."""
     d = MqarBenchConfig()
@@ -191,12 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
         "JSON fields: docs/bench_mqar.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--steps",
-        type=int,
-        default=d.steps,
-        help=f"optimiser steps per variant and repeat (default {d.steps} = 2 epochs "
-        "of 12,000 rows)",
+    config_option(
+        p,
+        "steps",
+        f"optimiser steps per variant and repeat (default {d.steps} = 2 epochs of 12,000 rows)",
     )
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.add_argument(
@@ -205,32 +214,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="whole runs with fresh models, seed +1 each, order flipped on odd repeats (default 1)",
     )
-    p.add_argument(
-        "--chunk",
-        type=int,
-        default=d.chunk,
-        help=f"steps per timed chunk; the variants alternate by chunk (default {d.chunk})",
+    config_option(
+        p, "chunk", f"steps per timed chunk; the variants alternate by chunk (default {d.chunk})"
     )
-    p.add_argument(
-        "--warmup-chunks",
-        type=int,
-        default=d.warmup_chunks,
-        help=f"untimed first chunks of each variant (default {d.warmup_chunks})",
+    config_option(
+        p, "warmup_chunks", f"untimed first chunks of each variant (default {d.warmup_chunks})"
     )
     p.add_argument(
         "--variants",
         default=",".join(VARIANTS),
         help=f"comma list of {', '.join(VARIANTS)} (default both; the ratio needs both)",
     )
-    p.add_argument(
-        "--n-test",
-        type=int,
-        default=d.n_test,
-        help=f"MQAR test examples both are scored on (default {d.n_test})",
-    )
-    p.add_argument(
-        "--seed", type=int, default=d.seed, help=f"data and weight seed (default {d.seed})"
-    )
+    config_option(p, "n_test", f"MQAR test examples both are scored on (default {d.n_test})")
+    config_option(p, "seed", f"data and weight seed (default {d.seed})")
     p.add_argument("--out", default=None, help="result JSON (default results/bench/mqar_cpu.json)")
     p.add_argument("--quiet", action="store_true", help="no per-chunk progress lines")
     return p
@@ -245,13 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     variants = parse_variants(args.variants)
     if args.threads < 1:
         raise ValueError(f"--threads {args.threads}: must be ≥ 1")
-    cfg = MqarBenchConfig(
-        steps=args.steps,
-        chunk=args.chunk,
-        warmup_chunks=args.warmup_chunks,
-        n_test=args.n_test,
-        seed=args.seed,
-    )
+    cfg = MqarBenchConfig(**{f: getattr(args, f) for f in CONFIG_FIELDS})
     if args.repeats < 1:
         raise ValueError(f"--repeats {args.repeats}: must be ≥ 1")
     out = Path(args.out) if args.out else default_out()
