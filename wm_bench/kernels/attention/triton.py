@@ -11,12 +11,12 @@ delta, ranks, `last`, chains; the windowed backward also holds fp32 dK/dV per qu
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 import triton
 from torch import Tensor
 
+from wm_bench.kernels._triton import pow2_block, rows_contiguous
 from wm_bench.kernels.attention.triton_kernels import (
     LOG2E,
     _attn_bwd_dkv,
@@ -37,15 +37,6 @@ TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 MAX_HEAD_DIM = 256
 
 
-def _interpret() -> bool:
-    return os.environ.get("TRITON_INTERPRET") == "1"
-
-
-def _rows_contig(t: Tensor) -> Tensor:
-    """Kernels take strides for every dim but the last, which must be unit."""
-    return t if t.stride(-1) == 1 else t.contiguous()
-
-
 def _s3(t: Tensor) -> tuple[int, int, int]:
     return t.stride(0), t.stride(1), t.stride(2)
 
@@ -55,16 +46,12 @@ def _dot_prec(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
-def _head_block(d: int) -> int:
-    return max(16, triton.next_power_of_2(d))
-
-
 class _AttentionFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, key_bias, causal, window, scale, tie_break):
         Bsz, T, H, DK = q.shape
         S, Hkv, DV = k.shape[1], k.shape[2], v.shape[3]
-        q, k, v = _rows_contig(q), _rows_contig(k), _rows_contig(v)
+        q, k, v = rows_contiguous(q), rows_contiguous(k), rows_contiguous(v)
         bias = (
             key_bias.detach().float().reshape(Bsz * H, S).contiguous()
             if key_bias is not None
@@ -78,8 +65,8 @@ class _AttentionFn(torch.autograd.Function):
         )
         o = torch.empty(Bsz, T, H, DV, device=q.device, dtype=q.dtype)
         lse = torch.empty(Bsz * H, T, device=q.device, dtype=torch.float32)
-        bdk, bdv = _head_block(DK), _head_block(DV)
-        cfg = tiles("fwd_slots" if last is not None else "fwd", max(bdk, bdv), _interpret())
+        bdk, bdv = pow2_block(DK), pow2_block(DV)
+        cfg = tiles("fwd_slots" if last is not None else "fwd", max(bdk, bdv))
         grid = (triton.cdiv(T, cfg["BLOCK_M"]), Bsz * H)
         chains = None
         if last is not None:  # top-w: gather the kept keys compactly (triton_slots)
@@ -112,7 +99,7 @@ class _AttentionFn(torch.autograd.Function):
         q, k, v, bias, last, o, lse, chain, seg = ctx.saved_tensors
         Bsz, T, H, DK = q.shape
         S, Hkv, DV = k.shape[1], k.shape[2], v.shape[3]
-        do = _rows_contig(do.to(q.dtype))
+        do = rows_contiguous(do.to(q.dtype))
         delta = (do.float() * o.float()).sum(-1).transpose(1, 2).reshape(Bsz * H, T).contiguous()
         if chain is not None:  # top-w window
             return _backward_slots(ctx, q, k, v, bias, last, lse, delta, do, chain, seg)
@@ -122,21 +109,21 @@ class _AttentionFn(torch.autograd.Function):
             if bias is not None
             else None
         )
-        bdk, bdv = _head_block(DK), _head_block(DV)
+        bdk, bdv = pow2_block(DK), pow2_block(DV)
         common = dict(
             DK=DK, DV=DV, BLOCK_DK=bdk, BLOCK_DV=bdv, CAUSAL=ctx.causal,
             HAS_BIAS=bias is not None, DOT_PREC=_dot_prec(q.dtype),
         )  # fmt: skip
         bias_arg = bias if bias is not None else lse
         sl2 = ctx.scale * LOG2E
-        cfg = tiles("dkv", max(bdk, bdv), _interpret())
+        cfg = tiles("dkv", max(bdk, bdv))
         _attn_bwd_dkv[(triton.cdiv(S, cfg["BLOCK_N"]), Bsz * Hkv)](
             q, k, v, bias_arg, do, lse, delta, dk, dv,
             dbias if dbias is not None else lse,
             T, S, H, Hkv, H // Hkv, S - T, sl2, ctx.scale,
             *_s3(q), *_s3(k), *_s3(v), *_s3(do), **common, **cfg,
         )  # fmt: skip
-        cfg = tiles("dq", max(bdk, bdv), _interpret())
+        cfg = tiles("dq", max(bdk, bdv))
         _attn_bwd_dq[(triton.cdiv(T, cfg["BLOCK_M"]), Bsz * H)](
             q, k, v, bias_arg, do, lse, delta, dq,
             T, S, H, H // Hkv, S - T, sl2, ctx.scale,
@@ -150,12 +137,12 @@ def _backward_slots(ctx, q, k, v, bias, last, lse, delta, do, chain, seg):
     """Top-w backward: dQ over the forward's keys; dK/dV/dbias by slot walk + diagonal blocks."""
     Bsz, T, H, DK = q.shape
     S, Hkv, DV = k.shape[1], k.shape[2], v.shape[3]
-    bdk, bdv = _head_block(DK), _head_block(DV)
+    bdk, bdv = pow2_block(DK), pow2_block(DV)
     common = dict(DK=DK, DV=DV, BLOCK_DK=bdk, BLOCK_DV=bdv, DOT_PREC=_dot_prec(q.dtype))
     sl2, W, G = ctx.scale * LOG2E, ctx.window, H // Hkv
     strides = (*_s3(q), *_s3(k), *_s3(v), *_s3(do))
     dq = torch.empty_like(q)
-    cfg = tiles("dq", max(bdk, bdv), _interpret())
+    cfg = tiles("dq", max(bdk, bdv))
     _attn_bwd_dq_slots[(triton.cdiv(T, cfg["BLOCK_M"]), Bsz * H)](
         q, k, v, bias, last, chain, seg, do, lse, delta, dq,
         T, S, H, G, S - T, W, ctx.n_steps, sl2, ctx.scale, *strides, **common, **cfg,
@@ -164,7 +151,7 @@ def _backward_slots(ctx, q, k, v, bias, last, lse, delta, do, chain, seg):
     dkq = torch.zeros(Bsz * H, S, bdk, device=q.device, dtype=torch.float32)
     dvq = torch.zeros(Bsz * H, S, bdv, device=q.device, dtype=torch.float32)
     dbias = torch.zeros(Bsz * H, S, device=q.device, dtype=torch.float32)
-    cfg = tiles("dkv", max(bdk, bdv), _interpret())
+    cfg = tiles("dkv", max(bdk, bdv))
     _attn_bwd_dkv_slots[(triton.cdiv(W, cfg["BLOCK_N"]), Bsz * H)](
         q, k, v, bias, last, chain, seg, do, lse, delta, dkq, dvq, dbias,
         T, S, H, G, S - T, W, sl2, *strides, **common, **cfg,

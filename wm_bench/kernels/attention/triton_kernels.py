@@ -23,6 +23,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from wm_bench.kernels._triton import by_width, launch_config
+
 LOG2E = 1.4426950408889634
 
 
@@ -245,15 +247,13 @@ def gpu_tiles(kind: str, head_dim: int) -> dict[str, int]:
         "dkv": {64: (64, 64, 8, 1), 128: (32, 64, 8, 1), 256: (32, 32, 8, 1)},
         "dq": {64: (64, 64, 4, 2), 128: (64, 32, 4, 2), 256: (32, 32, 4, 1)},
     }[kind]
-    for width, (bm, bn, warps, stages) in table.items():
-        if head_dim <= width:
-            return {"BLOCK_M": bm, "BLOCK_N": bn, "num_warps": warps, "num_stages": stages}
-    raise ValueError(f"attention triton: head width {head_dim} > 256 is not supported")
+    bm, bn, warps, stages = by_width(table, head_dim, "attention triton: head width")
+    return {"BLOCK_M": bm, "BLOCK_N": bn, "num_warps": warps, "num_stages": stages}
 
 
 INTERPRET_TILES = {"BLOCK_M": 16, "BLOCK_N": 16, "num_warps": 1, "num_stages": 1}
 
 
-def tiles(kind: str, head_dim: int, interpret: bool) -> dict[str, int]:
+def tiles(kind: str, head_dim: int) -> dict[str, int]:
     """The launch tiles of a kernel kind: tiny under the interpreter, `gpu_tiles` otherwise."""
-    return dict(INTERPRET_TILES) if interpret else gpu_tiles(kind, head_dim)
+    return launch_config(gpu_tiles(kind, head_dim), INTERPRET_TILES)

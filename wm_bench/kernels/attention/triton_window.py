@@ -12,18 +12,17 @@ all, no S×S buffer (the reference builds [chunk, S] counts: O(S²) work and mem
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
-INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+from wm_bench.kernels._triton import launch_config
+
 # Keys per program (consecutive ranks) and keys per scan step. Under the interpreter every
 # program runs in Python: small tiles keep tests quick and still cover multi-tile scans.
 WINDOW_GPU_BLOCKS = {"BLOCK_J": 32, "BLOCK_K": 128, "num_warps": 4}
-WINDOW_BLOCKS = {"BLOCK_J": 8, "BLOCK_K": 16, "num_warps": 1} if INTERPRET else WINDOW_GPU_BLOCKS
+WINDOW_INTERPRET_BLOCKS = {"BLOCK_J": 8, "BLOCK_K": 16, "num_warps": 1}
 
 
 @triton.jit
@@ -91,7 +90,7 @@ def window_last_row_triton(
     rank.scatter_(-1, order, torch.arange(S, device=order.device).expand_as(order))
     order, rank = order.to(torch.int32).contiguous(), rank.to(torch.int32).contiguous()
     last = torch.empty_like(rank)
-    cfg = WINDOW_BLOCKS
+    cfg = launch_config(WINDOW_GPU_BLOCKS, WINDOW_INTERPRET_BLOCKS)
     grid = (triton.cdiv(S, cfg["BLOCK_J"]), Bsz * H)
     _window_last_row[grid](
         rank, order, last, S, min(window, S),

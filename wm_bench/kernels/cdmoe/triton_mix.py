@@ -25,12 +25,12 @@ Like every Triton path here it does not import the reference it is tested agains
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
+
+from wm_bench.kernels._triton import launch_config, rows_contiguous
 
 TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 ACTIVATIONS = ("silu", "gelu", "relu", "identity")
@@ -54,8 +54,7 @@ INTERPRET_CONFIGS = {
 
 def configs(kind: str) -> dict[str, int]:
     """Launch config of one kernel kind: tiny under TRITON_INTERPRET=1, the GPU one otherwise."""
-    table = INTERPRET_CONFIGS if os.environ.get("TRITON_INTERPRET") == "1" else GPU_CONFIGS
-    return dict(table[kind])
+    return launch_config(GPU_CONFIGS[kind], INTERPRET_CONFIGS[kind])
 
 
 @triton.jit
@@ -254,17 +253,12 @@ def expert_segments(indices: Tensor, n: int) -> tuple[Tensor, Tensor, Tensor]:
     return order.to(torch.int32), expert, starts.to(torch.int32)
 
 
-def _rows(t: Tensor) -> Tensor:
-    """The kernels take a row stride and need unit stride along D."""
-    return t if t.stride(-1) == 1 else t.contiguous()
-
-
 class _ExpertMixFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, down, up, indices, gates, activation):
         M, D = x.shape
         J = indices.shape[1]
-        x, down, up = _rows(x), _rows(down), _rows(up)
+        x, down, up = rows_contiguous(x), rows_contiguous(down), rows_contiguous(up)
         if up.stride(0) != down.stride(0):  # one row stride serves both tables
             down, up = down.contiguous(), up.contiguous()
         idx, g = indices.contiguous(), gates.contiguous()

@@ -34,27 +34,24 @@ not import the reference it is tested against.
 from __future__ import annotations
 
 import functools
-import os
 
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
+from wm_bench.kernels._impl import interpreting
+from wm_bench.kernels._triton import by_width, pow2_block
+
 TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 MAX_EXPERTS = 2**31  # ids live in the low 31 bits of the sort key
 
 # num_warps by candidate-list width: the bitonic network keeps BLOCK_P int64 keys in registers.
-GPU_WARPS = {128: 2, 512: 4, 2048: 8}  # up to this BLOCK_P → warps; wider lists take 16
+GPU_WARPS = {128: 2, 512: 4, 2048: 8, MAX_EXPERTS: 16}  # up to this BLOCK_P → warps
 
 
 def _warps(block_p: int) -> int:
-    if os.environ.get("TRITON_INTERPRET") == "1":
-        return 1
-    for width, warps in GPU_WARPS.items():
-        if block_p <= width:
-            return warps
-    return 16
+    return 1 if interpreting() else by_width(GPU_WARPS, block_p, "BLOCK_P")
 
 
 @triton.jit
@@ -100,7 +97,7 @@ def candidate_pairs(k: int, kk: int, device: str) -> tuple[Tensor, Tensor, int]:
     keep = (a[:, None] + 1) * (a[None, :] + 1) <= k
     pa, pb = keep.nonzero(as_tuple=True)
     count = pa.numel()
-    block = max(16, triton.next_power_of_2(count))
+    block = pow2_block(count)
     pad = torch.zeros(block - count, dtype=torch.int64)
     pa, pb = torch.cat([pa, pad]), torch.cat([pb, pad])
     return pa.to(device, torch.int32), pb.to(device, torch.int32), count

@@ -7,6 +7,7 @@ from typing import Any
 
 import triton
 
+from wm_bench.kernels._triton import pow2_block
 from wm_bench.kernels.ssd.triton_bwd import (
     DBC_GPU_CONFIGS,
     DSTATE_GPU_CONFIGS,
@@ -85,10 +86,6 @@ def _signature(fn: Any) -> dict[str, str]:
     return sig
 
 
-def _block(dim: int, cap: int) -> int:
-    return max(16, min(cap, triton.next_power_of_2(dim)))
-
-
 def _cases(fn: Any, **fixed: Any) -> dict[str, dict[str, Any]]:
     """Each shape's constexprs for this kernel, with the wrapper's (GPU) choice of P / N tiles."""
     names = {p.name for p in fn.params if p.is_constexpr}
@@ -103,13 +100,13 @@ def _cases(fn: Any, **fixed: Any) -> dict[str, dict[str, Any]]:
             "STORE_FINAL": True,
             "HAS_DSFIN": False,
             "DOT_PREC": "tf32",  # ignored for bf16 operands
-            "BLOCK_N": _block(N, SEQ_PN_CAP_GPU),
-            "BLOCK_P": _block(P, SEQ_PN_CAP_GPU),
+            "BLOCK_N": pow2_block(N, SEQ_PN_CAP_GPU),
+            "BLOCK_P": pow2_block(P, SEQ_PN_CAP_GPU),
             **fixed,
         }
         if fn.__name__ in _PER_CHUNK:  # wide P tile (all of P for dB / dC), all of N
-            values["BLOCK_P"] = _block(P, 1 << 30 if "FOR_B" in names else TILE_P_CAP_GPU)
-            values["BLOCK_N"] = _block(N, 1 << 30)
+            values["BLOCK_P"] = pow2_block(P, None if "FOR_B" in names else TILE_P_CAP_GPU)
+            values["BLOCK_N"] = pow2_block(N)
         cases[case] = {k: v for k, v in values.items() if k in names}
     return cases
 
@@ -142,15 +139,3 @@ KERNEL_SPECS: list[KernelSpec] = [
     _spec(_ssd_dbc_bwd, _config_dicts(DBC_GPU_CONFIGS), "_ssd_dbc_bwd[dB]", FOR_B=True),
     _spec(_ssd_ddt_bwd, [dict(CUMSUM_GPU_CONFIG)]),
 ]
-
-
-def compile_sm90(spec: KernelSpec, case: str, config: int = 0) -> Any:
-    """Compile one (case, config) of a spec for sm_90a on any machine; returns triton's kernel
-    (`.asm` has ttir / ttgir / llir / ptx / cubin, `.metadata.shared` the shared memory)."""
-    cfg = dict(spec.configs[config])
-    options = {"num_warps": cfg.pop("num_warps"), "num_stages": cfg.pop("num_stages")}
-    constexprs = {**spec.cases[case], **cfg}
-    signature = {**spec.signature, **{k: "constexpr" for k in constexprs}}
-    src = triton.compiler.ASTSource(fn=spec.fn, signature=signature, constexprs=constexprs)
-    target = triton.backends.compiler.GPUTarget("cuda", 90, 32)
-    return triton.compile(src, target=target, options=options)

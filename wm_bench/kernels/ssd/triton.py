@@ -8,6 +8,7 @@ import torch
 import triton
 from torch import Tensor
 
+from wm_bench.kernels._triton import pow2_block, rows_contiguous
 from wm_bench.kernels.ssd.triton_bwd import _ssd_dbc_bwd, _ssd_ddt_bwd, _ssd_dstate_bwd, _ssd_dx_bwd
 from wm_bench.kernels.ssd.triton_fwd import (
     CUMSUM_CONFIG,
@@ -26,16 +27,6 @@ from wm_bench.kernels.ssd.triton_fwd import (
 
 TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 CHUNK_SIZES = (16, 32, 64, 128, 256)
-
-
-def _block(dim: int, cap: int) -> int:
-    """Power-of-two tile ≥ 16 (tl.dot's smallest) covering dim, at most cap."""
-    return max(16, min(cap, triton.next_power_of_2(dim)))
-
-
-def _rows_contig(t: Tensor) -> Tensor:
-    """Kernels take strides for every dim but the last, which must be unit (coalesced rows)."""
-    return t if t.stride(-1) == 1 else t.contiguous()
 
 
 def _strides3(t: Tensor) -> tuple[int, int, int]:
@@ -68,7 +59,7 @@ class _Geom:
 
     @property
     def seq_blocks(self) -> tuple[int, int]:  # (BLOCK_P, BLOCK_N) of the sequential state kernels
-        return _block(self.P, SEQ_PN_CAP), _block(self.N, SEQ_PN_CAP)
+        return pow2_block(self.P, SEQ_PN_CAP), pow2_block(self.N, SEQ_PN_CAP)
 
     @property
     def n_pn(self) -> int:
@@ -77,7 +68,7 @@ class _Geom:
 
     @property
     def tile_p(self) -> int:  # BLOCK_P of the per-chunk kernels
-        return _block(self.P, TILE_P_CAP)
+        return pow2_block(self.P, TILE_P_CAP)
 
     @property
     def n_pb(self) -> int:
@@ -85,11 +76,11 @@ class _Geom:
 
     @property
     def full_p(self) -> int:  # BLOCK_P of the dB / dC kernel: all of P in one tile
-        return _block(self.P, 1 << 30)
+        return pow2_block(self.P)
 
     @property
     def full_n(self) -> int:  # BLOCK_N of the per-chunk kernels: all of N in one tile
-        return _block(self.N, 1 << 30)
+        return pow2_block(self.N)
 
 
 def _dot_prec(dtype: torch.dtype) -> str:
@@ -219,7 +210,7 @@ class _ChunkSSDFn(torch.autograd.Function):
         g = _Geom(bsz, T, H, P, B.shape[2], B.shape[3], chunk_size)
         same = x.dtype == B.dtype == C.dtype
         cdt = x.dtype if same else torch.float32  # one dtype for every tl.dot operand
-        xc, Bc, Cc = (_rows_contig(t.to(cdt)) for t in (x, B, C))
+        xc, Bc, Cc = (rows_contiguous(t.to(cdt)) for t in (x, B, C))
         A32 = A.detach().float().contiguous()
         D32 = D.detach().float().contiguous() if D is not None else None
         s0c = s0.detach().contiguous() if s0 is not None else None
@@ -242,7 +233,7 @@ class _ChunkSSDFn(torch.autograd.Function):
         x_dt, dt_dt, A_dt, B_dt, C_dt = ctx.dtypes
         if dy is None:
             dy = torch.zeros(g.bsz, g.T, g.H, g.P, device=xc.device, dtype=xc.dtype)
-        dy = _rows_contig(dy.to(xc.dtype))
+        dy = rows_contiguous(dy.to(xc.dtype))
         dsfin = dsfin.float().contiguous() if dsfin is not None else None
         dx, ddt, dA, dB, dC, dD, ds0 = _backward(
             xc, Bc, Cc, dt32, cs, A32, D32, s0c, dy, dsfin, dt_dt, g

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import os
-
 import triton
 import triton.language as tl
 
+from wm_bench.kernels._impl import interpreting
+from wm_bench.kernels._triton import launch_config
+
 # The interpreter runs every program in Python: one tiny config keeps CPU tests fast, and blocks of
 # 16 (the smallest tl.dot tile on the GPU) still exercise the multi-block loops at Q = P = N = 32.
-INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+INTERPRET = interpreting()  # read once: the caps below size the kernels' partial-sum slots
 # Caps on the P / N tile of the sequential state kernels (more, smaller tiles = more programs) and
 # on the P tile of the per-chunk kernels; chosen by the wrapper, never autotuned, because the
 # number of P / N tiles sets the number of partial-sum slots the backward reduces.
@@ -43,7 +44,7 @@ PRUNE = {"early_config_prune": fit_chunk}
 
 # Cumsum and the backward's dt reduction are elementwise over one chunk: one fixed launch.
 CUMSUM_GPU_CONFIG = {"num_warps": 2, "num_stages": 1}
-CUMSUM_CONFIG = {"num_warps": 1, "num_stages": 1} if INTERPRET else CUMSUM_GPU_CONFIG
+CUMSUM_CONFIG = launch_config(CUMSUM_GPU_CONFIG, {"num_warps": 1, "num_stages": 1})
 STATE_FWD_GPU_CONFIGS = [
     _cfg(4, 2, BLOCK_K=64),
     _cfg(4, 3, BLOCK_K=64),
