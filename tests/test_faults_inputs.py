@@ -1,19 +1,20 @@
-"""Malformed input and corrupt artefacts: one line naming the bad value, exit 2, nothing written.
+"""Malformed command lines and YAML run files: one line naming the bad value, exit 2, nothing
+written.
 
 The table `CASES` holds CLI argument lists and YAML run files; each runs in-process through
 `wm_bench.cli.main` with `--results-dir <tmp>/results --out-dir <tmp>/out` and must give exit
 code 2, exactly one stderr line starting with "error:" that names the bad value, and no file
 under the results folder. `python tests/test_faults_inputs.py` prints the tally:
 "inputs tried / clear errors / tracebacks / silently accepted".
+
+How valid flags and fields combine is tested in tests/test_faults_config.py; corrupt caches,
+model directories and result files in tests/test_faults_artefacts.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
-import json
-import random
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -28,17 +29,10 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # `tasks` is imported from the repository root
     sys.path.insert(0, str(REPO))
 
-from wm_bench.cli import _runtime, _train_config, build_parser, main  # noqa: E402
-from wm_bench.config import (  # noqa: E402
-    OptimConfig,
-    RunConfig,
-    TrainConfig,
-    config_hash,
-    load_run_yaml,
-    to_dict,
-)
+from wm_bench.cli import main  # noqa: E402
+from wm_bench.config import OptimConfig, RunConfig, TrainConfig, to_dict  # noqa: E402
 from wm_bench.data.synthetic import SyntheticDataConfig  # noqa: E402
-from wm_bench.presets import PRESET_FFNS, preset  # noqa: E402
+from wm_bench.presets import preset  # noqa: E402
 
 DELETE = object()  # a YAML edit that removes the key
 
@@ -67,8 +61,12 @@ def _t(id: str, *argv: str, expect: str) -> Case:
 
 def _y(id: str, expect: str, **edits: Any) -> Case:
     """A YAML case: `edits` keys use "__" for "." (train__batch_size → train.batch_size)."""
-    return Case(id, ("train", "--config", "{yaml}"), expect, {k.replace("__", "."): v
-                                                            for k, v in edits.items()})  # fmt: skip
+    return Case(
+        id,
+        ("train", "--config", "{yaml}"),
+        expect,
+        {k.replace("__", "."): v for k, v in edits.items()},
+    )
 
 
 def _raw(id: str, text: str, expect: str) -> Case:
@@ -77,8 +75,14 @@ def _raw(id: str, text: str, expect: str) -> Case:
 
 SMOKE = ("reproduce", "mqar", "--scale", "smoke", "--quiet")
 MODEL = "{tmp}/no-model"
-MQAR = {"name": "mqar", "seq_len": 16, "num_kv_pairs": 2, "vocab_size": 8192, "n_train": 64,
-        "n_test": 16}  # fmt: skip
+MQAR = {
+    "name": "mqar",
+    "seq_len": 16,
+    "num_kv_pairs": 2,
+    "vocab_size": 8192,
+    "n_train": 64,
+    "n_test": 16,
+}
 LM = {"name": "lm", "corpus": "files:{tmp}/none/*.txt", "vocab_size": 8192, "seq_len": 16}
 
 CASES: list[Case] = [
@@ -384,284 +388,6 @@ def test_malformed_input_is_one_line_exit_2_and_writes_nothing(case: Case, tmp_p
         pytest.skip("this machine has a cuda:7")
     o = run_case(case, tmp_path)
     assert o.verdict == "clear", f"{o.verdict}: {o.why}\n{o.err}"
-
-
-# --------------------------------------------------------------------------------------------
-# Validation details the table does not show
-
-
-def test_check_run_is_cheap_repeatable_and_creates_only_the_folder(tmp_path: Path) -> None:
-    from wm_bench.preflight import check_run
-
-    results = tmp_path / "new" / "results"
-    check_run(base_config(), results, out_dir=tmp_path / "out")
-    check_run(base_config(), results)
-    assert results.is_dir() and list(results.iterdir()) == []
-    assert list((tmp_path / "out").iterdir()) == []
-
-
-def test_yaml_runtime_fields_survive_when_no_flag_is_given(tmp_path: Path) -> None:
-    cfg = base_config()
-    train = dataclasses.replace(
-        cfg.train, impl="reference", num_threads=1, compile=True, save_model=True,
-        progress=False, checkpoint=True, checkpoint_every=7,
-    )  # fmt: skip
-    p = tmp_path / "run.yaml"
-    p.write_text(yaml.safe_dump(to_dict(dataclasses.replace(cfg, train=train))))
-
-    def built(*flags: str) -> RunConfig:
-        args = build_parser().parse_args(["train", "--config", str(p), *flags])
-        return _runtime(_train_config(args), args)
-
-    assert built().train == train
-    got = built("--impl", "auto", "--threads", "2", "--no-compile", "--no-save-model",
-                "--no-checkpoint", "--steps", "5", "--lr", "0.01", "--seed", "3").train  # fmt: skip
-    assert (got.impl, got.num_threads, got.compile, got.save_model, got.checkpoint) == (
-        "auto", 2, False, False, False,
-    )  # fmt: skip
-    assert got.max_steps == 5 and got.checkpoint_every == 7
-    again = built("--checkpoint-every", "3")
-    assert again.train.checkpoint and again.train.checkpoint_every == 3
-
-
-def test_reproduce_checkpoints_unless_told_not_to() -> None:
-    def runtime(*flags: str) -> TrainConfig:
-        args = build_parser().parse_args(["reproduce", "mqar", *flags])
-        return _runtime(base_config(), args, checkpoint_default=True).train
-
-    assert runtime().checkpoint and runtime().checkpoint_every is None
-    assert runtime("--checkpoint-every", "4").checkpoint_every == 4
-    assert not runtime("--no-checkpoint").checkpoint
-
-
-def test_train_flags_set_a_preset_run_and_the_label_says_what_is_built() -> None:
-    args = build_parser().parse_args(["train", "--preset", "llama", "--ffn", "cdmoe",
-                                      "--checkpoint-every", "2"])  # fmt: skip
-    cfg = _runtime(_train_config(args), args)
-    assert cfg.variant == "llama-tiny-cdmoe" and cfg.model.blocks["A"].ffn.name == "cdmoe"
-    assert cfg.train.checkpoint and cfg.train.checkpoint_every == 2
-    assert cfg.train.max_steps == 50 and cfg.optim.lr == 1e-3 and cfg.seed == 0
-
-
-@pytest.mark.parametrize("name", sorted(PRESET_FFNS))
-def test_every_preset_builds_exactly_the_ffn_asked_for(name: str) -> None:
-    for ffn in PRESET_FFNS[name]:
-        cfg = preset(name, "tiny", ffn=ffn)
-        blocks = [cfg.blocks[letter] for letter in cfg.layer_letters()]  # what is built
-        built = {b.ffn.name if b.ffn is not None else "none" for b in blocks}
-        # Jamba's MoE variant has MoE every other layer, the MLP between
-        assert built == ({"moe", "mlp"} if ffn == "moe" else {ffn}), (name, ffn, built)
-    with pytest.raises(ValueError, match=f"valid for {name}"):
-        preset(name, "tiny", ffn="nosuch")
-
-
-def test_yaml_float_written_without_a_dot_is_read_as_a_number(tmp_path: Path) -> None:
-    d = to_dict(base_config())
-    p = tmp_path / "run.yaml"
-    p.write_text(yaml.safe_dump(d).replace("lr: 0.001", "lr: 1e-3"))
-    assert load_run_yaml(str(p)).optim.lr == 1e-3
-
-
-def test_committed_result_configs_still_load_with_their_hashes() -> None:
-    from wm_bench.config import run_from_dict
-    from wm_bench.results import iter_results
-
-    n = 0
-    for rec in iter_results(REPO / "results"):
-        if "model" in rec["config"]:
-            assert config_hash(run_from_dict(rec["config"])) == rec["config_hash"], rec["run_id"]
-            n += 1
-    assert n > 0
-
-
-# --------------------------------------------------------------------------------------------
-# Corrupt artefacts
-
-
-def _one_error_line(capsys: pytest.CaptureFixture, *names: str) -> str:
-    err = capsys.readouterr().err
-    lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), err
-    for n in names:
-        assert n in err, (n, err)
-    return err
-
-
-WORDS = ["the", "a", "cat", "dog", "sees", "finds", "river", "house", "garden", "quiet", "old",
-         "small", "writes", "visits"]  # fmt: skip
-
-
-def _sentence(rng: random.Random) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 12))) + "."
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> str:
-    folder = tmp_path_factory.mktemp("texts")
-    rng = random.Random(0)
-    for i in range(12):
-        (folder / f"doc{i:02d}.txt").write_text(" ".join(_sentence(rng) for _ in range(40)))
-    return f"files:{folder}/*.txt"
-
-
-def _prepare(corpus: str, cache: Path):
-    from wm_bench.data.lm import prepare
-
-    return prepare(corpus, vocab_size=300, cache_dir=cache, progress=False)
-
-
-def test_a_corrupt_cached_tokenizer_is_retrained_and_says_so(corpus, tmp_path, capsys) -> None:
-    first = _prepare(corpus, tmp_path)
-    path = first.tokenizer.path
-    capsys.readouterr()
-    for damage in (b"\x00garbage{", path.read_bytes() + b" "):  # unparsable; checksum differs
-        path.write_bytes(damage)
-        again = _prepare(corpus, tmp_path)
-        err = capsys.readouterr().err
-        assert err.count("\n") == 1 and str(path) in err and "retraining" in err, err
-        assert again.tokenizer.encode("the old cat") == first.tokenizer.encode("the old cat")
-    _prepare(corpus, tmp_path)
-    assert capsys.readouterr().err == ""  # intact now: nothing said, nothing redone
-
-
-def test_a_corrupt_token_shard_is_rebuilt_and_says_so(corpus, tmp_path, capsys) -> None:
-    import numpy as np
-
-    first = _prepare(corpus, tmp_path)
-    want = np.array(first.shards.tokens("valid"))
-    capsys.readouterr()
-    shard = first.shards.path("valid")
-    data = bytearray(shard.read_bytes())
-    data[:8] = b"\xff" * 8  # same size, ids ≥ the vocabulary: only the checksum can tell
-    shard.write_bytes(bytes(data))
-    again = _prepare(corpus, tmp_path)
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "sha256" in err and "rebuilding" in err, err
-    assert np.array_equal(np.array(again.shards.tokens("valid")), want)
-
-
-def test_a_corrupt_debian_text_cache_is_reparsed_and_says_so(tmp_path, monkeypatch, capsys):
-    from wm_bench.data import debian
-    from wm_bench.data.corpus import Document
-
-    raw = tmp_path / "corpus" / "debian" / "raw" / "austen"
-    raw.mkdir(parents=True)
-    (raw / "versions.json").write_text(json.dumps({"packages": {"r-cran-janeaustenr": "1"}}))
-    docs = [Document(f"Chapter {i}. It is a truth.", f"austen/{i}", "austen") for i in range(5)]
-    parsed = []
-    monkeypatch.setattr(debian, "parse_part", lambda part, r: parsed.append(part) or docs)
-    assert debian.debian_documents(("austen",), tmp_path, progress=False)[0] == docs
-    cache = tmp_path / "corpus" / "debian" / "austen.jsonl"
-    assert debian.debian_documents(("austen",), tmp_path, progress=False)[0] == docs
-    assert parsed == ["austen"] and capsys.readouterr().err == ""
-    cache.write_text(cache.read_text().replace("truth", "lie"))  # still parses: checksum tells
-    assert debian.debian_documents(("austen",), tmp_path, progress=False)[0] == docs
-    err = capsys.readouterr().err
-    assert parsed == ["austen"] * 2 and err.count("\n") == 1 and "sha256" in err, err
-    meta = cache.with_suffix(".json")
-    record = json.loads(meta.read_text())
-    del record["sha256"]  # a cache from before checksums, and garbage in it
-    meta.write_text(json.dumps(record))
-    cache.write_text("{not json\n")
-    assert debian.debian_documents(("austen",), tmp_path, progress=False)[0] == docs
-    assert parsed == ["austen"] * 3 and "does not parse" in capsys.readouterr().err
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from wm_bench.data.lm import LMDataConfig
-    from wm_bench.data.tokenizer import EOS, Tokenizer, train_bpe
-    from wm_bench.eval.checkpoint import save_pretrained
-    from wm_bench.model import build_model
-
-    rng = random.Random(0)
-    backend = train_bpe([_sentence(rng) for _ in range(300)], 300)
-    tok = Tokenizer(backend, name="bpe300-test", eos_id=backend.token_to_id(EOS))
-    cfg = RunConfig(experiment="arch", variant="x",
-                    model=preset("llama", "tiny", vocab_size=tok.vocab_size),
-                    data=LMDataConfig(corpus="debian", vocab_size=300, seq_len=32))  # fmt: skip
-    return save_pretrained(tmp_path_factory.mktemp("m") / "model", build_model(cfg.model), cfg, tok)
-
-
-def _damaged_copy(src: Path, dst: Path, name: str, data: bytes | None) -> Path:
-    import shutil
-
-    shutil.copytree(src, dst)
-    if data is None:  # truncated to half
-        whole = (dst / name).read_bytes()
-        data = whole[: len(whole) // 2]
-    (dst / name).write_bytes(data)
-    return dst
-
-
-@pytest.mark.parametrize(
-    ("name", "data"),
-    [
-        ("model.safetensors", None),
-        ("model.safetensors", b"garbage, not a safetensors file"),
-        ("model.safetensors", b"PK\x03\x04 not a zip either"),
-        ("config.json", b"{not json"),
-        ("config.json", b'{"format": 1}'),
-        ("config.json", b"[1, 2]"),
-        ("tokenizer.json", b"{broken"),
-    ],
-    ids=[
-        "weights-truncated",
-        "weights-garbage",
-        "weights-bad-zip",
-        "config-garbage",
-        "config-no-run",
-        "config-list",
-        "tokenizer-garbage",
-    ],
-)
-def test_a_corrupt_model_directory_is_one_line_naming_the_file(
-    model_dir: Path, tmp_path: Path, capsys, name: str, data: bytes | None
-) -> None:
-    d = _damaged_copy(model_dir, tmp_path / "m", name, data)
-    assert main(["eval", str(d), "--tasks", "arc_easy", "--device", "cpu", "--quiet"]) == 2
-    _one_error_line(capsys, str(d / name), "--save-model")
-
-
-def test_weights_of_another_model_are_one_line(model_dir: Path, tmp_path: Path, capsys) -> None:
-    from safetensors.torch import save_file
-
-    d = _damaged_copy(model_dir, tmp_path / "m", "model.safetensors", b"")
-    save_file({"embed.weight": torch.zeros(3, 3)}, str(d / "model.safetensors"))
-    assert main(["eval", str(d), "--tasks", "arc_easy", "--device", "cpu", "--quiet"]) == 2
-    _one_error_line(capsys, "model.safetensors", "does not match")
-
-
-@pytest.mark.parametrize(
-    "text",
-    ["{not json", '{"run_id": "x", "status": "ok"}', "[]"],
-    ids=["garbage", "partial", "list"],
-)
-def test_a_corrupt_result_file_is_one_line_naming_it(tmp_path: Path, capsys, text: str) -> None:
-    bad = tmp_path / "results" / "mqar" / "smoke" / "bad__0123.json"
-    bad.parent.mkdir(parents=True)
-    bad.write_text(text)
-    argv = ["report", "mqar", "--results-dir", str(tmp_path / "results"), "--reports-dir",
-            str(tmp_path / "reports")]  # fmt: skip
-    assert main(argv) == 2
-    _one_error_line(capsys, str(bad), "--force")
-
-
-def test_a_corrupt_result_of_the_same_config_stops_train_before_it_starts(tmp_path, capsys):
-    from wm_bench.results import result_path, run_id
-
-    cfg = base_config()
-    p = tmp_path / "run.yaml"
-    p.write_text(yaml.safe_dump(to_dict(cfg)))
-    bad = result_path(tmp_path / "results", cfg.experiment, cfg.scale,
-                      run_id(cfg.variant, config_hash(cfg)))  # fmt: skip
-    bad.parent.mkdir(parents=True)
-    bad.write_text("{truncated")
-    argv = ["train", "--config", str(p), "--results-dir", str(tmp_path / "results"), "--out-dir",
-            str(tmp_path / "out")]  # fmt: skip
-    assert main(argv) == 2
-    _one_error_line(capsys, str(bad), "--force")
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.ckpt"))
 
 
 if __name__ == "__main__":  # the tally quoted in reports: python tests/test_faults_inputs.py
