@@ -27,18 +27,7 @@ def fast(*args, **kwargs) -> torch.Tensor:
     return attention(*args, **kwargs, impl="torch_fast")
 
 
-def make_qkv(
-    B: int,
-    T: int,
-    S: int,
-    H: int,
-    Hkv: int,
-    K: int = 8,
-    V: int = 6,
-    *,
-    seed: int = 0,
-    dtype: torch.dtype = torch.float64,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def make_qkv(B, T, S, H, Hkv, K=8, V=6, *, seed=0, dtype=torch.float64):
     g = torch.Generator().manual_seed(seed)
     q = torch.randn(B, T, H, K, generator=g, dtype=torch.float64)
     k = torch.randn(B, S, Hkv, K, generator=g, dtype=torch.float64)

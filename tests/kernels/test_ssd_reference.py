@@ -114,13 +114,13 @@ def test_chunked_ssd_gradients_match_recurrent(layout, T, chunk_size, dtype, tol
         assert_close(a, b, tol, what=f"d{name}")
 
 
-def test_chunked_ssd_passes_gradcheck():
+@pytest.mark.parametrize("impl", ["reference", "torch_fast"])
+def test_chunked_ssd_passes_gradcheck(impl):
     inp = make_inputs(5, (4, 2, 2, 2), batch=1, seed=5)  # (H, P, G, N): tiny, grouped
 
     def fn(x, dt, A, B, C, D, s0):
-        return chunk_ssd(
-            x, dt, A, B, C, chunk_size=2, D=D, initial_state=s0, return_final_state=True
-        )
+        kw = {"D": D, "initial_state": s0, "return_final_state": True, "impl": impl}
+        return chunk_ssd(x, dt, A, B, C, chunk_size=2, **kw)
 
     leaves = [inp[k].detach().clone().requires_grad_(True) for k in GRAD_NAMES]
     assert torch.autograd.gradcheck(fn, leaves, eps=1e-6, atol=1e-7)
@@ -146,27 +146,6 @@ def test_fast_chunked_ssd_matches_the_reference_forward_and_gradients(
         runs[impl] = [y, s, *grads(run, inp, gy, gs)]
     for name, a, b in zip(("y", "final_state", *GRAD_NAMES), runs["torch_fast"], runs["reference"]):
         assert_close(a, b, tol, what=name)
-
-
-def test_fast_chunked_ssd_passes_gradcheck():
-    inp = make_inputs(5, (4, 2, 2, 2), batch=1, seed=5)  # (H, P, G, N): tiny, grouped
-
-    def fn(x, dt, A, B, C, D, s0):
-        return chunk_ssd(
-            x,
-            dt,
-            A,
-            B,
-            C,
-            chunk_size=2,
-            D=D,
-            initial_state=s0,
-            return_final_state=True,
-            impl="torch_fast",
-        )
-
-    leaves = [inp[k].detach().clone().requires_grad_(True) for k in GRAD_NAMES]
-    assert torch.autograd.gradcheck(fn, leaves, eps=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("impl", ["reference", "torch_fast"])
