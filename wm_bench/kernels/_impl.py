@@ -10,9 +10,12 @@ from typing import Literal
 import torch
 
 Impl = Literal["reference", "torch_fast", "triton"]
-# What a layer's `impl=` accepts (one tuple for every layer): "auto" picks per op and device
-# (resolve_impl); an explicit choice must exist for every op the layer runs.
-LAYER_IMPLS: tuple[str, ...] = ("auto", "reference", "torch_fast", "triton")
+# What a layer's (and a run's) `impl=` accepts, one tuple for every layer: "auto" picks per op
+# and device (resolve_impl: triton on CUDA, else the CPU fast path "torch_fast" where the op has
+# one, else the reference); an explicit "reference" or "triton" must exist for every op the layer
+# runs. "torch_fast" is reached through "auto" (or a kernel API's own impl=), not named per layer:
+# it is a CPU speed path of some ops, not a choice that every op of a layer can honour.
+LAYER_IMPLS: tuple[str, ...] = ("auto", "reference", "triton")
 
 
 def check_impl(impl: str, available: tuple[str, ...], op: str) -> str:
