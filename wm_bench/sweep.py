@@ -97,9 +97,10 @@ def sweep_cells(
         This worker's records (its runs and the points it found done), in order.
     """
     from wm_bench.config import config_hash
-    from wm_bench.results import find_done, run_id
+    from wm_bench.results import run_id
     from wm_bench.sweeps import storage as st
-    from wm_bench.sweeps.engine import FinitePlan, Point, Worker
+    from wm_bench.sweeps.engine import Worker
+    from wm_bench.sweeps.plans import FinitePlan, Point, done_in
 
     target = storage if storage is not None else journal
     if target is None:
@@ -125,17 +126,7 @@ def sweep_cells(
                 _study_name(cfgs[0].experiment, cfgs[0].scale, cell),
                 points,
                 _distributions(cfgs),
-                done=None
-                if results_dir is _ASK_RUN_FN
-                else (
-                    lambda p: find_done(
-                        config_hash(p.config),
-                        p.config.experiment,
-                        p.config.scale,
-                        p.config.variant,
-                        results_dir,
-                    )
-                ),
+                done=None if results_dir is _ASK_RUN_FN else done_in(results_dir),
                 force=force,
             )
         )

@@ -5,7 +5,8 @@
   dotted paths, parameters, sampler and pruner.
 - `storage`: storage by URL (SQLite, Optuna's journal file, PostgreSQL), the claim lock,
   heartbeats and stale-trial handling.
-- `engine`: the worker loop shared with `wm-bench reproduce` (`wm_bench.sweep`): claim a point
+- `plans`: what a sweep runs (points, finite and sampled plans) and how trials record them;
+  `engine`: the worker loop shared with `wm-bench reproduce` (`wm_bench.sweep`): claim a point
   under the lock, run it with a heartbeat, tell COMPLETE / FAIL / PRUNED.
 - `pruning`: optuna-integration's Lightning pruning callback, per optimiser step.
 - `workers`: `--workers N` local processes; `driver`: one sweep end to end; `cli`: `wm-bench

@@ -155,9 +155,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _dry_run(spec: Any, storage: str, args: argparse.Namespace) -> int:
-    from wm_bench.results import find_done
     from wm_bench.sweeps import driver
-    from wm_bench.sweeps.engine import FinitePlan
+    from wm_bench.sweeps.plans import FinitePlan, done_in
     from wm_bench.sweeps.storage import parse_storage
 
     p = driver.plan(spec, results_dir=args.results_dir, force=args.force)
@@ -173,16 +172,9 @@ def _dry_run(spec: Any, storage: str, args: argparse.Namespace) -> int:
     for prm in spec.params:
         print(f"  space {prm.path}: {prm.describe()}")
     if isinstance(p, FinitePlan):
-        pending = 0
+        done, pending = done_in(args.results_dir), 0
         for pt in p.points:
-            c = pt.config
-            rec = (
-                None
-                if args.force
-                else find_done(
-                    pt.key.rsplit("__", 1)[1], c.experiment, c.scale, c.variant, args.results_dir
-                )
-            )
+            rec = None if args.force else done(pt)
             pending += rec is None
             state = f"done ({rec['status']})" if rec else "pending"
             print(f"    {pt.label:<40} {pt.key}  {state}")

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from wm_bench.config import RunConfig, canonical_json, config_hash
-from wm_bench.sweeps.engine import FinitePlan, Point, SampledPlan, Worker
+from wm_bench.sweeps.engine import Worker
+from wm_bench.sweeps.plans import FinitePlan, Point, SampledPlan, done_in
 from wm_bench.sweeps.space import make_pruner, make_sampler
 from wm_bench.sweeps.spec import SweepSpec
 
@@ -51,7 +52,7 @@ def plan(
     runtime: Callable[[RunConfig], RunConfig] = lambda c: c,
 ) -> FinitePlan | SampledPlan:
     """The sweep's points: the grid's first `trials` points, or samples up to the budget."""
-    from wm_bench.results import find_done, run_id
+    from wm_bench.results import run_id
 
     def point(params: dict[str, Any]) -> Point:
         cfg = runtime(spec.config(params))
@@ -70,13 +71,7 @@ def plan(
         name,
         [point(p) for p in spec.grid()[: spec.trials]],
         dists,
-        done=lambda p: find_done(
-            config_hash(p.config),
-            p.config.experiment,
-            p.config.scale,
-            p.config.variant,
-            results_dir,
-        ),
+        done=done_in(results_dir),
         force=force,
     )
 

@@ -6,19 +6,7 @@ trial with the point's key and beat once; release the lock; run the point with a
 thread; tell the outcome. The choice and the RUNNING trial are made under one lock, so two
 workers never run one point at once, and a finite plan's points are split, each run once.
 
-What runs next:
-- `FinitePlan` (a grid, or one (lr, seed) cell of `reproduce`): the first point that is not
-  running and not settled. Settled: a final result file exists here (`done`: this machine's
-  results/ is its record, so a deleted result file reruns its point), or a trial finished it
-  on another machine (whose results folder holds the file), or it was pruned, or this session
-  (one command and the local workers it started) already ran it. So a failed run is retried
-  by the next command, never twice by one; with `force` only this session's runs settle.
-- `SampledPlan` (TPE, random): first a redo of each stale trial (same parameters), else a new
-  sample while the trials that ran or run are fewer than the budget.
-When nothing is left but others' points are RUNNING, the worker waits (a stale one comes back
-to it). A trial whose worker died (no beat for the grace period) becomes FAIL without a run
-status, and its point is redone; a run that ended failed or diverged is FAIL with
-`status`; a pruned run is PRUNED (it writes no result, `PrunedRun`).
+What runs next is the plan's (`wm_bench.sweeps.plans`).
 """
 
 from __future__ import annotations
@@ -31,114 +19,26 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-# A trial's user attributes
-KEY = "run_id"  # the point: the run id of its config (one result file)
-STATUS = (
-    "status"  # how its run ended (ok, failed, diverged, pruned, invalid); absent if it never did
+from wm_bench.sweeps.plans import (
+    DONE,
+    KEY,
+    REDO_OF,
+    SESSION,
+    STATUS,
+    WAIT,
+    WORKER,
+    Claim,
+    FinitePlan,
+    Point,
+    PrunedRun,
+    RunFn,
+    SampledPlan,
+    ran,
+    running,
+    stale,
 )
-SESSION = "session"  # the command (with its local workers) that made the trial
-WORKER = "worker"  # host:pid
-REDO_OF = "redo_of"  # SampledPlan: the stale trial this one redoes
-
-RunFn = Callable[[Any, list], dict[str, Any]]  # (config, extra Lightning callbacks) → result
-
-
-class PrunedRun(BaseException):
-    """Raised inside a run by the pruning callback: the trial is PRUNED and no result is written.
-
-    A BaseException (like `signals.RunInterrupted`) so that `train.run`'s `except Exception`,
-    which records failed runs, lets it through: a pruned run is neither ok nor failed."""
-
-    def __init__(self, step: int, value: float) -> None:
-        self.step, self.value = int(step), float(value)
-        super().__init__(f"pruned at step {step} ({value:.4g})")
-
-
-@dataclass(frozen=True)
-class Point:
-    """One run of a sweep: its key (run id), its trial parameters, its config, a log label."""
-
-    key: str
-    params: dict[str, Any]
-    config: Any
-    label: str = ""
-
-
-@dataclass
-class FinitePlan:
-    """A fixed list of points, each run once (see the module docstring).
-
-    `done(point)` returns the point's final result record (ok or diverged) or None."""
-
-    study_name: str
-    points: Sequence[Point]
-    distributions: dict[str, Any]
-    done: Callable[[Point], dict[str, Any] | None] | None = None
-    force: bool = False
-    _final: dict[str, dict[str, Any]] = field(default_factory=dict)  # cache: final stays final
-
-    def final(self, p: Point) -> dict[str, Any] | None:
-        if self.force or self.done is None:
-            return None
-        if p.key not in self._final:
-            rec = self.done(p)
-            if rec is None:
-                return None
-            self._final[p.key] = rec
-        return self._final[p.key]
-
-
-@dataclass
-class SampledPlan:
-    """Points drawn by the study's sampler until `budget` trials have run (or run).
-
-    `make_point(params)` builds the point (ValueError: an invalid combination, recorded as a
-    FAIL trial with status "invalid"); `sampler(seed)` a fresh sampler, seeded per trial."""
-
-    study_name: str
-    distributions: dict[str, Any]
-    make_point: Callable[[dict[str, Any]], Point]
-    budget: int
-    sampler: Callable[[int], Any]
-
-
-@dataclass(frozen=True)
-class Claim:
-    study: Any
-    trial: Any
-    point: Point
-    waits_for: tuple[int, ...] = ()  # a sampled duplicate of these RUNNING trials
-    copy_of: Any = None  # ... or of this trial, finished on another machine
-
-
-WAIT, DONE = "wait", "done"
-
-
-def _running(t: Any) -> bool:
-    from optuna.trial import TrialState
-
-    return t.state == TrialState.RUNNING
-
-
-def ran(t: Any) -> bool:
-    """The trial's run ended (COMPLETE, PRUNED, or FAIL with a run status)."""
-    from optuna.trial import TrialState
-
-    return t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
-        t.state == TrialState.FAIL and STATUS in t.user_attrs
-    )
-
-
-def stale(t: Any) -> bool:
-    """FAIL without a run status: its worker died (no heartbeat) or was interrupted."""
-    from optuna.trial import TrialState
-
-    return (
-        t.state == TrialState.FAIL and STATUS not in t.user_attrs and not t.user_attrs.get("stray")
-    )
 
 
 def _suggest(trial: Any, name: str, dist: Any) -> Any:
@@ -236,7 +136,7 @@ class Worker:
         pending, waiting = None, False
         for p in plan.points:
             ts = by_key.get(p.key, [])
-            if any(_running(t) for t in ts):
+            if any(running(t) for t in ts):
                 waiting = True
                 continue
             if any(ran(t) and t.user_attrs.get(SESSION) == self.session for t in ts):
@@ -279,8 +179,8 @@ class Worker:
                     study, p.params, plan.distributions, **{KEY: p.key, REDO_OF: t.number}
                 )
                 return self._with_dupes(study, trial, p, trials)
-        if sum(1 for t in trials if _running(t) or ran(t)) >= plan.budget:
-            return WAIT if any(_running(t) for t in trials) else DONE
+        if sum(1 for t in trials if running(t) or ran(t)) >= plan.budget:
+            return WAIT if any(running(t) for t in trials) else DONE
         study.sampler = plan.sampler(len(trials))  # seeded per trial: workers draw differently
         trial = self._ask(study, {}, None)
         params = {n: _suggest(trial, n, d) for n, d in plan.distributions.items()}
@@ -299,7 +199,7 @@ class Worker:
         """The claim of a sampled point: it waits for a RUNNING trial of the same config, and
         takes the value of one finished on another machine (its result file is there)."""
         same = [t for t in trials if t.user_attrs.get(KEY) == p.key]
-        running = tuple(t.number for t in same if _running(t))
+        running = tuple(t.number for t in same if running(t))
         return Claim(study, trial, p, running, self._done_elsewhere(same))
 
     def _ask(
@@ -462,7 +362,7 @@ class Worker:
 
     def _still_running(self, c: Claim) -> bool:
         ts = c.study.get_trials(deepcopy=False)
-        return any(t.number in c.waits_for and _running(t) for t in ts)
+        return any(t.number in c.waits_for and running(t) for t in ts)
 
     # ---- the loop ---------------------------------------------------------------------------
 

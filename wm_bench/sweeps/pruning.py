@@ -4,7 +4,7 @@
 study's pruner whether to stop. Two changes for this suite's runs, which validate every
 `train.eval_every` optimiser steps inside one long epoch: the step of a report is the optimiser
 step (the integration's is the epoch, which stays 0 here, so every report after the first would
-be dropped), and pruning raises `engine.PrunedRun`, a BaseException, so that `train.run` writes
+be dropped), and pruning raises `plans.PrunedRun`, a BaseException, so that `train.run` writes
 no result for the cut-short run (its `except Exception` records failed runs only). Validation
 at the last step, and the final one after training (`trainer.validate`), are reported but never
 pruned: the run has trained all it would.
@@ -16,7 +16,7 @@ from typing import Any
 
 from optuna_integration.pytorch_lightning import PyTorchLightningPruningCallback
 
-from wm_bench.sweeps.engine import PrunedRun
+from wm_bench.sweeps.plans import PrunedRun
 
 
 class StepPruning(PyTorchLightningPruningCallback):
