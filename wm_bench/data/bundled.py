@@ -32,7 +32,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from wm_bench.data.documents import CorpusError, Document
+from wm_bench.data.documents import CorpusError, Document, read_manifest
 
 DATA_DIR = Path(__file__).resolve().with_name("bundled")  # wm_bench/data/bundled
 MANIFEST = "manifest.json"
@@ -43,9 +43,13 @@ AUSTEN_SOURCE = (
     "the R package janeaustenr (Debian: r-cran-janeaustenr), split into chapters"
 )
 AUSTEN_BOOKS = (
-    "emma", "mansfieldpark", "northangerabbey", "persuasion", "prideprejudice",
+    "emma",
+    "mansfieldpark",
+    "northangerabbey",
+    "persuasion",
+    "prideprejudice",
     "sensesensibility",
-)  # fmt: skip
+)
 
 
 class BundledCorpusError(CorpusError):
@@ -65,19 +69,10 @@ def load_manifest(root: str | Path | None = None) -> dict[str, Any]:
         BundledCorpusError naming the manifest when it is missing, unreadable or malformed.
     """
     path = Path(root if root is not None else DATA_DIR) / MANIFEST
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BundledCorpusError(f"bundled corpus: {path} is missing; reinstall wm_bench") from None
-    except (OSError, ValueError) as e:
-        raise BundledCorpusError(f"bundled corpus: {path} is unreadable ({e})") from None
-    parts = manifest.get("parts") if isinstance(manifest, dict) else None
-    if not isinstance(parts, dict) or not all(
-        isinstance(v, dict) and isinstance(v.get("file"), str) and isinstance(v.get("sha256"), str)
-        for v in parts.values()
-    ):
-        raise BundledCorpusError(f"bundled corpus: {path} has no 'parts' map with file and sha256")
-    return manifest
+    what = "bundled corpus"
+    return read_manifest(
+        path, key="parts", fields=("file", "sha256"), what=what, error=BundledCorpusError
+    )
 
 
 def read_part(part: str, root: str | Path | None = None) -> list[Document]:
@@ -100,8 +95,9 @@ def read_part(part: str, root: str | Path | None = None) -> list[Document]:
     try:
         raw = path.read_bytes()
     except OSError as e:
-        raise BundledCorpusError(f"bundled corpus: {path} cannot be read ({e}); reinstall "
-                                 "wm_bench") from None  # fmt: skip
+        raise BundledCorpusError(
+            f"bundled corpus: {path} cannot be read ({e}); reinstall wm_bench"
+        ) from None
     if (got := _sha256(raw)) != entry["sha256"]:
         raise BundledCorpusError(
             f"bundled corpus: {path} has sha256 {got}, but {MANIFEST} records {entry['sha256']}; "
@@ -246,8 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.build:
         manifest = build(args.build, args.out)
         for name, e in manifest["parts"].items():
-            print(f"{name}: {e['documents']} documents, {e['characters']:,} characters, "
-                  f"{e['file']} sha256 {e['sha256']}")  # fmt: skip
+            print(
+                f"{name}: {e['documents']} documents, {e['characters']:,} characters, "
+                f"{e['file']} sha256 {e['sha256']}"
+            )
         return 0
     from wm_bench.data.documents import corpus_hash, split_documents
 

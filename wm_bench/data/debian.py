@@ -140,9 +140,20 @@ def austen_documents(root: Path) -> list[Document]:
 _RST_ADORNMENT = re.compile(r"^\s*([=\-~^\"'`#*+<>:._])\1{3,}\s*$")
 _RST_DIRECTIVE = re.compile(r"^(\s*)\.\.\s+([\w:-]+)::\s*(.*)$")
 _RST_DROP_DIRECTIVES = {
-    "index", "highlight", "toctree", "testsetup", "testcleanup", "raw", "include",
-    "literalinclude", "moduleauthor", "sectionauthor", "image", "figure", "only",
-}  # fmt: skip
+    "index",
+    "highlight",
+    "toctree",
+    "testsetup",
+    "testcleanup",
+    "raw",
+    "include",
+    "literalinclude",
+    "moduleauthor",
+    "sectionauthor",
+    "image",
+    "figure",
+    "only",
+}
 _RST_OPTION = re.compile(r"^\s+:[\w -]+:(\s.*)?$")
 _RST_ROLE = re.compile(r":[\w:.+-]+:`([^`]*)`")
 _RST_LINK = re.compile(r"`([^`<]*?)\s*<[^`>]*>`__?")
@@ -346,8 +357,11 @@ def debian_documents(
             problem = "it does not parse as JSON-lines documents"
         if problem is not None:
             if problem != "stale":
-                print(f"corpus debian/{part}: cached text {cache} is corrupt ({problem}); "
-                      f"re-parsing it from {raw}", file=sys.stderr)  # fmt: skip
+                print(
+                    f"corpus debian/{part}: cached text {cache} is corrupt ({problem}); "
+                    f"re-parsing it from {raw}",
+                    file=sys.stderr,
+                )
             record, found = _extract(part, raw, cache, meta, log)
         docs.extend(found)
         info[part] = record["packages"]
@@ -366,9 +380,13 @@ def _extract(
     found = parse_part(part, raw)
     lines = (json.dumps(d.__dict__, ensure_ascii=False) + "\n" for d in found)
     _write_atomic(cache, lines)
-    record = {"format": EXTRACT_FORMAT, "part": part, "documents": len(found),
-              "sha256": file_sha256(cache),
-              **json.loads((raw / "versions.json").read_text())}  # fmt: skip
+    record = {
+        "format": EXTRACT_FORMAT,
+        "part": part,
+        "documents": len(found),
+        "sha256": file_sha256(cache),
+        **json.loads((raw / "versions.json").read_text()),
+    }
     _write_atomic(meta, iter([json.dumps(record, indent=1) + "\n"]))  # meta last
     log(f"corpus debian/{part}: {len(found)} documents in {time.perf_counter() - t0:.0f} s")
     return record, found

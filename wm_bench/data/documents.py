@@ -16,9 +16,11 @@ spelling); `wm_bench.data.corpus` keys a streamed hf corpus by its spec and fing
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 def file_sha256(path: Path) -> str:
@@ -28,6 +30,29 @@ def file_sha256(path: Path) -> str:
         while block := fh.read(1 << 23):
             h.update(block)
     return h.hexdigest()
+
+
+def read_manifest(
+    path: Path, *, key: str, fields: tuple[str, ...], what: str, error: type[Exception]
+) -> dict[str, Any]:
+    """The JSON manifest of shipped package data at `path`: a `key` map whose entries hold the
+    string `fields` (e.g. a file name and its sha256).
+
+    Raises `error` naming `what` and the file when it is missing, unreadable or malformed.
+    """
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{what}: {path} is missing; reinstall wm_bench") from None
+    except (OSError, ValueError) as e:
+        raise error(f"{what}: {path} is unreadable ({e})") from None
+    entries = manifest.get(key) if isinstance(manifest, dict) else None
+    if not isinstance(entries, dict) or not all(
+        isinstance(v, dict) and all(isinstance(v.get(f), str) for f in fields)
+        for v in entries.values()
+    ):
+        raise error(f"{what}: {path} has no {key!r} map with {' and '.join(fields)}")
+    return manifest
 
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")

@@ -122,9 +122,12 @@ def prepare(
 def prepare_config(cfg: LMDataConfig, *, progress: bool = True) -> Prepared:
     """`prepare` with a config's corpus, tokenizer, vocabulary and cache root."""
     return prepare(
-        cfg.corpus, tokenizer=cfg.tokenizer, vocab_size=cfg.vocab_size,
-        cache_dir=cfg.cache_dir, progress=progress,
-    )  # fmt: skip
+        cfg.corpus,
+        tokenizer=cfg.tokenizer,
+        vocab_size=cfg.vocab_size,
+        cache_dir=cfg.cache_dir,
+        progress=progress,
+    )
 
 
 def token_array(cfg: LMDataConfig, split: str) -> np.ndarray:
@@ -258,8 +261,14 @@ class LMDataModule(ResumableTrainData, L.LightningDataModule):
         """What the run trained and was scored on: corpus and its package versions, tokenizer,
         and each split's token count and sha256 (stored in results as `extra.data`)."""
         m = self.prepared.shards.meta
-        keep = ("corpus", "corpus_hash", "corpus_info", "tokenizer", "tokenizer_fingerprint",
-                "vocab_size")  # fmt: skip
+        keep = (
+            "corpus",
+            "corpus_hash",
+            "corpus_info",
+            "tokenizer",
+            "tokenizer_fingerprint",
+            "vocab_size",
+        )
         out: dict[str, Any] = {k: m[k] for k in keep if k in m}
         out["splits"] = {
             s: {k: c[k] for k in ("tokens", "sha256") if k in c} for s, c in m["splits"].items()

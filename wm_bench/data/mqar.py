@@ -5,12 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
-from wm_bench.data.resumable import ResumableTrainData, sharded_eval_loader
+from wm_bench.data.resumable import DisjointSeeds, TensorSplitsData
 
 IGNORE_INDEX = -100
 _CHUNK_ELEMENTS = 1 << 22  # rows × pool entries held at once while sampling (≈ 32 MB of int64)
@@ -159,7 +157,7 @@ def generate(
 
 
 @dataclass(frozen=True)
-class MqarDataConfig:
+class MqarDataConfig(DisjointSeeds):
     """An MQAR train/test pair of fixed-size sets (docs/spec.md §5).
 
     Seeds: the train set of run seed s is generated with seed `train_seed_offset + s`, the test set
@@ -192,59 +190,31 @@ class MqarDataConfig:
                 f"test={self.test_seed_offset}: need 0 ≤ train_seed_offset < test_seed_offset"
             )
 
-    @property
-    def seed_range(self) -> int:
-        """Run seeds must lie in [0, seed_range) for the train and test seeds to stay disjoint."""
-        return self.test_seed_offset - self.train_seed_offset
 
-    def split_seeds(self, seed: int) -> tuple[int, int]:
-        """(train seed, test seed) for run seed `seed`; ValueError outside [0, seed_range)."""
-        if not 0 <= seed < self.seed_range:
-            raise ValueError(
-                f"MQAR run seed={seed} must be in [0, {self.seed_range}) so that train seeds "
-                f"[{self.train_seed_offset}, {self.test_seed_offset}) and test seeds "
-                f"[{self.test_seed_offset}, …) stay disjoint"
-            )
-        return self.train_seed_offset + seed, self.test_seed_offset + seed
-
-
-class MqarDataModule(ResumableTrainData, L.LightningDataModule):
+class MqarDataModule(TensorSplitsData):
     """Batches of (input_ids [B, L], labels [B, L]) int64, labels aligned with the logits.
 
     Training batches come shuffled, epoch after epoch, as a pure function of (seed, step)
     (`wm_bench.data.resumable`), so a run resumed from a checkpoint continues the same stream.
-    Under W ranks each takes its block of every training batch and of the test set.
+    Under W ranks each takes its block of every training batch and of the test set, which is
+    also the validation set (docs/spec.md §5 reports accuracy on it).
     """
 
+    eval_split = "test"
+
     def __init__(self, cfg: MqarDataConfig, *, batch_size: int, seed: int) -> None:
-        super().__init__()
-        self.cfg, self.batch_size, self.seed = cfg, batch_size, seed
+        super().__init__(cfg, batch_size=batch_size, seed=seed)
         self.train_seed, self.test_seed = cfg.split_seeds(seed)
-        self.vocab_size = cfg.vocab_size
-        self._cache: dict[str, TensorDataset] = {}
 
-    def _dataset(self, split: str) -> TensorDataset:
-        if split not in self._cache:
-            c = self.cfg
-            n, s = (c.n_train, self.train_seed) if split == "train" else (c.n_test, self.test_seed)
-            x, y = generate(
-                n,
-                c.seq_len,
-                c.num_kv_pairs,
-                c.vocab_size,
-                seed=s,
-                power_a=c.power_a,
-                random_filler=c.random_filler,
-            )
-            self._cache[split] = TensorDataset(x, y)
-        return self._cache[split]
-
-    def train_dataloader(self) -> DataLoader:
-        return self.shuffled_loader(*self._dataset("train").tensors)
-
-    def val_dataloader(self) -> DataLoader:
-        """The test set (docs/spec.md §5 reports accuracy on it)."""
-        return sharded_eval_loader(self._dataset("test"), self.batch_size, self.trainer)
-
-    def test_dataloader(self) -> DataLoader:
-        return self.val_dataloader()
+    def make_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        c = self.cfg
+        n, s = (c.n_train, self.train_seed) if split == "train" else (c.n_test, self.test_seed)
+        return generate(
+            n,
+            c.seq_len,
+            c.num_kv_pairs,
+            c.vocab_size,
+            seed=s,
+            power_a=c.power_a,
+            random_filler=c.random_filler,
+        )

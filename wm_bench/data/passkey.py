@@ -5,12 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
-from wm_bench.data.resumable import ResumableTrainData, sharded_eval_loader
+from wm_bench.data.resumable import DisjointSeeds, TensorSplitsData
 
 IGNORE_INDEX = -100
 # Token ids: three markers, then the key tokens ("digits"), then the filler tokens.
@@ -48,7 +46,7 @@ def _bad(field: str, value: object, valid: str) -> ValueError:
 
 
 @dataclass(frozen=True)
-class PasskeyDataConfig:
+class PasskeyDataConfig(DisjointSeeds):
     """Passkey retrieval sets: train/valid at `seq_len` (random depths), a test grid of cells.
 
     Every example of input length n holds, in order: filler with the key block
@@ -100,9 +98,11 @@ class PasskeyDataConfig:
         if n_fill < 2:
             need = FIRST_KEY_TOKEN + self.key_vocab + 2
             raise _bad(
-                "vocab_size", self.vocab_size, f"≥ {need} (3 markers + pad, {self.key_vocab} key "
+                "vocab_size",
+                self.vocab_size,
+                f"≥ {need} (3 markers + pad, {self.key_vocab} key "
                 "tokens and at least 2 filler tokens)",
-            )  # fmt: skip
+            )
         if self.filler not in FILLERS:
             raise _bad("filler", self.filler, str(list(FILLERS)))
         lo = min_length(self.key_len)
@@ -111,8 +111,9 @@ class PasskeyDataConfig:
                 where = "seq_len" if n == self.seq_len else "test_lengths"
                 raise _bad(where, n, f"ints ≥ {lo} (2·key_len + 2: key block and question)")
         m = self.train_min_len
-        if m is not None and (isinstance(m, bool) or not isinstance(m, int)
-                              or not lo <= m <= self.seq_len):  # fmt: skip
+        if m is not None and (
+            isinstance(m, bool) or not isinstance(m, int) or not lo <= m <= self.seq_len
+        ):
             raise _bad("train_min_len", m, f"None or an int in [{lo}, seq_len={self.seq_len}]")
         if len(set(self.test_lengths)) != len(self.test_lengths):
             raise _bad("test_lengths", self.test_lengths, "distinct lengths")
@@ -123,27 +124,15 @@ class PasskeyDataConfig:
                 raise _bad("test_depths", self.test_depths, "depths in [0, 1]")
         if not 0 <= self.train_seed_offset < self.test_seed_offset:
             raise _bad(
-                "train_seed_offset", self.train_seed_offset,
+                "train_seed_offset",
+                self.train_seed_offset,
                 f"0 ≤ train_seed_offset < test_seed_offset={self.test_seed_offset}",
-            )  # fmt: skip
+            )
 
     @property
     def lengths(self) -> tuple[int, ...]:
         """The test lengths (seq_len when none are given)."""
         return self.test_lengths or (self.seq_len,)
-
-    @property
-    def seed_range(self) -> int:
-        return self.test_seed_offset - self.train_seed_offset
-
-    def split_seeds(self, seed: int) -> tuple[int, int]:
-        """(train seed, test seed) of run seed `seed`; ValueError outside [0, seed_range)."""
-        if not 0 <= seed < self.seed_range:
-            raise ValueError(
-                f"passkey run seed={seed} must be in [0, {self.seed_range}) so that its train "
-                "and test seeds stay disjoint"
-            )
-        return self.train_seed_offset + seed, self.test_seed_offset + seed
 
     def cells(self) -> list[tuple[int, float]]:
         """The test grid: (length, depth) pairs, lengths outer."""
@@ -284,8 +273,9 @@ def evaluate_grid(
     out = {}
     try:
         for length, depth in cfg.cells():
-            x, y, _ = generate(cfg, cfg.n_test, length, seed=cell_seed(test_seed, length, depth),
-                               depth=depth)  # fmt: skip
+            x, y, _ = generate(
+                cfg, cfg.n_test, length, seed=cell_seed(test_seed, length, depth), depth=depth
+            )
             out[metric_name(length, depth)] = float(
                 exact_match(model, x, y, batch_size=batch_size).mean()
             )
@@ -324,39 +314,25 @@ def exact_match(
     return torch.cat(out) if out else torch.zeros(0)
 
 
-class PasskeyDataModule(ResumableTrainData, L.LightningDataModule):
+class PasskeyDataModule(TensorSplitsData):
     """Batches of (input_ids [B, n], labels [B, n]) int64 at n = seq_len, labels on the answer.
 
     Training batches come shuffled, epoch after epoch, as a pure function of (seed, step)
-    (`wm_bench.data.resumable`), so a run resumed from a checkpoint continues the same stream.
+    (`wm_bench.data.resumable`), so a run resumed from a checkpoint continues the same stream;
+    validation holds out examples of the training distribution (the test seed's stream).
     `eval_metrics` (called by the run after training) scores the test grid. Under W ranks each
     takes its block of every training batch and of the validation set; `eval_metrics` scores
     the whole grid on every rank (the same model: the same numbers).
     """
 
     def __init__(self, cfg: PasskeyDataConfig, *, batch_size: int, seed: int) -> None:
-        super().__init__()
-        self.cfg, self.batch_size, self.seed = cfg, batch_size, seed
+        super().__init__(cfg, batch_size=batch_size, seed=seed)
         self.train_seed, self.test_seed = cfg.split_seeds(seed)
-        self.vocab_size = cfg.vocab_size
-        self._cache: dict[str, TensorDataset] = {}
 
-    def _dataset(self, split: str) -> TensorDataset:
-        if split not in self._cache:
-            c = self.cfg
-            n, s = (c.n_train, self.train_seed) if split == "train" else (c.n_valid, self.test_seed)
-            self._cache[split] = TensorDataset(*generate_mixed(c, n, seed=s))
-        return self._cache[split]
-
-    def train_dataloader(self) -> DataLoader:
-        return self.shuffled_loader(*self._dataset("train").tensors)
-
-    def val_dataloader(self) -> DataLoader:
-        """Held-out examples of the training distribution (the test seed's stream)."""
-        return sharded_eval_loader(self._dataset("valid"), self.batch_size, self.trainer)
-
-    def test_dataloader(self) -> DataLoader:
-        return self.val_dataloader()
+    def make_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        c = self.cfg
+        n, s = (c.n_train, self.train_seed) if split == "train" else (c.n_valid, self.test_seed)
+        return generate_mixed(c, n, seed=s)
 
     def eval_metrics(self, model: torch.nn.Module, *, device: Any = None) -> dict[str, float]:
         """Key accuracy per (length, depth) of the test grid (`evaluate_grid`)."""

@@ -27,8 +27,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, TensorDataset
 
 
 class _Indices(torch.utils.data.Dataset):
@@ -131,9 +132,13 @@ class ShuffledBatches(IterableDataset):
         """Row indices of batch 0, 1, 2, … (endless), as the map-style loader drew them."""
         g = torch.Generator().manual_seed(self.seed)
         loader = DataLoader(
-            _Indices(len(self.inputs)), batch_size=self.batch_size, shuffle=True, generator=g,
-            drop_last=self.drop_last, collate_fn=_as_list,
-        )  # fmt: skip
+            _Indices(len(self.inputs)),
+            batch_size=self.batch_size,
+            shuffle=True,
+            generator=g,
+            drop_last=self.drop_last,
+            collate_fn=_as_list,
+        )
         while True:  # one epoch: the loader draws its base seed, then a permutation
             it = iter(loader)
             for _ in range(self.per_epoch):  # not past the end, as Lightning never asked for it
@@ -183,7 +188,75 @@ class ResumableTrainData:
         drop = len(inputs) >= bs if drop_last is None else drop_last
         rank, world = rank_world(getattr(self, "trainer", None))
         stream = ShuffledBatches(
-            inputs, labels, batch_size=bs, seed=self.seed,  # type: ignore[attr-defined]
-            drop_last=drop, start=self._start_batch, rank=rank, world=world,
-        )  # fmt: skip
+            inputs,
+            labels,
+            batch_size=bs,
+            seed=self.seed,  # type: ignore[attr-defined]
+            drop_last=drop,
+            start=self._start_batch,
+            rank=rank,
+            world=world,
+        )
         return DataLoader(stream, batch_size=None)
+
+
+class DisjointSeeds:
+    """Seeds of a data config with `train_seed_offset` < `test_seed_offset` fields: run seed s
+    trains on seed train_seed_offset + s and evaluates on test_seed_offset + s, so for
+    0 ≤ s < `seed_range` no run's evaluation data shares a seed with any run's training data."""
+
+    name: str
+    train_seed_offset: int
+    test_seed_offset: int
+
+    @property
+    def seed_range(self) -> int:
+        """Run seeds must lie in [0, seed_range) for the train and test seeds to stay disjoint."""
+        return self.test_seed_offset - self.train_seed_offset
+
+    def split_seeds(self, seed: int) -> tuple[int, int]:
+        """(train seed, test seed) for run seed `seed`; ValueError outside [0, seed_range)."""
+        if not 0 <= seed < self.seed_range:
+            raise ValueError(
+                f"{self.name} run seed={seed} must be in [0, {self.seed_range}) so that train "
+                f"seeds [{self.train_seed_offset}, {self.test_seed_offset}) and test seeds "
+                f"[{self.test_seed_offset}, …) stay disjoint"
+            )
+        return self.train_seed_offset + seed, self.test_seed_offset + seed
+
+
+class TensorSplitsData(ResumableTrainData, L.LightningDataModule):
+    """A DataModule over (inputs [n, T], labels [n, T]) splits built in memory by `make_split`.
+
+    Training batches come shuffled, epoch after epoch, as a pure function of (seed, step)
+    (`shuffled_loader`), so a run resumed from a checkpoint continues the same stream; the
+    validation (and test) set is split `eval_split`, in order, each rank taking its block.
+    Each split is built once per DataModule.
+    """
+
+    eval_split = "valid"
+    train_drop_last: bool | None = None  # `shuffled_loader`'s drop_last
+
+    def __init__(self, cfg: Any, *, batch_size: int, seed: int) -> None:
+        super().__init__()
+        self.cfg, self.batch_size, self.seed = cfg, batch_size, seed
+        self.vocab_size = cfg.vocab_size
+        self._cache: dict[str, TensorDataset] = {}
+
+    def make_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, labels) of `split` ("train" or `eval_split`)."""
+        raise NotImplementedError
+
+    def dataset(self, split: str) -> TensorDataset:
+        if split not in self._cache:
+            self._cache[split] = TensorDataset(*self.make_split(split))
+        return self._cache[split]
+
+    def train_dataloader(self) -> DataLoader:
+        return self.shuffled_loader(*self.dataset("train").tensors, drop_last=self.train_drop_last)
+
+    def val_dataloader(self) -> DataLoader:
+        return sharded_eval_loader(self.dataset(self.eval_split), self.batch_size, self.trainer)
+
+    def test_dataloader(self) -> DataLoader:
+        return self.val_dataloader()

@@ -157,9 +157,14 @@ def _write_split(
     digest = hashlib.sha256()
     eos = np.array([tokenizer.eos_id], dtype=dtype)
     bar = tqdm(
-        total=total, unit="char", unit_scale=True, desc=f"tokenize {split}", file=sys.stderr,
-        disable=not progress, mininterval=1.0,
-    )  # fmt: skip
+        total=total,
+        unit="char",
+        unit_scale=True,
+        desc=f"tokenize {split}",
+        file=sys.stderr,
+        disable=not progress,
+        mininterval=1.0,
+    )
     with open(path, "wb") as fh, bar:
         for batch in _batches(corpus.texts(split)):
             parts = []
@@ -225,14 +230,21 @@ def build_shards(
             splits[s] = _write_split(corpus, tokenizer, s, tmp / f"{s}.bin", dtype, progress)
             splits[s]["file"] = f"{s}.bin"
         meta = {
-            "format": SHARD_FORMAT, "corpus": corpus.spec, "corpus_hash": corpus.hash,
-            "corpus_info": corpus.info, "tokenizer": tokenizer.name,
-            "tokenizer_fingerprint": tokenizer.fingerprint, "vocab_size": tokenizer.vocab_size,
-            "eos_id": tokenizer.eos_id, "dtype": dtype.name, "byteorder": "little",
-            "separator": "eos after every document", "splits": splits,
+            "format": SHARD_FORMAT,
+            "corpus": corpus.spec,
+            "corpus_hash": corpus.hash,
+            "corpus_info": corpus.info,
+            "tokenizer": tokenizer.name,
+            "tokenizer_fingerprint": tokenizer.fingerprint,
+            "vocab_size": tokenizer.vocab_size,
+            "eos_id": tokenizer.eos_id,
+            "dtype": dtype.name,
+            "byteorder": "little",
+            "separator": "eos after every document",
+            "splits": splits,
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "build_seconds": round(time.perf_counter() - t0, 2),
-        }  # fmt: skip
+        }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
         try:
             os.rename(tmp, final)  # the commit point

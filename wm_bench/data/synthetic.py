@@ -5,11 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import lightning as L
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
-from wm_bench.data.resumable import ResumableTrainData, sharded_eval_loader
+from wm_bench.data.resumable import TensorSplitsData
 
 
 @dataclass(frozen=True)
@@ -51,7 +49,7 @@ def markov_stream(cfg: SyntheticDataConfig, n_seq: int, seed: int) -> torch.Tens
     return seq
 
 
-class SyntheticDataModule(ResumableTrainData, L.LightningDataModule):
+class SyntheticDataModule(TensorSplitsData):
     """Batches of (input_ids [B, T], labels [B, T]) with labels = next token.
 
     Training batches come shuffled, epoch after epoch, as a pure function of (seed, step)
@@ -59,19 +57,12 @@ class SyntheticDataModule(ResumableTrainData, L.LightningDataModule):
     Under W ranks each takes its block of every training batch and of the validation set.
     """
 
-    def __init__(self, cfg: SyntheticDataConfig, *, batch_size: int, seed: int) -> None:
-        super().__init__()
-        self.cfg, self.batch_size, self.seed = cfg, batch_size, seed
-        self.vocab_size = cfg.vocab_size
+    train_drop_last = True
 
-    def _dataset(self, n: int, seed: int) -> TensorDataset:
+    def make_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if split == "train":
+            n, seed = self.cfg.n_train, 10_000 + self.seed
+        else:
+            n, seed = self.cfg.n_valid, 1_000_000 + self.seed  # disjoint seed range
         seq = markov_stream(self.cfg, n, seed)
-        return TensorDataset(seq[:, :-1].contiguous(), seq[:, 1:].contiguous())
-
-    def train_dataloader(self) -> DataLoader:
-        x, y = self._dataset(self.cfg.n_train, 10_000 + self.seed).tensors
-        return self.shuffled_loader(x, y, drop_last=True)
-
-    def val_dataloader(self) -> DataLoader:
-        ds = self._dataset(self.cfg.n_valid, 1_000_000 + self.seed)  # disjoint seed range
-        return sharded_eval_loader(ds, self.batch_size, self.trainer)
+        return seq[:, :-1].contiguous(), seq[:, 1:].contiguous()

@@ -161,12 +161,15 @@ def load_tokenizer(
         folder.mkdir(parents=True, exist_ok=True)
         text = tok.to_str()
         meta = {
-            "corpus": corpus.spec, "corpus_hash": corpus.hash, "vocab_size_requested": vocab_size,
-            "vocab_size": tok.get_vocab_size(), "bpe_format": BPE_FORMAT,
+            "corpus": corpus.spec,
+            "corpus_hash": corpus.hash,
+            "vocab_size_requested": vocab_size,
+            "vocab_size": tok.get_vocab_size(),
+            "bpe_format": BPE_FORMAT,
             "train_seconds": round(time.perf_counter() - t0, 2),
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
-        }  # fmt: skip
+        }
         _atomic_write_text(folder / "meta.json", json.dumps(meta, indent=1) + "\n")
         _atomic_write_text(path, text)  # last: its presence means "done"
         backend = HFTokenizer.from_str(text)

@@ -37,19 +37,15 @@ def sha256_file(path: str | Path) -> str:
 
 def load_manifest(src: str | Path = DATA_DIR) -> dict[str, Any]:
     """The manifest of a packaged-data folder: {"files": {name: {"sha256", "rows", ...}}, ...}."""
-    path = Path(src) / MANIFEST
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise EvalDataError(f"packaged eval data: {path} is missing; reinstall wm_bench") from None
-    except (OSError, ValueError) as e:
-        raise EvalDataError(f"packaged eval data: {path} is unreadable ({e})") from None
-    files = manifest.get("files") if isinstance(manifest, dict) else None
-    if not isinstance(files, dict) or not all(
-        isinstance(v, dict) and isinstance(v.get("sha256"), str) for v in files.values()
-    ):
-        raise EvalDataError(f"packaged eval data: {path} has no 'files' map with sha256 values")
-    return manifest
+    from wm_bench.data.documents import read_manifest
+
+    return read_manifest(
+        Path(src) / MANIFEST,
+        key="files",
+        fields=("sha256",),
+        what="packaged eval data",
+        error=EvalDataError,
+    )
 
 
 def default_cache_root() -> Path:
@@ -115,8 +111,10 @@ def packaged_eval_data(src: str | Path = DATA_DIR, cache_root: str | Path | None
         if target.is_file():
             if sha256_file(target) == want:
                 continue
-            print(f"eval data: cached {target} does not match its sha256; decompressing it again",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"eval data: cached {target} does not match its sha256; decompressing it again",
+                file=sys.stderr,
+            )
         _decompress(src / entry.get("xz", f"{name}.xz"), target, want)
     return dest
 
