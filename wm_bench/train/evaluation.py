@@ -10,9 +10,13 @@ from wm_bench.config import RunConfig
 from wm_bench.train.module import LMModule
 
 HIGHER_IS_BETTER = {
-    "loss": False, "ppl": False, "accuracy": True,
-    "acc": True, "acc_norm": True, "exact_match": True,  # downstream (lm-eval) metrics
-}  # fmt: skip
+    "loss": False,
+    "ppl": False,
+    "accuracy": True,
+    "acc": True,
+    "acc_norm": True,
+    "exact_match": True,  # downstream (lm-eval) metrics
+}
 
 
 def higher_is_better(metric: str, default: bool | None = None) -> bool:
@@ -35,9 +39,13 @@ def length_perplexities(cfg: RunConfig, dm: Any, module: LMModule) -> dict[str, 
 
     tokens = dm.eval_tokens("test")
     res = perplexity_at_lengths(
-        module.model, tokens, lengths, max_tokens=getattr(cfg.data, "eval_max_tokens", None),
-        batch_size=max(1, cfg.train.batch_size // 2), device=module.device,
-    )  # fmt: skip
+        module.model,
+        tokens,
+        lengths,
+        max_tokens=getattr(cfg.data, "eval_max_tokens", None),
+        batch_size=max(1, cfg.train.batch_size // 2),
+        device=module.device,
+    )
     out = {}
     for length, r in res.items():
         out[f"test/ppl@{length}"] = r["ppl"]
@@ -73,12 +81,23 @@ def downstream_metrics(
 
     d = cfg.downstream
     lm = WmBenchLM(
-        model=module.model, tokenizer=dm.prepared.tokenizer, batch_size=d.batch_size,
-        max_length=d.max_length or cfg.data.seq_len, device=str(module.device),
-    )  # fmt: skip
+        model=module.model,
+        tokenizer=dm.prepared.tokenizer,
+        batch_size=d.batch_size,
+        max_length=d.max_length or cfg.data.seq_len,
+        device=str(module.device),
+    )
     t0 = time.perf_counter()
-    rec = evaluate(lm, d.tasks, shots=d.shots, limit=d.limit, eval_data=d.eval_data,
-                   source=d.source, seed=cfg.seed, progress=progress)  # fmt: skip
+    rec = evaluate(
+        lm,
+        d.tasks,
+        shots=d.shots,
+        limit=d.limit,
+        eval_data=d.eval_data,
+        source=d.source,
+        seed=cfg.seed,
+        progress=progress,
+    )
     rec["wall_s"] = round(time.perf_counter() - t0, 3)
     module.model.train()
     return {f"downstream/{k}": v for k, v in rec.pop("metrics").items()}, rec

@@ -48,8 +48,13 @@ def masked_lm_stats(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Ten
 def _numpy_state() -> dict[str, Any]:
     """numpy's global RNG state as plain values (checkpoints load with weights_only=True)."""
     name, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-            "has_gauss": int(has_gauss), "gauss": float(gauss)}  # fmt: skip
+    return {
+        "name": name,
+        "keys": torch.from_numpy(keys.astype(np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "gauss": float(gauss),
+    }
 
 
 def _set_numpy_state(s: dict[str, Any]) -> None:
@@ -78,9 +83,11 @@ class Diverged(Exception):
 
     def record(self) -> dict[str, Any]:
         return {
-            "step": self.step, "quantity": self.quantity, "value": self.value,
+            "step": self.step,
+            "quantity": self.quantity,
+            "value": self.value,
             "last_finite_loss": self.last_finite_loss,
-        }  # fmt: skip
+        }
 
 
 class LMModule(L.LightningModule):
@@ -178,8 +185,12 @@ class LMModule(L.LightningModule):
         if self._world() > 1:  # FSDP shards the gradients: any rank's bad shard stops them all
             bad = self.trainer.strategy.reduce_boolean_decision(bad, all=False)
         if bad:
-            raise Diverged(self.global_step, "grad_norm", norm if not math.isfinite(norm)
-                           else float("nan"), self.last_finite_loss)  # fmt: skip
+            raise Diverged(
+                self.global_step,
+                "grad_norm",
+                norm if not math.isfinite(norm) else float("nan"),
+                self.last_finite_loss,
+            )
 
     def configure_gradient_clipping(
         self, optimizer: Any, gradient_clip_val: Any = None, gradient_clip_algorithm: Any = None

@@ -64,9 +64,14 @@ class StepProgress(L.Callback):
 
         start = int(trainer.global_step)  # > 0 on a resumed run
         self.bar = tqdm(
-            total=self.max_steps, initial=start, desc=self.label, unit="step",
-            dynamic_ncols=True, leave=False, file=sys.stderr,
-        )  # fmt: skip
+            total=self.max_steps,
+            initial=start,
+            desc=self.label,
+            unit="step",
+            dynamic_ncols=True,
+            leave=False,
+            file=sys.stderr,
+        )
         self._shown_step = start
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:

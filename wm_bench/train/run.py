@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import resource
 import signal
 import time
 import traceback
@@ -44,6 +43,13 @@ from wm_bench.train.evaluation import (
     length_perplexities,
     mask_diagnostics,
 )
+from wm_bench.train.hardware import (
+    Throughput,
+    device_info,
+    peak_memory_bytes,
+    resolve_device,
+    utilisation,
+)
 from wm_bench.train.module import Diverged, LMModule
 from wm_bench.train.progress import StepProgress
 
@@ -62,66 +68,6 @@ def recorded_model_dir(saved: str | Path, out_dir: str | Path) -> str:
     except ValueError:
         return label
     return f"<out-dir>/{rel.as_posix()}"
-
-
-class Throughput(L.Callback):
-    """Training tokens/s measured over optimiser steps only (validation excluded)."""
-
-    def __init__(self, skip_first: int = 1) -> None:
-        self.skip_first = skip_first  # the first steps pay one-off costs (allocation, compile)
-        self.tokens = 0
-        self.seconds = 0.0
-        self.steps = 0
-        self.seq_len = 0
-        self._t0 = 0.0
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self._t0 = time.perf_counter()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.steps += 1
-        if self.steps > self.skip_first:
-            self.seconds += time.perf_counter() - self._t0
-            self.tokens += batch[0].numel()
-            self.seq_len = int(batch[0].shape[-1])
-
-    @property
-    def tokens_per_s(self) -> float | None:
-        return self.tokens / self.seconds if self.seconds > 0 else None
-
-
-def resolve_device(cfg: RunConfig) -> tuple[str, str]:
-    """(accelerator, precision) after resolving "auto" (CUDA when present, else CPU)."""
-    acc = cfg.train.accelerator
-    if acc == "auto":
-        acc = "cuda" if torch.cuda.is_available() else "cpu"
-    prec = cfg.train.precision
-    if prec == "auto":
-        prec = "bf16-mixed" if acc == "cuda" else "32-true"
-    return acc, prec
-
-
-def device_info(accelerator: str, cfg: RunConfig | None = None) -> dict[str, Any]:
-    """What the run trains on; with several ranks also the strategy, devices per node, nodes."""
-    if accelerator == "cuda" and torch.cuda.is_available():
-        out: dict[str, Any] = {
-            "type": "cuda",
-            "name": torch.cuda.get_device_name(),
-            "count": torch.cuda.device_count(),
-        }
-    else:
-        out = {"type": "cpu", "threads": torch.get_num_threads()}
-    if cfg is not None and cfg.train.world_size > 1:
-        t = cfg.train
-        out.update(strategy=t.strategy, devices=t.devices, num_nodes=t.num_nodes,
-                   world_size=t.world_size)  # fmt: skip
-    return out
-
-
-def _peak_memory_bytes(accelerator: str) -> int:
-    if accelerator == "cuda" and torch.cuda.is_available():
-        return int(torch.cuda.max_memory_allocated())
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # process-wide on CPU
 
 
 def run(
@@ -176,23 +122,38 @@ def run(
     state = _RunState()
     try:
         with _quiet_lightning():
-            out = _train_and_eval(cfg, h, accelerator, precision, Path(out_dir), ckpt, quiet, state,
-                                  resume=resume, extra_callbacks=callbacks)  # fmt: skip
+            out = _train_and_eval(
+                cfg,
+                h,
+                accelerator,
+                precision,
+                Path(out_dir),
+                ckpt,
+                quiet,
+                state,
+                resume=resume,
+                extra_callbacks=callbacks,
+            )
     except signals.RunInterrupted:
         raise  # nothing recorded: the run is neither ok nor failed, and resumes when rerun
     except Diverged as e:
         rec = results.make_result(
-            status="diverged", error=str(e), **common, resumed_from_step=state.resumed_from,
+            status="diverged",
+            error=str(e),
+            **common,
+            resumed_from_step=state.resumed_from,
             extra={"diverged": e.record(), "train_loss_curve": state.curve()},
             timing={"steps": e.step, "precision": precision},
-        )  # fmt: skip
+        )
         return _finish(rec, results_dir, ckpt, drop_checkpoint=True)
     except Exception as e:  # recorded, not raised: a sweep goes on past one bad run
         tb = traceback.format_exc(limit=6)
         rec = results.make_result(
-            status="failed", error=f"{type(e).__name__}: {e}\n{tb}", **common,
+            status="failed",
+            error=f"{type(e).__name__}: {e}\n{tb}",
+            **common,
             resumed_from_step=state.resumed_from,
-        )  # fmt: skip
+        )
         # Ranks may be out of step here (one failed inside a collective): no barrier; rank 0
         # ends the ranks it launched, which would otherwise wait in a collective for it.
         return _finish(rec, results_dir, ckpt, drop_checkpoint=False, sync=False, state=state)
@@ -300,13 +261,30 @@ def _train_and_eval(
             )
         )
     show = cfg.train.progress and not quiet and distributed.is_global_zero()
-    bar = StepProgress(f"{cfg.experiment}/{cfg.scale} {cfg.variant} s{cfg.seed}",
-                       cfg.train.max_steps, enabled=None if show else False)  # fmt: skip
+    bar = StepProgress(
+        f"{cfg.experiment}/{cfg.scale} {cfg.variant} s{cfg.seed}",
+        cfg.train.max_steps,
+        enabled=None if show else False,
+    )
     callbacks.append(bar)
     callbacks.extend(extra_callbacks)
     try:
-        return _fit_and_eval(cfg, dm, module, rid, h, accelerator, precision, out_dir, resume,
-                             callbacks, tput, mask_init, bar, state)  # fmt: skip
+        return _fit_and_eval(
+            cfg,
+            dm,
+            module,
+            rid,
+            h,
+            accelerator,
+            precision,
+            out_dir,
+            resume,
+            callbacks,
+            tput,
+            mask_init,
+            bar,
+            state,
+        )
     finally:
         bar.close()
 
@@ -374,12 +352,29 @@ def _fit_and_eval(
     trainer.validate(module, datamodule=dm, verbose=False)
     metrics = dict(module.final_metrics)  # over every rank's block of the set
     if not math.isfinite(metrics.get("valid/loss", 0.0)):
-        raise Diverged(int(trainer.global_step), "validation loss", metrics["valid/loss"],
-                       module.last_finite_loss)  # fmt: skip
+        raise Diverged(
+            int(trainer.global_step),
+            "validation loss",
+            metrics["valid/loss"],
+            module.last_finite_loss,
+        )
     # Evaluations that call the model directly run on every rank, on the whole model.
     with distributed.full_params(trainer):
-        return _evaluate_and_record(cfg, dm, module, rid, out_dir, trainer, tput, mask_init, bar,
-                                    metrics, t0, accelerator, precision)  # fmt: skip
+        return _evaluate_and_record(
+            cfg,
+            dm,
+            module,
+            rid,
+            out_dir,
+            trainer,
+            tput,
+            mask_init,
+            bar,
+            metrics,
+            t0,
+            accelerator,
+            precision,
+        )
 
 
 def _evaluate_and_record(
@@ -439,23 +434,11 @@ def _evaluate_and_record(
             "tokens_per_s": (
                 tput.tokens_per_s * trainer.world_size if tput.tokens_per_s else tput.tokens_per_s
             ),
-            "peak_memory_bytes": _peak_memory_bytes(accelerator),
+            "peak_memory_bytes": peak_memory_bytes(accelerator),
             "precision": precision,
-            **_utilisation(module, tput, accelerator),
+            **utilisation(module, tput, accelerator),
         },
     }
-
-
-def _utilisation(module: LMModule, tput: Throughput, accelerator: str) -> dict[str, Any]:
-    """Training FLOPs per token (`wm_bench.flops`), achieved TFLOP/s and MFU (None off-GPU)."""
-    from wm_bench.flops import flops_per_token, mfu
-
-    if not tput.seq_len:
-        return {}
-    f = flops_per_token(module.model, tput.seq_len)
-    name = torch.cuda.get_device_name() if accelerator == "cuda" else None
-    return {"train_flops_per_token": f["train_flops_per_token"],
-            **mfu(tput.tokens_per_s, f["train_flops_per_token"], name)}  # fmt: skip
 
 
 class _quiet_lightning:
