@@ -43,9 +43,13 @@ def export(src: str | Path, dst: str | Path, *, force: bool = False) -> Path:
     model = ck._load_model(src, impl="reference", note=False)
     state, tied = ck.split_shared(model.state_dict())
     new = ck.config_json(
-        model_cfg, tokenizer, tied=tied, run=meta.get("run"), max_length=meta.get("max_length"),
+        model_cfg,
+        tokenizer,
+        tied=tied,
+        run=meta.get("run"),
+        max_length=meta.get("max_length"),
         saved_at=meta.get("saved_at") or now_iso(),
-    )  # fmt: skip
+    )
     new["converted"] = {"from_format": fmt, "at": now_iso()}
     ck.write_model_dir(dst, state, new, tok_text)
     back = ck._load_model(dst, impl="reference", note=False).state_dict()

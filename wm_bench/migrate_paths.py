@@ -81,8 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("paths", nargs="*", help="result files or folders (default: results/)")
     p.add_argument("--check", action="store_true", help="change nothing; exit 1 listing paths")
-    p.add_argument("--root", default=None, help="the repository root that made the results "
-                   "(default: this checkout's)")  # fmt: skip
+    p.add_argument(
+        "--root",
+        default=None,
+        help="the repository root that made the results (default: this checkout's)",
+    )
     args = p.parse_args(argv)
     root = Path(args.root) if args.root else repo_root()
     try:
@@ -98,11 +101,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"absolute path in {portable_path(f)}: {field} = {path}")
     if args.check:
         bad = len(rep["left"])
-        print(f"{bad} of {rep['files']} files hold an absolute path" if bad else
-              f"no absolute paths in {rep['files']} files")  # fmt: skip
+        print(
+            f"{bad} of {rep['files']} files hold an absolute path"
+            if bad
+            else f"no absolute paths in {rep['files']} files"
+        )
         return 1 if bad else 0
-    print(f"{len(rep['changed'])} of {rep['files']} files rewritten; "
-          f"{len(rep['left'])} still hold a path outside the repository")  # fmt: skip
+    print(
+        f"{len(rep['changed'])} of {rep['files']} files rewritten; "
+        f"{len(rep['left'])} still hold a path outside the repository"
+    )
     return 1 if rep["left"] else 0
 
 

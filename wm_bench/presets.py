@@ -67,8 +67,13 @@ def _cdmoe(d: int, n_layers: int) -> Any:
     # Retrieval width min(256, d): at d < 256 a 256-wide query projection would outweigh the
     # whole layer (4 heads × 256 × d), so small models keep it at d.
     n = 1024 if d < 768 else 4096
-    return ffn_cfg("cdmoe", num_experts=n, top_k=max(1, int(n**0.5) // 4), shared_d_ff=4 * d,
-                   d_retrieval=min(256, d))  # fmt: skip
+    return ffn_cfg(
+        "cdmoe",
+        num_experts=n,
+        top_k=max(1, int(n**0.5) // 4),
+        shared_d_ff=4 * d,
+        d_retrieval=min(256, d),
+    )
 
 
 def _vocab(s: Size, vocab_size: int | None) -> int:

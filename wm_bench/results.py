@@ -38,9 +38,16 @@ REQUIRED_KEYS = (
     "finished_at",
 )
 _TRACKED_PACKAGES = (
-    "wm_bench", "torch", "triton", "lightning", "optuna", "numpy", "pandas", "tokenizers",
+    "wm_bench",
+    "torch",
+    "triton",
+    "lightning",
+    "optuna",
+    "numpy",
+    "pandas",
+    "tokenizers",
     "lm_eval",
-)  # fmt: skip
+)
 
 
 def repo_root() -> Path:

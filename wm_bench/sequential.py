@@ -92,8 +92,10 @@ def until_decided(
             add(n)
         v = judge(n, level)
         looks.append(Look(n, level, v))
-        log(f"look {i + 1}/{len(ns)} at {n} seeds (level {100 * level:.2f} %): {v.verdict}: "
-            f"{v.reason}")  # fmt: skip
+        log(
+            f"look {i + 1}/{len(ns)} at {n} seeds (level {100 * level:.2f} %): {v.verdict}: "
+            f"{v.reason}"
+        )
         if v.verdict != "inconclusive":
             return looks
     log(f"the budget of {n_max} seeds cannot decide: still inconclusive after {len(looks)} looks")

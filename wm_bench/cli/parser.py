@@ -84,10 +84,19 @@ def add_common(p: argparse.ArgumentParser) -> None:
         help="devices (one process each) per node (default: the run config's, 1); --batch-size "
         "stays the global batch, split over devices × nodes (docs/scale_out.md)",
     )
-    p.add_argument("--strategy", default=None, choices=list(STRATEGIES),
-                   help="auto (Lightning's: DDP on several devices), ddp or fsdp")  # fmt: skip
-    p.add_argument("--num-nodes", type=int_at_least(1), default=None, metavar="N",
-                   help="machines (torchrun or SLURM starts the processes; 1)")  # fmt: skip
+    p.add_argument(
+        "--strategy",
+        default=None,
+        choices=list(STRATEGIES),
+        help="auto (Lightning's: DDP on several devices), ddp or fsdp",
+    )
+    p.add_argument(
+        "--num-nodes",
+        type=int_at_least(1),
+        default=None,
+        metavar="N",
+        help="machines (torchrun or SLURM starts the processes; 1)",
+    )
     p.add_argument(
         "--precision",
         default=None,
@@ -131,8 +140,10 @@ def version_text() -> str:
         except PackageNotFoundError:
             return "not installed"
 
-    return (f"wm-bench {v('wm_bench')} (torch {v('torch')}, triton {v('triton')}, lightning "
-            f"{v('lightning')}, python {sys.version.split()[0]})")  # fmt: skip
+    return (
+        f"wm-bench {v('wm_bench')} (torch {v('torch')}, triton {v('triton')}, lightning "
+        f"{v('lightning')}, python {sys.version.split()[0]})"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,9 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--version", action="version", version=version_text(),
+        "--version",
+        action="version",
+        version=version_text(),
         help="print the versions of wm_bench, torch, triton and lightning, then exit",
-    )  # fmt: skip
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
@@ -255,13 +268,17 @@ def build_parser() -> argparse.ArgumentParser:
         "for by alpha spending (wm_bench.sequential)",
     )
     p.add_argument(
-        "--max-seeds", type=int_at_least(2), default=12,
+        "--max-seeds",
+        type=int_at_least(2),
+        default=12,
         help="seed budget per compared variant for --until-decided (default 12)",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--seed-step", type=int_at_least(1), default=2,
+        "--seed-step",
+        type=int_at_least(1),
+        default=2,
         help="seeds added between two looks of --until-decided (default 2)",
-    )  # fmt: skip
+    )
     p.add_argument(
         "--checkpoint",
         action=argparse.BooleanOptionalAction,

@@ -59,23 +59,37 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             cell_key=task.cell_key,
             metric=task.METRIC,
             direction="maximize" if task.HIGHER_IS_BETTER else "minimize",
-            force=args.force, **share,
+            force=args.force,
+            **share,
             run_fn=lambda c: run(  # a per-run step bar on a terminal unless --quiet
-                c, results_dir=args.results_dir, out_dir=args.out_dir, force=args.force,
+                c,
+                results_dir=args.results_dir,
+                out_dir=args.out_dir,
+                force=args.force,
                 quiet=bool(args.quiet),
             ),
-        )  # fmt: skip
+        )
     if args.until_decided:
 
         def run_all(configs: list[Any]) -> None:
             configs = [_runtime(c, args, checkpoint_default=True) for c in configs]
             _preflight_grid(configs, args)
-            recs.extend(sweep_cells(
-                configs, cell_key=task.cell_key, metric=task.METRIC,
-                direction="maximize" if task.HIGHER_IS_BETTER else "minimize", **share,
-                run_fn=lambda c: run(c, results_dir=args.results_dir, out_dir=args.out_dir,
-                                     force=False, quiet=bool(args.quiet)),
-            ))  # fmt: skip
+            recs.extend(
+                sweep_cells(
+                    configs,
+                    cell_key=task.cell_key,
+                    metric=task.METRIC,
+                    direction="maximize" if task.HIGHER_IS_BETTER else "minimize",
+                    **share,
+                    run_fn=lambda c: run(
+                        c,
+                        results_dir=args.results_dir,
+                        out_dir=args.out_dir,
+                        force=False,
+                        quiet=bool(args.quiet),
+                    ),
+                )
+            )
 
         _until_decided(task, scale, args, run_all)
     counts = {s: sum(r["status"] == s for r in recs) for s in ("ok", "diverged", "failed")}
@@ -104,24 +118,30 @@ def _dry_run(task: Any, scale: str, args: argparse.Namespace) -> int:
     rows, pending = [], 0
     for c in configs:
         h = config_hash(c)
-        rec = None if args.force else find_done(h, c.experiment, c.scale, c.variant,
-                                                args.results_dir)  # fmt: skip
-        state = f"done ({rec['status']})" if rec else ("pending (--force)" if args.force
-                                                       else "pending")  # fmt: skip
+        rec = (
+            None if args.force else find_done(h, c.experiment, c.scale, c.variant, args.results_dir)
+        )
+        state = (
+            f"done ({rec['status']})" if rec else ("pending (--force)" if args.force else "pending")
+        )
         pending += rec is None
         tags = " ".join(f"{k}={v}" for k, v in c.tags.items() if k != "variant")
         rows.append((c.variant, tags, f"{c.optim.lr:g}", str(c.seed), h, state))
     heads = ("variant", "tags", "lr", "seed", "config hash", "state")
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads)]
-    print(f"{args.experiment} @ {scale}: {len(rows)} planned runs, {len(rows) - pending} done, "
-          f"{pending} pending (dry run: nothing trained or written)")  # fmt: skip
+    print(
+        f"{args.experiment} @ {scale}: {len(rows)} planned runs, {len(rows) - pending} done, "
+        f"{pending} pending (dry run: nothing trained or written)"
+    )
     for r in (heads, *rows):
         print("  " + "  ".join(x.ljust(w) for x, w in zip(r, widths)).rstrip())
     import inspect
 
     if "results_dir" in inspect.signature(task.runs).parameters and pending:
-        print("  (staged task: runs planned from these results, e.g. seeds at each variant's "
-              "best LR, appear once the pending runs have finished)")  # fmt: skip
+        print(
+            "  (staged task: runs planned from these results, e.g. seeds at each variant's "
+            "best LR, appear once the pending runs have finished)"
+        )
     return 0
 
 
@@ -140,10 +160,11 @@ def _until_decided(task: Any, scale: str, args: argparse.Namespace, run_all: Any
         print(f"--until-decided: {n0} seeds already exceed --max-seeds {args.max_seeds}")
         return
     run_all(dec.configs(n0))
-    print(f"--until-decided: {dec.treated} vs {dec.baseline}, from {n0} to at most "
-          f"{args.max_seeds} seeds, {args.seed_step} per look")  # fmt: skip
-    until_decided(n0, args.max_seeds, args.seed_step, dec.judge,
-                  lambda n: run_all(dec.configs(n)))  # fmt: skip
+    print(
+        f"--until-decided: {dec.treated} vs {dec.baseline}, from {n0} to at most "
+        f"{args.max_seeds} seeds, {args.seed_step} per look"
+    )
+    until_decided(n0, args.max_seeds, args.seed_step, dec.judge, lambda n: run_all(dec.configs(n)))
 
 
 def _task_module(experiment: str) -> Any:
@@ -201,13 +222,19 @@ def _reproduce_own(task: Any, scale: str, args: argparse.Namespace) -> int:
         )
         return 2
     unused = {
-        "--compile/--no-compile": args.compile, "--save-model/--no-save-model": args.save_model,
-        "--eval-data": args.eval_data, "--checkpoint/--no-checkpoint": args.checkpoint,
-        "--checkpoint-every": args.checkpoint_every, "--accelerator": args.accelerator,
-        "--devices": args.devices, "--precision": args.precision,
-        "--accumulate-grad-batches": args.accumulate_grad_batches, "--logger": args.logger,
-        "--storage": args.storage, "--workers": args.workers if args.workers != 1 else None,
-    }  # fmt: skip
+        "--compile/--no-compile": args.compile,
+        "--save-model/--no-save-model": args.save_model,
+        "--eval-data": args.eval_data,
+        "--checkpoint/--no-checkpoint": args.checkpoint,
+        "--checkpoint-every": args.checkpoint_every,
+        "--accelerator": args.accelerator,
+        "--devices": args.devices,
+        "--precision": args.precision,
+        "--accumulate-grad-batches": args.accumulate_grad_batches,
+        "--logger": args.logger,
+        "--storage": args.storage,
+        "--workers": args.workers if args.workers != 1 else None,
+    }
     given = [k for k, v in unused.items() if v is not None]
     if given:
         print(
@@ -217,9 +244,15 @@ def _reproduce_own(task: Any, scale: str, args: argparse.Namespace) -> int:
         )
         return 2
     rc = task.reproduce(
-        scale, only=args.only, limit=args.limit, results_dir=args.results_dir,
-        force=args.force, threads=args.threads, quiet=bool(args.quiet), dry_run=args.dry_run,
-    )  # fmt: skip
+        scale,
+        only=args.only,
+        limit=args.limit,
+        results_dir=args.results_dir,
+        force=args.force,
+        threads=args.threads,
+        quiet=bool(args.quiet),
+        dry_run=args.dry_run,
+    )
     if rc != 2 and not args.no_report and not args.dry_run:
         _report([args.experiment], args.results_dir, args.reports_dir, pdf=False)
     return rc

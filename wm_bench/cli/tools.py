@@ -56,13 +56,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise ValueError(f"--output {args.output!r} is a directory; give a file name (.json)")
         check_writable(Path(args.output).parent, "--output folder")
     lm = WmBenchLM(
-        pretrained=args.model_dir, batch_size=args.batch_size, max_length=args.max_length,
+        pretrained=args.model_dir,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
         device=args.device,
-    )  # fmt: skip
+    )
     rec = evaluate(
-        lm, keys, shots=args.shots, limit=args.limit, eval_data=args.eval_data,
-        source=args.source, seed=args.seed, progress=not args.quiet,
-    )  # fmt: skip
+        lm,
+        keys,
+        shots=args.shots,
+        limit=args.limit,
+        eval_data=args.eval_data,
+        source=args.source,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
     from wm_bench.results import portable_path
 
     rec["model_dir"] = portable_path(args.model_dir)  # relative to the repository when inside it
@@ -162,9 +170,12 @@ def cmd_data(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         prepared = prepare(
-            args.corpus, tokenizer=args.tokenizer, vocab_size=args.vocab,
-            cache_dir=args.cache_dir, progress=not args.quiet,
-        )  # fmt: skip
+            args.corpus,
+            tokenizer=args.tokenizer,
+            vocab_size=args.vocab,
+            cache_dir=args.cache_dir,
+            progress=not args.quiet,
+        )
     except CorpusError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -9,9 +9,14 @@ from typing import Any
 # `train` without --config: these values stand in for flags not given (a YAML run file keeps its
 # own values; a flag given overrides it).
 TRAIN_DEFAULTS = {
-    "preset": "cheems", "size": "tiny", "steps": 50, "batch_size": 8, "seq_len": 64, "lr": 1e-3,
+    "preset": "cheems",
+    "size": "tiny",
+    "steps": 50,
+    "batch_size": 8,
+    "seq_len": 64,
+    "lr": 1e-3,
     "seed": 0,
-}  # fmt: skip
+}
 
 
 def _runtime(cfg: Any, args: argparse.Namespace, *, checkpoint_default: bool | None = None) -> Any:
@@ -46,8 +51,10 @@ def _runtime(cfg: Any, args: argparse.Namespace, *, checkpoint_default: bool | N
         if getattr(args, flag) is not None:
             train[flag] = getattr(args, flag)
     if args.command != "train" and (args.devices or 1) * (args.num_nodes or 1) > 1:
-        raise ValueError(f"{args.command} --devices/--num-nodes > 1: only `wm-bench train` runs "
-                         "one run on several ranks (docs/scale_out.md)")  # fmt: skip
+        raise ValueError(
+            f"{args.command} --devices/--num-nodes > 1: only `wm-bench train` runs "
+            "one run on several ranks (docs/scale_out.md)"
+        )
     if args.precision is not None:
         train["precision"] = args.precision
     if args.accumulate_grad_batches is not None:  # TrainConfig stores 1 as unset (same hash)
@@ -95,8 +102,10 @@ def _train_config(args: argparse.Namespace) -> Any:
         train = {k: v for k, v in train.items() if v is not None}
         cfg = replace(cfg, train=replace(cfg.train, **train))
         return cfg if args.seed is None else replace(cfg, seed=args.seed)
-    a = {k: getattr(args, k) if getattr(args, k) is not None else v
-         for k, v in TRAIN_DEFAULTS.items()}  # fmt: skip
+    a = {
+        k: getattr(args, k) if getattr(args, k) is not None else v
+        for k, v in TRAIN_DEFAULTS.items()
+    }
     kw = {"ffn": args.ffn} if args.ffn else {}
     model = preset(a["preset"], a["size"], **kw)
     if args.data is None and not args.data_opt:
@@ -139,8 +148,9 @@ def _data_config(name: str, opts: list[str], seq_len: int) -> Any:
         if not eq or not key:
             raise ValueError(f"--data-opt {opt!r}: expected KEY=VALUE, e.g. vocab_size=2048")
         if key not in fields:
-            raise ValueError(f"--data-opt {key}: not a field of {name} data; valid: "
-                             f"{sorted(fields)}")  # fmt: skip
+            raise ValueError(
+                f"--data-opt {key}: not a field of {name} data; valid: {sorted(fields)}"
+            )
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError:
@@ -163,9 +173,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     check_run(cfg, args.results_dir, out_dir=args.out_dir)  # before anything runs or is written
     rec = run(
-        cfg, results_dir=args.results_dir, out_dir=args.out_dir, force=args.force,
+        cfg,
+        results_dir=args.results_dir,
+        out_dir=args.out_dir,
+        force=args.force,
         quiet=bool(args.quiet),
-    )  # fmt: skip
+    )
     if rec.get("rank"):  # a DDP rank other than 0: rank 0 prints, writes and sets the exit code
         return 0
     _print_record(rec)

@@ -37,9 +37,15 @@ TASKS: dict[str, TaskSpec] = {t.key: t for t in (
     TaskSpec("boolq", "BoolQ", "acc", "boolq.jsonl", "boolq"),
 )}  # fmt: skip
 PAPER_TASKS: tuple[str, ...] = (
-    "mmlu", "triviaqa", "arc_easy", "arc_challenge", "piqa", "hellaswag", "openbookqa",
+    "mmlu",
+    "triviaqa",
+    "arc_easy",
+    "arc_challenge",
+    "piqa",
+    "hellaswag",
+    "openbookqa",
     "winogrande",
-)  # fmt: skip
+)
 
 
 def check_tasks(keys: Any) -> tuple[str, ...]:

@@ -34,13 +34,20 @@ import torch
 FORMAT = 2
 OLD_FORMAT = 1  # config.json + model.pt (torch.save) + tokenizer.json; loads, never written
 CONFIG, WEIGHTS, OLD_WEIGHTS, TOKENIZER = (
-    "config.json", "model.safetensors", "model.pt", "tokenizer.json"
-)  # fmt: skip
+    "config.json",
+    "model.safetensors",
+    "model.pt",
+    "tokenizer.json",
+)
 FILES = (CONFIG, WEIGHTS, TOKENIZER)
 REQUIRED = {OLD_FORMAT: ("run", "tokenizer", "eos_id"), FORMAT: ("model", "weights", "tokenizer")}
 FIX = "save the model again (train with --save-model) or restore the file from a copy"
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
-          "float64": torch.float64}  # fmt: skip
+DTYPES = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "float64": torch.float64,
+}
 
 
 # ---------------------------------------------------------------------------------- writing
@@ -64,9 +71,13 @@ def save_pretrained(path: str | Path, model: Any, run_cfg: Any, tokenizer: Any) 
     state, tied = split_shared(model.state_dict())
     seq_len = getattr(getattr(run_cfg, "data", None), "seq_len", None)
     meta = config_json(
-        model.cfg, tokenizer, tied=tied, run=None if run_cfg is None else to_dict(run_cfg),
-        max_length=int(seq_len) if seq_len else None, saved_at=now_iso(),
-    )  # fmt: skip
+        model.cfg,
+        tokenizer,
+        tied=tied,
+        run=None if run_cfg is None else to_dict(run_cfg),
+        max_length=int(seq_len) if seq_len else None,
+        saved_at=now_iso(),
+    )
     return write_model_dir(path, state, meta, tokenizer.backend.to_str())
 
 
@@ -88,8 +99,14 @@ def split_shared(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor
     for name, t in state.items():
         t = t.detach()
         if t.numel():
-            view = (t.device, t.dtype, t.untyped_storage().data_ptr(), t.storage_offset(),
-                    tuple(t.shape), t.stride())  # fmt: skip
+            view = (
+                t.device,
+                t.dtype,
+                t.untyped_storage().data_ptr(),
+                t.storage_offset(),
+                tuple(t.shape),
+                t.stride(),
+            )
             if view in seen:
                 tied[name] = seen[view]
                 continue
@@ -320,8 +337,12 @@ def _read(path: Path) -> tuple[dict[str, Any], int, Any]:
     try:
         if fmt == OLD_FORMAT:
             model_cfg = from_dict(RunConfig, meta["run"]).model
-            _check_keys(conf, "tokenizer, eos_id", {"name": meta["tokenizer"],
-                        "eos_id": meta["eos_id"]}, {"name": str, "eos_id": int})  # fmt: skip
+            _check_keys(
+                conf,
+                "tokenizer, eos_id",
+                {"name": meta["tokenizer"], "eos_id": meta["eos_id"]},
+                {"name": str, "eos_id": int},
+            )
         else:
             model_cfg = from_dict(ModelConfig, meta["model"], path="model")
             _check_keys(conf, "tokenizer", meta["tokenizer"], {"name": str, "eos_id": int})

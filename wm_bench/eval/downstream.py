@@ -272,10 +272,18 @@ def evaluate(
     data, label = resolve_eval_source(eval_data) if source == "local" else (None, None)
     run, not_run = plan(keys, data, source, label)
     rec: dict[str, Any] = {
-        "metrics": {}, "stderr": {}, "not_run": dict(not_run), "versions": {}, "n_samples": {},
-        "per_example": {}, "shots": [int(s) for s in shots], "limit": limit, "source": source,
-        "eval_data": label, "lm_eval_version": lm_eval.__version__,
-    }  # fmt: skip
+        "metrics": {},
+        "stderr": {},
+        "not_run": dict(not_run),
+        "versions": {},
+        "n_samples": {},
+        "per_example": {},
+        "shots": [int(s) for s in shots],
+        "limit": limit,
+        "source": source,
+        "eval_data": label,
+        "lm_eval_version": lm_eval.__version__,
+    }
     if not run:
         return rec
     with tempfile.TemporaryDirectory(prefix="wm_bench_tasks_") as tmp, _quiet(not progress):
@@ -288,11 +296,18 @@ def evaluate(
             names = {k: TASKS[k].hub for k in run}
         for k_shot in rec["shots"]:
             out = lm_eval.simple_evaluate(
-                model=lm, tasks=list(names.values()), num_fewshot=k_shot, limit=limit,
-                task_manager=manager, bootstrap_iters=0, log_samples=True,
-                random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
+                model=lm,
+                tasks=list(names.values()),
+                num_fewshot=k_shot,
+                limit=limit,
+                task_manager=manager,
+                bootstrap_iters=0,
+                log_samples=True,
+                random_seed=seed,
+                numpy_random_seed=seed,
+                torch_random_seed=seed,
                 fewshot_random_seed=seed,
-            )  # fmt: skip
+            )
             for k, name in names.items():
                 res = out["results"].get(name)
                 if res is None:

@@ -217,10 +217,12 @@ class WmBenchLM(TemplateLM):
             windows = [
                 make_disjoint_window(w)
                 for w in get_rolling_token_windows(
-                    self.tok_encode(text), prefix_token=self.prefix_token_id,
-                    max_seq_len=self.max_length, context_len=1,
+                    self.tok_encode(text),
+                    prefix_token=self.prefix_token_id,
+                    max_seq_len=self.max_length,
+                    context_len=1,
                 )
-            ]  # fmt: skip
+            ]
             total = sum(ll for ll, _ in self._score(windows)) if windows else 0.0
             self.cache_hook.add_partial("loglikelihood_rolling", (text,), total)
             out.append(total)

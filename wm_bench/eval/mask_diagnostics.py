@@ -185,15 +185,17 @@ def mask_diagnostics(
     for i, dma in layers:
         bias = biases[i]  # [B, Hkv, T]
         keep = keep_mask(bias, dma.cfg.window, dma.cfg.tie_break)
-        out.append({
-            "layer": i,
-            "window": dma.cfg.window,
-            "tie_break": dma.cfg.tie_break,
-            "bias_form": dma.cfg.bias_form,
-            "A": [float(a) for a in dma.A.detach().cpu()],
-            "kept": edge_fractions(keep, x, y, num_kv_pairs),
-            "bias_spread": bias_spread(bias),
-        })  # fmt: skip
+        out.append(
+            {
+                "layer": i,
+                "window": dma.cfg.window,
+                "tie_break": dma.cfg.tie_break,
+                "bias_form": dma.cfg.bias_form,
+                "A": [float(a) for a in dma.A.detach().cpu()],
+                "kept": edge_fractions(keep, x, y, num_kv_pairs),
+                "bias_spread": bias_spread(bias),
+            }
+        )
     return out
 
 
@@ -231,6 +233,13 @@ def summary_rows(diag: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 
 __all__ = [
-    "EDGES", "bias_spread", "capture_key_biases", "dma_layers", "edge_fractions", "for_run",
-    "keep_mask", "mask_diagnostics", "summary_rows",
-]  # fmt: skip
+    "EDGES",
+    "bias_spread",
+    "capture_key_biases",
+    "dma_layers",
+    "edge_fractions",
+    "for_run",
+    "keep_mask",
+    "mask_diagnostics",
+    "summary_rows",
+]

@@ -56,8 +56,17 @@ class Interval:
         def mul(x: float | None) -> float | None:
             return None if x is None else x * factor
 
-        return Interval(self.estimate * factor, self.low * factor, self.high * factor, self.level,
-                        self.n, self.method, mul(self.se), self.df, mul(self.sd))  # fmt: skip
+        return Interval(
+            self.estimate * factor,
+            self.low * factor,
+            self.high * factor,
+            self.level,
+            self.n,
+            self.method,
+            mul(self.se),
+            self.df,
+            mul(self.sd),
+        )
 
 
 def _check_level(level: float) -> None:
@@ -132,8 +141,9 @@ def welch_interval(a: Sequence[float], b: Sequence[float], level: float = LEVEL)
         return Interval(est, est, est, level, n, "Welch t", 0.0, math.inf, 0.0)
     df = (qa + qb) ** 2 / (qa**2 / (x.size - 1) + qb**2 / (y.size - 1))
     half = t_quantile(0.5 + level / 2.0, df) * se
-    return Interval(est, est - half, est + half, level, n, "Welch t", se, df,
-                    math.sqrt((va + vb) / 2.0))  # fmt: skip
+    return Interval(
+        est, est - half, est + half, level, n, "Welch t", se, df, math.sqrt((va + vb) / 2.0)
+    )
 
 
 Statistic = Callable[[np.ndarray], np.ndarray]
@@ -235,12 +245,21 @@ def bootstrap_ratio_of_medians(
     if paired:
         if a.size != b.size:
             raise ValueError(f"paired timings differ in length: {a.size} vs {b.size}")
-        return bootstrap_interval(np.stack([a, b], axis=1), median_ratio, level=level,
-                                  n_boot=n_boot, seed=seed, method=method)  # fmt: skip
+        return bootstrap_interval(
+            np.stack([a, b], axis=1),
+            median_ratio,
+            level=level,
+            n_boot=n_boot,
+            seed=seed,
+            method=method,
+        )
     return stratified_bootstrap(
-        [a, b], lambda g: np.median(g[0], -1) / np.median(g[1], -1), level=level,
-        n_boot=n_boot, seed=seed,
-    )  # fmt: skip
+        [a, b],
+        lambda g: np.median(g[0], -1) / np.median(g[1], -1),
+        level=level,
+        n_boot=n_boot,
+        seed=seed,
+    )
 
 
 def stratified_bootstrap(
@@ -285,8 +304,17 @@ def wilson_interval(k: int, n: int, level: float = LEVEL) -> Interval:
     den = 1.0 + z * z / n
     centre = (p + z * z / (2 * n)) / den
     half = z / den * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return Interval(p, max(0.0, centre - half), min(1.0, centre + half), level, n, "Wilson",
-                    math.sqrt(p * (1 - p) / n), None, math.sqrt(p * (1 - p)))  # fmt: skip
+    return Interval(
+        p,
+        max(0.0, centre - half),
+        min(1.0, centre + half),
+        level,
+        n,
+        "Wilson",
+        math.sqrt(p * (1 - p) / n),
+        None,
+        math.sqrt(p * (1 - p)),
+    )
 
 
 def two_proportions_interval(k1: int, n1: int, k2: int, n2: int, level: float = LEVEL) -> Interval:
@@ -297,8 +325,17 @@ def two_proportions_interval(k1: int, n1: int, k2: int, n2: int, level: float = 
     low = d - math.sqrt((a.estimate - a.low) ** 2 + (b.high - b.estimate) ** 2)
     high = d + math.sqrt((a.high - a.estimate) ** 2 + (b.estimate - b.low) ** 2)
     se = math.sqrt((a.se or 0.0) ** 2 + (b.se or 0.0) ** 2)
-    return Interval(d, low, high, level, min(n1, n2), "Newcombe (unpaired)", se, math.inf,
-                    se * math.sqrt(min(n1, n2)))  # fmt: skip
+    return Interval(
+        d,
+        low,
+        high,
+        level,
+        min(n1, n2),
+        "Newcombe (unpaired)",
+        se,
+        math.inf,
+        se * math.sqrt(min(n1, n2)),
+    )
 
 
 @dataclass(frozen=True)

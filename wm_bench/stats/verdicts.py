@@ -168,8 +168,10 @@ def threshold_verdict(
     thr = _fmt(threshold, fmt)
     if not iv.bounded:
         verdict = "inconclusive"
-        reason = (f"inconclusive (n = {iv.n}): no spread can be measured from {iv.n} unit(s), "
-                  "so there is no interval")  # fmt: skip
+        reason = (
+            f"inconclusive (n = {iv.n}): no spread can be measured from {iv.n} unit(s), "
+            "so there is no interval"
+        )
         need = None
     elif sign * (iv.low - threshold) > 0 and sign * (iv.high - threshold) > 0:
         verdict = "holds"
@@ -182,11 +184,25 @@ def threshold_verdict(
         verdict = "inconclusive"
         reason = f"the {lvl} interval {span} contains the threshold {thr}"
         if need is not None:
-            reason += (f"; about {need} {units} would decide it at 80 % power if the estimate "
-                       "and spread were true")  # fmt: skip
-    return Verdict(verdict, _num(iv.estimate), _num(iv.low), _num(iv.high), threshold, direction,
-                   "threshold", iv.n, rule, reason, _num(m), need if verdict ==
-                   "inconclusive" else None, iv.level)  # fmt: skip
+            reason += (
+                f"; about {need} {units} would decide it at 80 % power if the estimate "
+                "and spread were true"
+            )
+    return Verdict(
+        verdict,
+        _num(iv.estimate),
+        _num(iv.low),
+        _num(iv.high),
+        threshold,
+        direction,
+        "threshold",
+        iv.n,
+        rule,
+        reason,
+        _num(m),
+        need if verdict == "inconclusive" else None,
+        iv.level,
+    )
 
 
 def noninferiority_verdict(
@@ -204,15 +220,29 @@ def noninferiority_verdict(
     """
     if not margin > 0:
         raise ValueError(f"non-inferiority margin={margin!r} must be > 0")
-    v = threshold_verdict(iv, -margin, direction="greater", rule=rule, fmt=fmt, power=power,
-                          units=units)  # fmt: skip
+    v = threshold_verdict(
+        iv, -margin, direction="greater", rule=rule, fmt=fmt, power=power, units=units
+    )
     reason = v.reason
     if v.verdict == "holds":
         reason = f"non-inferior: {reason} (−margin)"
     elif v.verdict == "refuted":
         reason = f"inferior by more than the margin: {reason} (−margin)"
-    return Verdict(v.verdict, v.estimate, v.ci_low, v.ci_high, margin, "greater",
-                   "non-inferiority", v.n, rule, reason, v.mde, v.n_needed, v.level)  # fmt: skip
+    return Verdict(
+        v.verdict,
+        v.estimate,
+        v.ci_low,
+        v.ci_high,
+        margin,
+        "greater",
+        "non-inferiority",
+        v.n,
+        rule,
+        reason,
+        v.mde,
+        v.n_needed,
+        v.level,
+    )
 
 
 def equivalence_verdict(
@@ -242,8 +272,21 @@ def equivalence_verdict(
     need = None
     if verdict == "inconclusive" and iv.bounded:
         need = n_needed(sd, margin - abs(iv.estimate), iv.level)
-    return Verdict(verdict, _num(iv.estimate), _num(iv.low), _num(iv.high), margin, "less",
-                   "equivalence", iv.n, rule, reason, _num(m), need, iv.level)  # fmt: skip
+    return Verdict(
+        verdict,
+        _num(iv.estimate),
+        _num(iv.low),
+        _num(iv.high),
+        margin,
+        "less",
+        "equivalence",
+        iv.n,
+        rule,
+        reason,
+        _num(m),
+        need,
+        iv.level,
+    )
 
 
 def majority_verdict(verdicts: Sequence[Verdict], *, rule: str) -> Verdict:
@@ -253,8 +296,18 @@ def majority_verdict(verdicts: Sequence[Verdict], *, rule: str) -> Verdict:
     Estimate: the share that holds; interval: [share holding, share holding or inconclusive]."""
     m = len(verdicts)
     if m == 0:
-        return Verdict("inconclusive", None, None, None, 0.5, "greater", "majority", 0, rule,
-                       "no metric to judge")  # fmt: skip
+        return Verdict(
+            "inconclusive",
+            None,
+            None,
+            None,
+            0.5,
+            "greater",
+            "majority",
+            0,
+            rule,
+            "no metric to judge",
+        )
     h = sum(v.verdict == "holds" for v in verdicts)
     i = sum(v.verdict == "inconclusive" for v in verdicts)
     r = m - h - i
