@@ -81,18 +81,14 @@ def test_final_state_is_none_unless_requested():
 GRAD_NAMES = ("x", "dt", "A", "B", "C", "D", "initial_state")
 
 
+def run_with_state(fn, t: dict, **kwargs):
+    """fn(x, dt, A, B, C, D=…, return_final_state=True, **kwargs) on the tensors of `t`."""
+    return fn(t["x"], t["dt"], t["A"], t["B"], t["C"], D=t["D"], return_final_state=True, **kwargs)
+
+
 def grads(fn, inp: dict, gy: torch.Tensor, gs: torch.Tensor) -> list[torch.Tensor]:
     leaves = {k: inp[k].detach().clone().requires_grad_(True) for k in GRAD_NAMES}
-    y, s = fn(
-        leaves["x"],
-        leaves["dt"],
-        leaves["A"],
-        leaves["B"],
-        leaves["C"],
-        D=leaves["D"],
-        initial_state=leaves["initial_state"],
-        return_final_state=True,
-    )
+    y, s = run_with_state(fn, leaves, initial_state=leaves["initial_state"])
     loss = (y * gy).sum() + (s * gs).sum()  # random cotangents, never a plain .sum()
     return list(torch.autograd.grad(loss, [leaves[k] for k in GRAD_NAMES]))
 
@@ -161,16 +157,7 @@ def test_chunked_ssd_is_finite_for_large_dt_and_long_T(dt_value, impl):
         inp["dt"] = torch.full_like(inp["dt"], dt_value)
     inp["A"] = torch.tensor([-1.0, -4.0, -16.0])
     leaves = {k: v.clone().requires_grad_(True) for k, v in inp.items() if v is not None}
-    y, s = chunk_ssd(
-        leaves["x"],
-        leaves["dt"],
-        leaves["A"],
-        leaves["B"],
-        leaves["C"],
-        D=leaves["D"],
-        return_final_state=True,
-        impl=impl,
-    )
+    y, s = run_with_state(chunk_ssd, leaves, impl=impl)
     assert torch.isfinite(y).all() and torch.isfinite(s).all()
     g = torch.Generator().manual_seed(3)
     loss = (y * torch.randn(y.shape, generator=g)).sum() + (
