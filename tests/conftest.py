@@ -4,8 +4,10 @@
     def test_timing(cuda_device): ...     # CUDA only
     def test_bench(interpreter): ...      # only under TRITON_INTERPRET=1
     def test_static(no_kernel_device): ...  # only where neither CUDA nor the interpreter is
+    def test_cpu_path(no_cuda): ...       # only without CUDA
     def test_run(tiny_run): cfg = tiny_run(experiment="x", steps=4)
-    def test_cli(train_command): argv, env = train_command(cfg, tmp_path)
+    def test_cli(train_command): argv, env = train_command(cfg, tmp_path)  # for a subprocess
+    def test_main(cli_dirs): main(["train", *cli_dirs])  # reproduce_dirs adds --reports-dir
     def test_report(report_imports_none): report_imports_none(["mqar"], results, tmp_path)
 
 Comparisons use `wm_bench.testing.assert_close` (one error metric, named tolerances).
@@ -193,3 +195,18 @@ def report_imports_none() -> Callable[..., None]:
     """The check that building reports imports none of some modules (see
     `_report_imports_none`)."""
     return _report_imports_none
+
+
+@pytest.fixture
+def cli_dirs(tmp_path: Path) -> list[str]:
+    """`--results-dir <tmp>/r --out-dir <tmp>/o`: where a train or reproduce command in a test
+    writes."""
+    return ["--results-dir", str(tmp_path / "r"), "--out-dir", str(tmp_path / "o")]
+
+
+@pytest.fixture
+def reproduce_dirs(tmp_path: Path) -> list[str]:
+    """`--results-dir <tmp>/res --out-dir <tmp>/out --reports-dir <tmp>/rep`: where a reproduce
+    or sweep command in a test writes."""
+    res, out, rep = (str(tmp_path / name) for name in ("res", "out", "rep"))
+    return ["--results-dir", res, "--out-dir", out, "--reports-dir", rep]

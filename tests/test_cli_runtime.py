@@ -1,5 +1,5 @@
-"""Run options from the command line (issue 19, points 5 and 7): trainer flags, --version,
-reproduce --dry-run, train on any registered dataset, and the per-run step progress bar."""
+"""Run options from the command line: trainer flags, --version, reproduce --dry-run, train on
+any registered dataset, and the per-run step progress bar."""
 
 from __future__ import annotations
 
@@ -31,9 +31,8 @@ def _train_cfg(*argv: str):
 def test_trainer_flags_reach_the_config_and_only_computing_ones_change_the_hash() -> None:
     base = _train_cfg()
     runtime = _train_cfg("--accelerator", "cpu", "--devices", "1", "--logger", "tensorboard")
-    assert (runtime.train.accelerator, runtime.train.devices, runtime.train.logger) == (
-        "cpu", 1, "tensorboard",
-    )  # fmt: skip
+    t = runtime.train
+    assert (t.accelerator, t.devices, t.logger) == ("cpu", 1, "tensorboard")
     assert config_hash(runtime) == config_hash(base)  # where and how it runs: same run
     assert _train_cfg("--accumulate-grad-batches", "1").train.accumulate_grad_batches is None
     assert config_hash(_train_cfg("--accumulate-grad-batches", "1")) == config_hash(base)
@@ -74,13 +73,11 @@ def test_version_names_the_package_and_its_engines(capsys) -> None:
 # train on any registered dataset
 
 
-def test_train_a_preset_on_mqar_with_data_options(tmp_path, capsys) -> None:
-    rc = main([
-        "train", "--preset", "llama", "--size", "tiny", "--data", "mqar",
-        "--data-opt", "vocab_size=64", "--data-opt", "num_kv_pairs=2", "--data-opt", "n_train=64",
-        "--data-opt", "n_test=16", "--seq-len", "32", "--steps", "3", "--quiet", "--threads", "1",
-        "--results-dir", str(tmp_path / "r"), "--out-dir", str(tmp_path / "o"),
-    ])  # fmt: skip
+def test_train_a_preset_on_mqar_with_data_options(cli_dirs, tmp_path, capsys) -> None:
+    opts = ["vocab_size=64", "num_kv_pairs=2", "n_train=64", "n_test=16"]
+    data = ["--data", "mqar", *(x for o in opts for x in ("--data-opt", o))]
+    model = ["--preset", "llama", "--size", "tiny", "--seq-len", "32"]
+    rc = main(["train", *model, *data, "--steps", "3", "--quiet", "--threads", "1", *cli_dirs])
     assert rc == 0, capsys.readouterr().err
     (path,) = (tmp_path / "r").rglob("*.json")
     cfg = json.loads(path.read_text())["config"]
@@ -101,8 +98,8 @@ def test_data_flags_with_a_run_file_are_refused(tmp_path, capsys) -> None:
 
 def test_dry_run_lists_every_planned_run_and_writes_nothing(tmp_path, capsys) -> None:
     results, out = tmp_path / "results", tmp_path / "outputs"
-    argv = ["reproduce", "mqar", "--scale", "smoke", "--results-dir", str(results),
-            "--out-dir", str(out), "--quiet", "--threads", "1"]  # fmt: skip
+    dirs = ["--results-dir", str(results), "--out-dir", str(out)]
+    argv = ["reproduce", "mqar", "--scale", "smoke", *dirs, "--quiet", "--threads", "1"]
     assert main([*argv, "--dry-run"]) == 0
     text = capsys.readouterr().out
     assert "planned runs, 0 done" in text and "nothing trained or written" in text
@@ -186,9 +183,10 @@ def test_tensorboard_logger_without_its_package_names_the_extra(monkeypatch, tmp
         run_mod._logger(cfg, Path(tmp_path), "rid")
 
 
-def test_save_model_without_a_text_tokenizer_is_refused_before_training(tmp_path, capsys) -> None:
-    argv = ["train", "--steps", "2", "--save-model", "--results-dir", str(tmp_path / "r"),
-            "--out-dir", str(tmp_path / "o")]  # fmt: skip
+def test_save_model_without_a_text_tokenizer_is_refused_before_training(
+    cli_dirs, tmp_path, capsys
+) -> None:
+    argv = ["train", "--steps", "2", "--save-model", *cli_dirs]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "save_model with synthetic data" in err and "--data lm" in err

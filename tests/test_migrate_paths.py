@@ -30,12 +30,18 @@ def _record(eval_data: str | None = None) -> dict:
         "model_dir": f"{ROOT}/outputs/models/arch/smoke/llama__x",
         "note": "copied from /opt/elsewhere/file.txt.",  # outside the checkout and beside it
     }
-    return make_result(experiment="arch", variant="llama", seed=0, scale="smoke",
-                       config=to_dict(cfg), config_hash=config_hash(cfg), status="ok",
-                       metrics={"valid/loss": 3.25, "downstream/arc_easy@0shot/acc": 0.5},
-                       higher_is_better={"valid/loss": False,
-                                         "downstream/arc_easy@0shot/acc": True},
-                       extra=extra)  # fmt: skip
+    return make_result(
+        experiment="arch",
+        variant="llama",
+        seed=0,
+        scale="smoke",
+        config=to_dict(cfg),
+        config_hash=config_hash(cfg),
+        status="ok",
+        metrics={"valid/loss": 3.25, "downstream/arc_easy@0shot/acc": 0.5},
+        higher_is_better={"valid/loss": False, "downstream/arc_easy@0shot/acc": True},
+        extra=extra,
+    )
 
 
 def _hash_holds(rec: dict) -> bool:

@@ -33,10 +33,25 @@ def _judge_from(gains: np.ndarray, threshold: float):
 
     def judge(n: int, level: float) -> stats.Verdict:
         iv = stats.mean_interval(list(gains[:n]), level)
-        word = "holds" if iv.low > threshold else "refuted" if iv.high < threshold else (
-            "inconclusive")  # fmt: skip
-        return stats.Verdict(word, iv.estimate, iv.low, iv.high, threshold, "greater",
-                             "threshold", n, "gain > threshold", word)  # fmt: skip
+        word = (
+            "holds"
+            if iv.low > threshold
+            else "refuted"
+            if iv.high < threshold
+            else ("inconclusive")
+        )
+        return stats.Verdict(
+            word,
+            iv.estimate,
+            iv.low,
+            iv.high,
+            threshold,
+            "greater",
+            "threshold",
+            n,
+            "gain > threshold",
+            word,
+        )
 
     return judge
 
@@ -99,16 +114,30 @@ def test_pair_decision_reads_seeds_at_each_variants_best_lr(tmp_path):
     def write(variant: str, lr: float, seed: int, ppl: float) -> None:
         cfg = make_run("smoke", variant, seed, lr)
         rec = make_result(
-            experiment=cfg.experiment, variant=cfg.variant, seed=seed, scale=cfg.scale,
-            config=to_dict(cfg), config_hash=config_hash(cfg), status="ok",
-            metrics={"valid/ppl": ppl, "test/ppl@64": ppl}, higher_is_better={
-                "valid/ppl": False, "test/ppl@64": False},
-        )  # fmt: skip
+            experiment=cfg.experiment,
+            variant=cfg.variant,
+            seed=seed,
+            scale=cfg.scale,
+            config=to_dict(cfg),
+            config_hash=config_hash(cfg),
+            status="ok",
+            metrics={"valid/ppl": ppl, "test/ppl@64": ppl},
+            higher_is_better={"valid/ppl": False, "test/ppl@64": False},
+        )
         write_result(rec, tmp_path)
 
-    dec = PairDecision("rope", "smoke", "hybrid_rope", "hybrid_norope", "test/ppl@64", 0.04,
-                       "rule", (1e-3, 3e-3), lambda v, lr, s: make_run("smoke", v, s, lr),
-                       tmp_path)  # fmt: skip
+    dec = PairDecision(
+        "rope",
+        "smoke",
+        "hybrid_rope",
+        "hybrid_norope",
+        "test/ppl@64",
+        0.04,
+        "rule",
+        (1e-3, 3e-3),
+        lambda v, lr, s: make_run("smoke", v, s, lr),
+        tmp_path,
+    )
     assert dec.best_lr("hybrid_rope") is None  # no tune runs yet
     for v, better in (("hybrid_rope", 3e-3), ("hybrid_norope", 1e-3)):
         for lr in (1e-3, 3e-3):

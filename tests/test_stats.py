@@ -76,8 +76,9 @@ def test_competitive_is_refuted_when_clearly_worse_by_more_than_the_margin() -> 
     diffs = -0.10 + 0.01 * rng.standard_normal(4)
     v = stats.noninferiority_verdict(stats.mean_interval(diffs), math.log(1.02), rule="r")
     assert v.verdict == "refuted" and v.kind == "non-inferiority" and "inferior" in v.reason
-    tie = stats.noninferiority_verdict(stats.mean_interval(0.002 + 0.002 * rng.standard_normal(8)),
-                                       0.02, rule="r")  # fmt: skip
+    tie = stats.noninferiority_verdict(
+        stats.mean_interval(0.002 + 0.002 * rng.standard_normal(8)), 0.02, rule="r"
+    )
     assert tie.verdict == "holds" and tie.threshold == 0.02
     noisy = stats.noninferiority_verdict(stats.mean_interval([-0.05, 0.04]), 0.02, rule="r")
     assert noisy.verdict == "inconclusive"
@@ -99,8 +100,10 @@ def test_majority_counts_open_verdicts_both_ways() -> None:
     assert stats.majority_verdict([v("holds")] * 3 + [v("refuted")], rule="m").verdict == "holds"
     out = stats.majority_verdict([v("holds"), v("refuted"), v("inconclusive")], rule="m")
     assert out.verdict == "inconclusive" and (out.ci_low, out.ci_high) == (1 / 3, 2 / 3)
-    assert stats.majority_verdict([v("refuted")] * 2 + [v("inconclusive")] * 2,
-                                  rule="m").verdict == "refuted"  # fmt: skip
+    assert (
+        stats.majority_verdict([v("refuted")] * 2 + [v("inconclusive")] * 2, rule="m").verdict
+        == "refuted"
+    )
 
 
 def _coverage(hits: list[bool]) -> float:
@@ -122,8 +125,9 @@ def test_t_intervals_cover_at_their_level() -> None:
     paired = []
     for _ in range(3000):
         base = rng.normal(60, 5, 6)
-        paired.append(stats.paired_interval(base, base - 0.3 + 0.1 * rng.standard_normal(6))
-                      .contains(0.3))  # fmt: skip
+        paired.append(
+            stats.paired_interval(base, base - 0.3 + 0.1 * rng.standard_normal(6)).contains(0.3)
+        )
     assert 0.93 <= _coverage(paired) <= 0.97
 
 
@@ -134,10 +138,11 @@ def test_wilson_and_bootstrap_cover_at_their_level() -> None:
     assert 0.93 <= _coverage(wil) <= 0.975
     true_mean = 1.0  # exponential: skewed, where the bootstrap is used
     hits = [
-        stats.bootstrap_interval(rng.exponential(true_mean, 40), lambda x: x.mean(-1),
-                                 n_boot=1000, seed=i).contains(true_mean)
+        stats.bootstrap_interval(
+            rng.exponential(true_mean, 40), lambda x: x.mean(-1), n_boot=1000, seed=i
+        ).contains(true_mean)
         for i in range(400)
-    ]  # fmt: skip
+    ]
     assert 0.89 <= _coverage(hits) <= 0.985
 
 
@@ -157,8 +162,10 @@ def test_ratio_of_medians_bootstrap_is_seeded_and_finds_the_ratio() -> None:
 def test_stratified_bootstrap_geometric_mean_over_points() -> None:
     rng = np.random.default_rng(5)
     noise = 0.05 * rng.standard_normal((2, 2, 10))
-    groups = [np.stack([r * np.exp(noise[i, 0]), np.exp(noise[i, 1])], 1)
-              for i, r in enumerate((9.0, 16.0))]  # fmt: skip
+    groups = [
+        np.stack([r * np.exp(noise[i, 0]), np.exp(noise[i, 1])], 1)
+        for i, r in enumerate((9.0, 16.0))
+    ]
 
     def geo(gs: list[np.ndarray]) -> np.ndarray:
         logs = [np.log(np.median(g[..., 0], -1) / np.median(g[..., 1], -1)) for g in gs]
@@ -196,10 +203,12 @@ def test_mde_and_n_needed_are_consistent_and_give_their_power() -> None:
     # Simulated power at n units when the truth sits `gap` above the threshold: ≈ 80 %.
     rng = np.random.default_rng(6)
     wins = [
-        stats.threshold_verdict(stats.mean_interval(gap + sd * rng.standard_normal(n)), 0.0,
-                                rule="r").verdict == "holds"
+        stats.threshold_verdict(
+            stats.mean_interval(gap + sd * rng.standard_normal(n)), 0.0, rule="r"
+        ).verdict
+        == "holds"
         for _ in range(2000)
-    ]  # fmt: skip
+    ]
     assert 0.75 <= _coverage(wins) <= 0.88
 
 

@@ -14,21 +14,10 @@ from wm_bench.cli import main
 from wm_bench.results import iter_results
 
 
-def _dirs(tmp_path: Path) -> list[str]:
-    return [
-        "--results-dir",
-        str(tmp_path / "res"),
-        "--out-dir",
-        str(tmp_path / "out"),
-        "--reports-dir",
-        str(tmp_path / "rep"),
-    ]
-
-
 def test_smoke_sweep_with_two_workers_runs_each_point_once_then_reruns_nothing(
-    tmp_path: Path, capfd: pytest.CaptureFixture
+    reproduce_dirs, tmp_path: Path, capfd: pytest.CaptureFixture
 ) -> None:
-    args = ["sweep", "smoke", "--set", "train.max_steps=20", "--quiet", *_dirs(tmp_path)]
+    args = ["sweep", "smoke", "--set", "train.max_steps=20", "--quiet", *reproduce_dirs]
     assert main([*args, "--workers", "2"]) == 0
     recs = list(iter_results(tmp_path / "res", "sweeps/smoke"))
     assert len(recs) == 6 and {r["status"] for r in recs} == {"ok"}
@@ -84,12 +73,12 @@ def test_a_pruned_run_raises_through_train_run_and_writes_no_result(tmp_path: Pa
 
 
 def test_reproduce_with_two_workers_on_sqlite_runs_each_config_once(
-    tmp_path: Path, capfd: pytest.CaptureFixture
+    reproduce_dirs, tmp_path: Path, capfd: pytest.CaptureFixture
 ) -> None:
     import optuna
 
     db = f"sqlite:///{tmp_path / 'r.db'}"
-    args = ["reproduce", "mqar", "--scale", "smoke", "--quiet", "--storage", db, *_dirs(tmp_path)]
+    args = ["reproduce", "mqar", "--scale", "smoke", "--quiet", "--storage", db, *reproduce_dirs]
     assert main([*args, "--workers", "2"]) == 0
     recs = list(iter_results(tmp_path / "res", "mqar"))
     assert len(recs) == 5 and len({r["run_id"] for r in recs}) == 5

@@ -11,15 +11,23 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, dis
 from wm_bench.report.pdf import render_html
 from wm_bench.report.sweeps import best_trial, build_sweep_report
 
-SPACE = {"model.blocks.M.mixer.window": CategoricalDistribution((4, 8, 16)),
-         "optim.lr": FloatDistribution(1e-4, 1e-2, log=True)}  # fmt: skip
+SPACE = {
+    "model.blocks.M.mixer.window": CategoricalDistribution((4, 8, 16)),
+    "optim.lr": FloatDistribution(1e-4, 1e-2, log=True),
+}
 
 
 def _trial(n: int, state: str, window: int, lr: float, value: float | None, **attrs) -> dict:
-    return {"number": n, "state": state, "value": value, "intermediate": attrs.pop("inter", {}),
-            "params": {"model.blocks.M.mixer.window": window, "optim.lr": lr},
-            "user_attrs": {"run_id": f"dma__{n:016x}", **attrs}, "started": None,
-            "completed": None}  # fmt: skip
+    return {
+        "number": n,
+        "state": state,
+        "value": value,
+        "intermediate": attrs.pop("inter", {}),
+        "params": {"model.blocks.M.mixer.window": window, "optim.lr": lr},
+        "user_attrs": {"run_id": f"dma__{n:016x}", **attrs},
+        "started": None,
+        "completed": None,
+    }
 
 
 def _write_sweep(results: Path) -> list[dict]:
@@ -34,31 +42,54 @@ def _write_sweep(results: Path) -> list[dict]:
         _trial(6, "FAIL", 4, 3e-3, None),  # its worker died
     ]  # fmt: skip
     doc = {
-        "kind": "wm_bench sweep study", "schema_version": 1, "sweep": "demo",
-        "file": "sweeps/demo.yaml", "description": "demo sweep", "experiment": "sweeps/demo",
-        "scale": "smoke", "base": "task mqar @ smoke, variant dma",
+        "kind": "wm_bench sweep study",
+        "schema_version": 1,
+        "sweep": "demo",
+        "file": "sweeps/demo.yaml",
+        "description": "demo sweep",
+        "experiment": "sweeps/demo",
+        "scale": "smoke",
+        "base": "task mqar @ smoke, variant dma",
         "base_config_hash": "0" * 16,
         "objective": {"metric": "valid/accuracy", "direction": "maximize"},
-        "sampler": {"name": "tpe", "seed": 0}, "pruner": {"name": "median"}, "budget": 7,
-        "storage": "sqlite", "study": "demo-abc",
-        "space": [{"path": k, "values": "…", "distribution": distribution_to_json(d)}
-                  for k, d in SPACE.items()],
+        "sampler": {"name": "tpe", "seed": 0},
+        "pruner": {"name": "median"},
+        "budget": 7,
+        "storage": "sqlite",
+        "study": "demo-abc",
+        "space": [
+            {"path": k, "values": "…", "distribution": distribution_to_json(d)}
+            for k, d in SPACE.items()
+        ],
         "trials": trials,
-    }  # fmt: skip
+    }
     folder = results / "sweeps/demo/smoke"
     folder.mkdir(parents=True)
     (folder / "study.json").write_text(json.dumps(doc))
     recs = []
     for t in trials[:4]:
-        rec = {"schema_version": 1, "run_id": t["user_attrs"]["run_id"], "experiment":
-               "sweeps/demo", "variant": "dma", "seed": 0, "scale": "smoke", "status": "ok",
-               "config": {}, "config_hash": t["user_attrs"]["run_id"][5:], "metrics":
-               {"valid/accuracy": t["value"]}, "higher_is_better": {"valid/accuracy": True},
-               "timing": {"wall_s": 2.5, "steps": 40},
-               "provenance": {"git_commit": "abcdef1234567890", "git_dirty": False,
-                              "versions": {"torch": "2"}, "device": {"type": "cpu"}},
-               "started_at": "2026-01-01T00:00:00+00:00",
-               "finished_at": "2026-01-01T00:00:01+00:00"}  # fmt: skip
+        rec = {
+            "schema_version": 1,
+            "run_id": t["user_attrs"]["run_id"],
+            "experiment": "sweeps/demo",
+            "variant": "dma",
+            "seed": 0,
+            "scale": "smoke",
+            "status": "ok",
+            "config": {},
+            "config_hash": t["user_attrs"]["run_id"][5:],
+            "metrics": {"valid/accuracy": t["value"]},
+            "higher_is_better": {"valid/accuracy": True},
+            "timing": {"wall_s": 2.5, "steps": 40},
+            "provenance": {
+                "git_commit": "abcdef1234567890",
+                "git_dirty": False,
+                "versions": {"torch": "2"},
+                "device": {"type": "cpu"},
+            },
+            "started_at": "2026-01-01T00:00:00+00:00",
+            "finished_at": "2026-01-01T00:00:01+00:00",
+        }
         (folder / f"{rec['run_id']}.json").write_text(json.dumps(rec))
         recs.append(rec)
     return trials
@@ -88,10 +119,15 @@ def test_sweep_report_tables_plots_rebuild_identically_and_join_the_pdf(tmp_path
 
 
 def test_the_best_trial_follows_the_direction_and_ties_go_to_the_first() -> None:
-    doc = {"objective": {"direction": "minimize"}, "trials": [
-        {"number": 0, "state": "COMPLETE", "value": 2.0}, {"number": 1, "state": "COMPLETE",
-         "value": 1.0}, {"number": 2, "state": "COMPLETE", "value": 1.0},
-        {"number": 3, "state": "PRUNED", "value": None}]}  # fmt: skip
+    doc = {
+        "objective": {"direction": "minimize"},
+        "trials": [
+            {"number": 0, "state": "COMPLETE", "value": 2.0},
+            {"number": 1, "state": "COMPLETE", "value": 1.0},
+            {"number": 2, "state": "COMPLETE", "value": 1.0},
+            {"number": 3, "state": "PRUNED", "value": None},
+        ],
+    }
     assert best_trial(doc)["number"] == 1
     doc["objective"]["direction"] = "maximize"
     assert best_trial(doc)["number"] == 0

@@ -140,16 +140,8 @@ def test_cli_bad_file_or_storage_is_one_line_and_writes_nothing(tmp_path: Path, 
     assert not (tmp_path / "res").exists() and not out.exists()
 
 
-def test_dry_run_lists_points_and_writes_nothing(tmp_path: Path, capsys) -> None:
-    args = [
-        "sweep",
-        _write(tmp_path, GOOD),
-        "--dry-run",
-        "--results-dir",
-        str(tmp_path / "r"),
-        "--out-dir",
-        str(tmp_path / "o"),
-    ]
+def test_dry_run_lists_points_and_writes_nothing(cli_dirs, tmp_path: Path, capsys) -> None:
+    args = ["sweep", _write(tmp_path, GOOD), "--dry-run", *cli_dirs]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "4 points, 0 done, 4 pending" in out and "window=8 lr=0.003" in out

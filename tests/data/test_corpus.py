@@ -188,16 +188,22 @@ def _names_list(items: list[tuple[str, bytes]], names_ref: int | None = None) ->
     return body + attr
 
 
-BOOKS = {"emma": ["EMMA", "", "By Jane Austen", None, "Emma Woodhouse, handsome"],
-         "persuasion": ["Persuasion", "", "Sir Walter Elliot"]}  # fmt: skip
+BOOKS = {
+    "emma": ["EMMA", "", "By Jane Austen", None, "Emma Woodhouse, handsome"],
+    "persuasion": ["Persuasion", "", "Sir Walter Elliot"],
+}
 
 
 def test_rds_reader_reads_a_named_list_of_character_vectors_in_every_compression(
     tmp_path: Path,
 ) -> None:
     stream = _header(3) + _names_list([(k, _str(v)) for k, v in BOOKS.items()])
-    for name, pack in [("raw", bytes), ("gz", gzip.compress), ("bz2", bz2.compress),
-                       ("xz", lzma.compress)]:  # fmt: skip
+    for name, pack in [
+        ("raw", bytes),
+        ("gz", gzip.compress),
+        ("bz2", bz2.compress),
+        ("xz", lzma.compress),
+    ]:
         path = tmp_path / f"books-{name}.rds"
         path.write_bytes(pack(stream))
         obj = read_rds(path)
@@ -335,8 +341,10 @@ def test_python_doc_documents_one_per_source_file(tmp_path: Path) -> None:
     (src / "json.rst.txt").write_text("JSON\n====\n\nText about :mod:`json`.\n")
     (src / "os.rst.txt").write_text("OS\n==\n\nText.\n")
     docs = debian.python_doc_documents(tmp_path)
-    assert [d.source for d in docs] == ["python-doc/library/json.rst.txt",
-                                        "python-doc/library/os.rst.txt"]  # fmt: skip
+    assert [d.source for d in docs] == [
+        "python-doc/library/json.rst.txt",
+        "python-doc/library/os.rst.txt",
+    ]
     assert docs[0].text == "JSON\n\nText about json."
 
 
@@ -466,8 +474,9 @@ def test_hf_path_end_to_end_with_the_real_datasets_package(tmp_path: Path) -> No
                 fh.write(json.dumps({"text": "  "}) + "\n")  # empty rows are skipped
     c = load_corpus(f"hf:{folder}")
     assert c.info["splits"] == {"train": "train", "valid": "validation", "test": "test"}
-    cfg = LMDataConfig(corpus=f"hf:{folder}", vocab_size=300, seq_len=16,
-                       cache_dir=str(tmp_path / "cache"))  # fmt: skip
+    cfg = LMDataConfig(
+        corpus=f"hf:{folder}", vocab_size=300, seq_len=16, cache_dir=str(tmp_path / "cache")
+    )
     p = prepare_config(cfg, progress=False)
     test_text = p.tokenizer.decode(p.shards.tokens("test")[:400])
     assert "test 0." in test_text and "train" not in test_text

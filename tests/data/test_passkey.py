@@ -206,11 +206,17 @@ def test_a_run_records_the_grid_metrics(tmp_path) -> None:
     from wm_bench.config import TrainConfig
     from wm_bench.train import run
 
-    data = dataclasses.replace(CFG, n_train=16, n_valid=8, n_test=4, test_lengths=(20, N),
-                               test_depths=(0.0, 1.0))  # fmt: skip
+    data = dataclasses.replace(
+        CFG, n_train=16, n_valid=8, n_test=4, test_lengths=(20, N), test_depths=(0.0, 1.0)
+    )
     model = tiny_model()
-    cfg = RunConfig(experiment="t", variant="v", model=model, data=data,
-                    train=TrainConfig(max_steps=2, batch_size=4, progress=False))  # fmt: skip
+    cfg = RunConfig(
+        experiment="t",
+        variant="v",
+        model=model,
+        data=data,
+        train=TrainConfig(max_steps=2, batch_size=4, progress=False),
+    )
     rec = run(cfg, results_dir=tmp_path / "r", out_dir=tmp_path / "o", quiet=True)
     assert rec["status"] == "ok", rec.get("error")
     grid = {k for k in rec["metrics"] if parse_metric(k)}

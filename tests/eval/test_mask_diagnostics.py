@@ -94,10 +94,15 @@ def tiny_model(**dma_kw: object) -> torch.nn.Module:
     torch.manual_seed(0)
     dma = MIXERS["dma"][1](n_heads=2, n_kv_heads=1, **dma_kw)
     cfg = ModelConfig(
-        vocab_size=64, d_model=16, n_layers=2, pattern="DA",
-        blocks={"D": BlockConfig(mixer=dma, ffn=FFNS["mlp"][1]()),
-                "A": BlockConfig(mixer=MIXERS["qcattn"][1](n_heads=2))},
-    )  # fmt: skip
+        vocab_size=64,
+        d_model=16,
+        n_layers=2,
+        pattern="DA",
+        blocks={
+            "D": BlockConfig(mixer=dma, ffn=FFNS["mlp"][1]()),
+            "A": BlockConfig(mixer=MIXERS["qcattn"][1](n_heads=2)),
+        },
+    )
     return build_model(cfg, impl="reference")
 
 
