@@ -9,7 +9,7 @@ import pytest
 from wm_bench.cli import main
 from wm_bench.config import OptimConfig, RunConfig, TrainConfig
 from wm_bench.data.synthetic import SyntheticDataConfig
-from wm_bench.model import preset
+from wm_bench.presets import preset
 from wm_bench.results import iter_results
 from wm_bench.train import run
 from wm_bench.train.module import lr_lambda
