@@ -92,51 +92,63 @@ def _act_and_grad(h, ACT: tl.constexpr):
 
 
 @triton.jit
+def _slot_dots(
+    ROW, TABLE, IDX, GATE, j0, J, D, stride_w, BLOCK_J: tl.constexpr, BLOCK_D: tl.constexpr
+):
+    """Pass 1 of the token kernels for the slots jj = j0 … j0 + BLOCK_J − 1 (valid: j_ok):
+    returns (jj, j_ok, ROW · TABLE[e_j], g_j), the dot in fp32 over D tile by tile, with
+    e_j = IDX[jj] and g_j = GATE[jj]; ROW, IDX and GATE point at the token's rows."""
+    jj = j0 + tl.arange(0, BLOCK_J)
+    j_ok = jj < J
+    e = tl.load(IDX + jj, mask=j_ok, other=0).to(tl.int64)
+    acc = tl.zeros([BLOCK_J], dtype=tl.float32)
+    for d0 in range(0, D, BLOCK_D):
+        dd = d0 + tl.arange(0, BLOCK_D)
+        d_ok = dd < D
+        row = tl.load(ROW + dd, mask=d_ok, other=0.0).to(tl.float32)
+        rows = TABLE + e[:, None] * stride_w + dd[None, :]
+        t = tl.load(rows, mask=j_ok[:, None] & d_ok[None, :], other=0.0).to(tl.float32)
+        acc += tl.sum(t * row[None, :], axis=1)
+    g = tl.load(GATE + jj, mask=j_ok, other=0.0).to(tl.float32)
+    return jj, j_ok, acc, g
+
+
+@triton.jit
+def _mix_rows(OUT, COEF, TABLE, IDX, J, D, stride_w, BLOCK_J: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Pass 2 of the token kernels: OUT[d] = Σ_j COEF[j] · TABLE[e_j, d] for one token (OUT,
+    COEF, IDX: its rows), one D tile at a time. COEF was stored by pass 1 of this program."""
+    tl.debug_barrier()  # pass 1's stores came from other threads of this program: order them
+    for d0 in range(0, D, BLOCK_D):
+        dd = d0 + tl.arange(0, BLOCK_D)
+        d_ok = dd < D
+        acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+        for j0 in range(0, J, BLOCK_J):
+            jj = j0 + tl.arange(0, BLOCK_J)
+            j_ok = jj < J
+            e = tl.load(IDX + jj, mask=j_ok, other=0).to(tl.int64)
+            coef = tl.load(COEF + jj, mask=j_ok, other=0.0)
+            rows = TABLE + e[:, None] * stride_w + dd[None, :]
+            t = tl.load(rows, mask=j_ok[:, None] & d_ok[None, :], other=0.0).to(tl.float32)
+            acc += tl.sum(coef[:, None] * t, axis=0)
+        tl.store(OUT + dd, acc.to(OUT.dtype.element_ty), mask=d_ok)
+
+
+@triton.jit
 def _mix_fwd(
     X, DOWN, UP, IDX, GATE, Y, H, A,
     J, D, stride_x, stride_w, stride_y,
     ACT: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
-    """One token: h, a = act(h)·g for its J slots (stored), then y tile by tile."""
+    """One token: h = x · u_e and a = act(h)·g for its J slots (stored), then y = Σ_j a_j w_j."""
     m = tl.program_id(0).to(tl.int64)
-    offs_j = tl.arange(0, BLOCK_J)
-    offs_d = tl.arange(0, BLOCK_D)
-    x_row = X + m * stride_x
-    # Pass 1: h[m, j] = x · u_e over D tiles, then a = act(h) · g.
+    idx = IDX + m * J
     for j0 in range(0, J, BLOCK_J):
-        jj = j0 + offs_j
-        j_ok = jj < J
-        e = tl.load(IDX + m * J + jj, mask=j_ok, other=0).to(tl.int64)
-        h = tl.zeros([BLOCK_J], dtype=tl.float32)
-        for d0 in range(0, D, BLOCK_D):
-            dd = d0 + offs_d
-            d_ok = dd < D
-            x = tl.load(x_row + dd, mask=d_ok, other=0.0).to(tl.float32)
-            u = tl.load(
-                DOWN + e[:, None] * stride_w + dd[None, :],
-                mask=j_ok[:, None] & d_ok[None, :], other=0.0,
-            ).to(tl.float32)  # fmt: skip
-            h += tl.sum(u * x[None, :], axis=1)
-        g = tl.load(GATE + m * J + jj, mask=j_ok, other=0.0).to(tl.float32)
+        jj, j_ok, h, g = _slot_dots(
+            X + m * stride_x, DOWN, idx, GATE + m * J, j0, J, D, stride_w, BLOCK_J, BLOCK_D
+        )
         tl.store(H + m * J + jj, h, mask=j_ok)
         tl.store(A + m * J + jj, _act(h, ACT) * g, mask=j_ok)
-    # Pass 2 re-reads `a` that other threads of this program stored: the barrier orders them.
-    tl.debug_barrier()
-    for d0 in range(0, D, BLOCK_D):
-        dd = d0 + offs_d
-        d_ok = dd < D
-        acc = tl.zeros([BLOCK_D], dtype=tl.float32)
-        for j0 in range(0, J, BLOCK_J):
-            jj = j0 + offs_j
-            j_ok = jj < J
-            e = tl.load(IDX + m * J + jj, mask=j_ok, other=0).to(tl.int64)
-            a = tl.load(A + m * J + jj, mask=j_ok, other=0.0)
-            w = tl.load(
-                UP + e[:, None] * stride_w + dd[None, :],
-                mask=j_ok[:, None] & d_ok[None, :], other=0.0,
-            ).to(tl.float32)  # fmt: skip
-            acc += tl.sum(a[:, None] * w, axis=0)
-        tl.store(Y + m * stride_y + dd, acc.to(Y.dtype.element_ty), mask=d_ok)
+    _mix_rows(Y + m * stride_y, A + m * J, UP, idx, J, D, stride_w, BLOCK_J, BLOCK_D)
 
 
 @triton.jit
@@ -145,47 +157,19 @@ def _mix_bwd_token(
     J, D, stride_dy, stride_w, stride_dx,
     ACT: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
-    """One token: d gate and dh for its J slots (stored, fp32), then dx tile by tile."""
+    """One token: da = dy · w_e, d gate = da·act(h) and dh = da·g·act'(h) for its J slots
+    (stored, fp32), then dx = Σ_j dh_j u_j."""
     m = tl.program_id(0).to(tl.int64)
-    offs_j = tl.arange(0, BLOCK_J)
-    offs_d = tl.arange(0, BLOCK_D)
-    dy_row = DY + m * stride_dy
-    # Pass 1: da = dy · w_e, d gate = da · act(h), dh = da · g · act'(h).
+    idx = IDX + m * J
     for j0 in range(0, J, BLOCK_J):
-        jj = j0 + offs_j
-        j_ok = jj < J
-        e = tl.load(IDX + m * J + jj, mask=j_ok, other=0).to(tl.int64)
-        da = tl.zeros([BLOCK_J], dtype=tl.float32)
-        for d0 in range(0, D, BLOCK_D):
-            dd = d0 + offs_d
-            d_ok = dd < D
-            dy = tl.load(dy_row + dd, mask=d_ok, other=0.0).to(tl.float32)
-            w = tl.load(
-                UP + e[:, None] * stride_w + dd[None, :],
-                mask=j_ok[:, None] & d_ok[None, :], other=0.0,
-            ).to(tl.float32)  # fmt: skip
-            da += tl.sum(w * dy[None, :], axis=1)
+        jj, j_ok, da, g = _slot_dots(
+            DY + m * stride_dy, UP, idx, GATE + m * J, j0, J, D, stride_w, BLOCK_J, BLOCK_D
+        )
         h = tl.load(H + m * J + jj, mask=j_ok, other=0.0)
-        g = tl.load(GATE + m * J + jj, mask=j_ok, other=0.0).to(tl.float32)
         act, act_grad = _act_and_grad(h, ACT)
         tl.store(DGATE + m * J + jj, da * act, mask=j_ok)
         tl.store(DH + m * J + jj, da * g * act_grad, mask=j_ok)
-    tl.debug_barrier()  # pass 2 re-reads dh stored by other threads of this program
-    for d0 in range(0, D, BLOCK_D):
-        dd = d0 + offs_d
-        d_ok = dd < D
-        acc = tl.zeros([BLOCK_D], dtype=tl.float32)
-        for j0 in range(0, J, BLOCK_J):
-            jj = j0 + offs_j
-            j_ok = jj < J
-            e = tl.load(IDX + m * J + jj, mask=j_ok, other=0).to(tl.int64)
-            dh = tl.load(DH + m * J + jj, mask=j_ok, other=0.0)
-            u = tl.load(
-                DOWN + e[:, None] * stride_w + dd[None, :],
-                mask=j_ok[:, None] & d_ok[None, :], other=0.0,
-            ).to(tl.float32)  # fmt: skip
-            acc += tl.sum(dh[:, None] * u, axis=0)
-        tl.store(DX + m * stride_dx + dd, acc.to(DX.dtype.element_ty), mask=d_ok)
+    _mix_rows(DX + m * stride_dx, DH + m * J, DOWN, idx, J, D, stride_w, BLOCK_J, BLOCK_D)
 
 
 @triton.jit
