@@ -209,7 +209,7 @@ def test_rank_blocks_partition_the_rows():
         rank_block(10, 2, 2)
 
 
-def test_a_global_batch_that_does_not_split_over_the_ranks_is_refused(tmp_path, capsys):
+def test_a_global_batch_that_does_not_split_over_the_ranks_is_refused(cli_dirs, tmp_path, capsys):
     with pytest.raises(ValueError, match=r"batch_size=10 is the global batch.*2 × 2 = 4 ranks"):
         TrainConfig(batch_size=10, devices=2, num_nodes=2)
     x = torch.zeros(20, 4, dtype=torch.int64)
@@ -217,19 +217,7 @@ def test_a_global_batch_that_does_not_split_over_the_ranks_is_refused(tmp_path, 
         ShuffledBatches(x, x, batch_size=8, seed=0, drop_last=True, rank=0, world=3)
     from wm_bench.cli import main
 
-    rc = main(
-        [
-            "train",
-            "--batch-size",
-            "6",
-            "--devices",
-            "4",
-            "--results-dir",
-            str(tmp_path / "r"),
-            "--out-dir",
-            str(tmp_path),
-        ]
-    )
+    rc = main(["train", "--batch-size", "6", "--devices", "4", *cli_dirs])
     assert rc == 2 and "use a multiple of 4" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 
@@ -299,7 +287,7 @@ def test_under_fsdp_clipping_uses_the_root_modules_norm_and_decay_follows_plain_
 
 
 def test_several_ranks_from_a_program_other_than_the_cli_are_refused_before_writing(
-    make_run, tmp_path, capsys
+    cli_dirs, make_run, tmp_path, capsys
 ):
     """Lightning would start rank 1 by rerunning sys.argv: here, pytest itself."""
     from wm_bench.cli import main
@@ -311,40 +299,16 @@ def test_several_ranks_from_a_program_other_than_the_cli_are_refused_before_writ
         r"rerunning this program \(.*torchrun or srun",
     ):
         run(cfg, results_dir=tmp_path / "r", out_dir=tmp_path / "o", quiet=True)
-    rc = main(
-        [
-            "train",
-            "--devices",
-            "2",
-            "--results-dir",
-            str(tmp_path / "r"),
-            "--out-dir",
-            str(tmp_path / "o"),
-        ]
-    )
+    rc = main(["train", "--devices", "2", *cli_dirs])
     assert rc == 2 and "use `wm-bench train/reproduce --devices N`" in capsys.readouterr().err
     assert not _records(tmp_path / "r") and not list((tmp_path / "o").rglob("*.*"))
 
 
-def test_reproduce_keeps_one_rank_per_run(tmp_path, capsys):
+def test_reproduce_keeps_one_rank_per_run(cli_dirs, tmp_path, capsys):
     """Its grid driver (Optuna studies, reports) is not rank-aware: every rank would run it."""
     from wm_bench.cli import main
 
-    rc = main(
-        [
-            "reproduce",
-            "mqar",
-            "--scale",
-            "smoke",
-            "--dry-run",
-            "--devices",
-            "2",
-            "--results-dir",
-            str(tmp_path / "r"),
-            "--out-dir",
-            str(tmp_path / "o"),
-        ]
-    )
+    rc = main(["reproduce", "mqar", "--scale", "smoke", "--dry-run", "--devices", "2", *cli_dirs])
     assert rc == 2 and "only `wm-bench train` runs one run on several ranks" in (
         capsys.readouterr().err
     )

@@ -18,6 +18,7 @@ import yaml
 from wm_bench.cli import main
 from wm_bench.config import RunConfig, config_hash, to_dict
 from wm_bench.presets import preset
+from wm_bench.testing import toy_sentence
 
 
 def _one_error_line(capsys: pytest.CaptureFixture, *names: str) -> str:
@@ -29,34 +30,12 @@ def _one_error_line(capsys: pytest.CaptureFixture, *names: str) -> str:
     return err
 
 
-WORDS = [
-    "the",
-    "a",
-    "cat",
-    "dog",
-    "sees",
-    "finds",
-    "river",
-    "house",
-    "garden",
-    "quiet",
-    "old",
-    "small",
-    "writes",
-    "visits",
-]
-
-
-def _sentence(rng: random.Random) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 12))) + "."
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> str:
     folder = tmp_path_factory.mktemp("texts")
     rng = random.Random(0)
     for i in range(12):
-        (folder / f"doc{i:02d}.txt").write_text(" ".join(_sentence(rng) for _ in range(40)))
+        (folder / f"doc{i:02d}.txt").write_text(" ".join(toy_sentence(rng) for _ in range(40)))
     return f"files:{folder}/*.txt"
 
 
@@ -131,7 +110,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from wm_bench.model import build_model
 
     rng = random.Random(0)
-    backend = train_bpe([_sentence(rng) for _ in range(300)], 300)
+    backend = train_bpe([toy_sentence(rng) for _ in range(300)], 300)
     tok = Tokenizer(backend, name="bpe300-test", eos_id=backend.token_to_id(EOS))
     cfg = RunConfig(
         experiment="arch",
@@ -197,23 +176,18 @@ def test_weights_of_another_model_are_one_line(model_dir: Path, tmp_path: Path, 
     ids=["garbage", "partial", "list"],
 )
 def test_a_corrupt_result_file_is_one_line_naming_it(tmp_path: Path, capsys, text: str) -> None:
-    bad = tmp_path / "results" / "mqar" / "smoke" / "bad__0123.json"
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    bad = results / "mqar" / "smoke" / "bad__0123.json"
     bad.parent.mkdir(parents=True)
     bad.write_text(text)
-    argv = [
-        "report",
-        "mqar",
-        "--results-dir",
-        str(tmp_path / "results"),
-        "--reports-dir",
-        str(tmp_path / "reports"),
-    ]
-    assert main(argv) == 2
+    assert (
+        main(["report", "mqar", "--results-dir", str(results), "--reports-dir", str(reports)]) == 2
+    )
     _one_error_line(capsys, str(bad), "--force")
 
 
 def test_a_corrupt_result_of_the_same_config_stops_train_before_it_starts(
-    tiny_run, tmp_path, capsys
+    tiny_run, cli_dirs, tmp_path, capsys
 ):
     from wm_bench.results import result_path, run_id
 
@@ -221,19 +195,10 @@ def test_a_corrupt_result_of_the_same_config_stops_train_before_it_starts(
     p = tmp_path / "run.yaml"
     p.write_text(yaml.safe_dump(to_dict(cfg)))
     bad = result_path(
-        tmp_path / "results", cfg.experiment, cfg.scale, run_id(cfg.variant, config_hash(cfg))
+        tmp_path / "r", cfg.experiment, cfg.scale, run_id(cfg.variant, config_hash(cfg))
     )
     bad.parent.mkdir(parents=True)
     bad.write_text("{truncated")
-    argv = [
-        "train",
-        "--config",
-        str(p),
-        "--results-dir",
-        str(tmp_path / "results"),
-        "--out-dir",
-        str(tmp_path / "out"),
-    ]
-    assert main(argv) == 2
+    assert main(["train", "--config", str(p), *cli_dirs]) == 2
     _one_error_line(capsys, str(bad), "--force")
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.ckpt"))
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").rglob("*.ckpt"))

@@ -205,7 +205,7 @@ def test_sigterm_to_the_cli_exits_143_with_one_line_and_the_rerun_resumes(
 
 
 def test_sigterm_stops_reproduce_with_143_after_saving_and_records_nothing(
-    make_run, tmp_path, monkeypatch, capsys
+    cli_dirs, make_run, tmp_path, monkeypatch, capsys
 ):
     import tasks.mqar as task
     from wm_bench.cli import main
@@ -214,18 +214,7 @@ def test_sigterm_stops_reproduce_with_143_after_saving_and_records_nothing(
     monkeypatch.setattr(task, "runs", lambda scale: grid)
     monkeypatch.setattr(task, "cell_key", lambda cfg: (cfg.variant,))
     _signal_at_step(monkeypatch, 6)
-    argv = [
-        "reproduce",
-        "mqar",
-        "--scale",
-        "smoke",
-        "--no-report",
-        "--quiet",
-        "--results-dir",
-        str(tmp_path / "r"),
-        "--out-dir",
-        str(tmp_path / "o"),
-    ]
+    argv = ["reproduce", "mqar", "--scale", "smoke", "--no-report", "--quiet", *cli_dirs]
     assert main(argv) == 143
     assert "interrupted: SIGTERM: saved step 7/40" in capsys.readouterr().err
     assert not list(iter_results(tmp_path / "r"))  # the first run stopped, the second never ran
@@ -253,28 +242,17 @@ def test_a_diverging_run_stops_with_status_diverged_and_strict_json(make_run, tm
     assert again.get("skipped") and again["status"] == "diverged"  # a final outcome
 
 
-def test_the_train_command_exits_non_zero_on_divergence(make_run, tmp_path, capsys):
+def test_the_train_command_exits_non_zero_on_divergence(cli_dirs, make_run, tmp_path, capsys):
     from wm_bench.cli import main
 
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(to_dict(make_run(lr=1e6)), sort_keys=False))
-    rc = main(
-        [
-            "train",
-            "--config",
-            str(path),
-            "--quiet",
-            "--results-dir",
-            str(tmp_path / "r"),
-            "--out-dir",
-            str(tmp_path / "o"),
-        ]
-    )
+    rc = main(["train", "--config", str(path), "--quiet", *cli_dirs])
     assert rc == 1 and "diverged: faults/smoke/" in capsys.readouterr().out
 
 
 def test_reproduce_records_a_diverged_run_goes_on_and_exits_non_zero(
-    make_run, tmp_path, monkeypatch
+    cli_dirs, make_run, tmp_path, monkeypatch
 ):
     import tasks.mqar as task
     from wm_bench.cli import main
@@ -285,20 +263,7 @@ def test_reproduce_records_a_diverged_run_goes_on_and_exits_non_zero(
     ]
     monkeypatch.setattr(task, "runs", lambda scale: grid)
     monkeypatch.setattr(task, "cell_key", lambda cfg: (cfg.variant,))
-    rc = main(
-        [
-            "reproduce",
-            "mqar",
-            "--scale",
-            "smoke",
-            "--no-report",
-            "--quiet",
-            "--results-dir",
-            str(tmp_path / "r"),
-            "--out-dir",
-            str(tmp_path / "o"),
-        ]
-    )
+    rc = main(["reproduce", "mqar", "--scale", "smoke", "--no-report", "--quiet", *cli_dirs])
     statuses = sorted(r["status"] for r in iter_results(tmp_path / "r"))
     assert rc == 1 and statuses == ["diverged", "ok"]
 

@@ -63,6 +63,34 @@ def _fake_run(log: str, sleep: float, fail: tuple[str, ...] = (), prune: tuple[s
     return run
 
 
+def _worker(
+    url: str, session: str, run_fn, *, beat: tuple[int, int] = (1, 5), poll_s: float = 0.1, **kw
+) -> tuple[Worker, Backend]:
+    """A quiet Worker maximising metric "m" on storage `url` (heartbeat interval and grace
+    period `beat`), and its backend."""
+    backend = Backend(parse_storage(url), heartbeat_interval=beat[0], grace_period=beat[1])
+    worker = Worker(
+        backend,
+        session=session,
+        direction="maximize",
+        metric="m",
+        run_fn=run_fn,
+        log=lambda s: None,
+        poll_s=poll_s,
+        **kw,
+    )
+    return worker, backend
+
+
+def _serve(url: str, beat: tuple[int, int], session: str, run_fn, poll_s: float, plan) -> None:
+    """One worker process works `plan`, then closes its storage."""
+    worker, backend = _worker(url, session, run_fn, beat=beat, poll_s=poll_s)
+    try:
+        worker.work([plan])
+    finally:
+        backend.close()
+
+
 def _work(
     url: str,
     study: str,
@@ -73,19 +101,8 @@ def _work(
     fail: tuple[str, ...] = (),
 ) -> None:
     """One worker process: the finite plan of N_POINTS points on storage `url`."""
-    backend = Backend(parse_storage(url), heartbeat_interval=beat[0], grace_period=beat[1])
-    try:
-        Worker(
-            backend,
-            session=session,
-            direction="maximize",
-            metric="m",
-            run_fn=_fake_run(log, sleep, fail),
-            log=lambda s: None,
-            poll_s=0.2,
-        ).work([FinitePlan(study, _points(), _dists())])
-    finally:
-        backend.close()
+    plan = FinitePlan(study, _points(), _dists())
+    _serve(url, beat, session, _fake_run(log, sleep, fail), 0.2, plan)
 
 
 def _spawn(target, *args) -> multiprocessing.Process:
@@ -255,20 +272,6 @@ def test_journal_worker_killed_mid_run_is_failed_and_redone(tmp_path: Path) -> N
 # What the study records (one process)
 
 
-def _worker(url: str, session: str, run_fn, **kw) -> tuple[Worker, Backend]:
-    backend = Backend(parse_storage(url), heartbeat_interval=1, grace_period=5)
-    return Worker(
-        backend,
-        session=session,
-        direction="maximize",
-        metric="m",
-        run_fn=run_fn,
-        log=lambda s: None,
-        poll_s=0.1,
-        **kw,
-    ), backend
-
-
 def test_failed_runs_are_fail_tried_once_per_session_and_pruned_runs_are_pruned(tmp_path) -> None:
     url, log = f"sqlite:///{tmp_path / 's.db'}", str(tmp_path / "runs.log")
     fake, finals = _fake_run(log, 0.0, fail=("p1",), prune=("p2",)), {}
@@ -313,7 +316,6 @@ def test_points_with_a_finished_result_are_recorded_without_running(tmp_path: Pa
 def _work_sampled(url: str, study: str, log: str, session: str) -> None:
     import optuna
 
-    backend = Backend(parse_storage(url), heartbeat_interval=1, grace_period=30)
     plan = SampledPlan(
         study,
         {"x": optuna.distributions.IntDistribution(0, 1000)},
@@ -321,18 +323,7 @@ def _work_sampled(url: str, study: str, log: str, session: str) -> None:
         budget=8,
         sampler=lambda seed: optuna.samplers.RandomSampler(seed),
     )
-    try:
-        Worker(
-            backend,
-            session=session,
-            direction="maximize",
-            metric="m",
-            run_fn=_fake_run(log, 0.2),
-            log=lambda s: None,
-            poll_s=0.1,
-        ).work([plan])
-    finally:
-        backend.close()
+    _serve(url, (1, 30), session, _fake_run(log, 0.2), 0.1, plan)
 
 
 def test_sampled_sweep_keeps_its_budget_across_two_workers(tmp_path: Path) -> None:

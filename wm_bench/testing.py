@@ -15,6 +15,7 @@ A NaN or Inf anywhere fails (NaN never passes a `<` check, and the metric is NaN
 from __future__ import annotations
 
 import math
+import random
 
 import torch
 
@@ -101,3 +102,27 @@ def triton_device() -> torch.device | None:
     if torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu") if interpreting() else None
+
+
+# A 14-word vocabulary for toy text (tokenizers, corpora and model folders in tests).
+TOY_WORDS = (
+    "the",
+    "a",
+    "cat",
+    "dog",
+    "sees",
+    "finds",
+    "river",
+    "house",
+    "garden",
+    "quiet",
+    "old",
+    "small",
+    "writes",
+    "visits",
+)
+
+
+def toy_sentence(rng: random.Random) -> str:
+    """4 to 12 words of TOY_WORDS drawn with `rng`, then a full stop: "the old cat sees a dog."."""
+    return " ".join(rng.choice(TOY_WORDS) for _ in range(rng.randint(4, 12))) + "."

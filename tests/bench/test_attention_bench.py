@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 import torch
 
 from wm_bench.bench import attention as ab
-
-INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 
 
 @pytest.mark.parametrize("window", [None, 1, 3, 10, 50])
@@ -30,7 +27,7 @@ def test_window_of_variants() -> None:
     assert [ab.window_of(v, 4096) for v in ab.VARIANTS] == [None, None, 2048, 512]
 
 
-@pytest.mark.skipif(torch.cuda.is_available() or INTERPRET, reason="the no-CUDA path")
+@pytest.mark.usefixtures("no_kernel_device")
 def test_without_cuda_prints_the_flop_table_and_measures_nothing(capsys, tmp_path) -> None:
     assert ab.main(["--out", str(tmp_path / "x.json")]) == 0
     out = capsys.readouterr().out
@@ -57,12 +54,21 @@ def _case(T: int, results: dict[str, dict[str, float]]) -> dict:
 def test_goals_from_measured_cases() -> None:
     cases = [
         _case(2048, {"causal:ours": 1.0, "causal:sdpa_flash": 0.95}),
-        _case(16384, {
-            "causal:ours": 2.0, "causal:sdpa_flash": 1.0, "causal:sdpa_cudnn": 3.0,
-            "w8:ours": 1.5, "bias:ours": 1.0, "bias:flex": 4.0, "w2:ours": 1.0, "w2:flex": 2.0,
-            "w8:flex": 9.0,
-        }),
-    ]  # fmt: skip
+        _case(
+            16384,
+            {
+                "causal:ours": 2.0,
+                "causal:sdpa_flash": 1.0,
+                "causal:sdpa_cudnn": 3.0,
+                "w8:ours": 1.5,
+                "bias:ours": 1.0,
+                "bias:flex": 4.0,
+                "w2:ours": 1.0,
+                "w2:flex": 2.0,
+                "w8:flex": 9.0,
+            },
+        ),
+    ]
     g = ab.goals(cases)
     assert g["causal fwd+bwd throughput ≥ 0.9× SDPA-FLASH"]["met"] is False  # 0.95, 0.5
     assert g["bias + w=T/8 at T=16384 faster than dense causal SDPA-CUDNN"]["met"] is True
@@ -72,7 +78,7 @@ def test_goals_from_measured_cases() -> None:
 
 
 @pytest.mark.interpret
-@pytest.mark.skipif(not INTERPRET, reason="needs TRITON_INTERPRET=1")
+@pytest.mark.usefixtures("interpreter")
 def test_executed_tiles_count_slot_groups_and_diagonals() -> None:
     T = 64
     causal = ab.executed_tiles(torch.zeros(1, 1, T), None, "smaller_index", 16, 16)
@@ -85,7 +91,7 @@ def test_executed_tiles_count_slot_groups_and_diagonals() -> None:
 
 
 @pytest.mark.interpret
-@pytest.mark.skipif(not INTERPRET, reason="needs TRITON_INTERPRET=1")
+@pytest.mark.usefixtures("interpreter")
 def test_interpreter_run_checks_and_writes_json(tmp_path, capsys) -> None:
     out = tmp_path / "attn.json"
     assert ab.main(["--out", str(out), "--quiet", "--repeats", "1"]) == 0

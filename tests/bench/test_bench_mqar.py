@@ -27,8 +27,16 @@ from wm_bench.bench.mqar import (
 from wm_bench.data.mqar import IGNORE_INDEX, generate
 
 # V > L, 4·kv ≤ L; 2 epochs of 4 steps, chunks of 2 steps (the first untimed).
-TINY = MqarBenchConfig(vocab_size=128, d_model=16, seq_len=16, num_kv_pairs=2, batch_size=4,
-                       steps=8, chunk=2, n_test=16)  # fmt: skip
+TINY = MqarBenchConfig(
+    vocab_size=128,
+    d_model=16,
+    seq_len=16,
+    num_kv_pairs=2,
+    batch_size=4,
+    steps=8,
+    chunk=2,
+    n_test=16,
+)
 
 
 def _strict(text: str) -> dict:
@@ -100,8 +108,10 @@ def test_json_has_the_documented_fields(tiny):
 
 def test_result_holds_no_machine_path(tiny):
     result, _ = tiny
-    assert not re.search(r"(?<![\w.~/\\-])/(?:work|root|home|tmp|Users|var|opt)\b",
-                         json.dumps(result, ensure_ascii=False))  # fmt: skip
+    assert not re.search(
+        r"(?<![\w.~/\\-])/(?:work|root|home|tmp|Users|var|opt)\b",
+        json.dumps(result, ensure_ascii=False),
+    )
 
 
 def test_ours_applies_the_head_to_labelled_positions_only_zoology_style_to_all(tiny):
@@ -145,8 +155,9 @@ def test_split_is_the_suites_mqar_data_and_zoology_style_serves_it_in_order():
     run_cfg = ours_run_config(TINY, seed=3, threads=1)
     (x, y), (tx, ty) = mqar_split(run_cfg)
     train_seed, test_seed = run_cfg.data.split_seeds(3)
-    gx, gy = generate(TINY.n_train, TINY.seq_len, TINY.num_kv_pairs, TINY.vocab_size,
-                      seed=train_seed)  # fmt: skip
+    gx, gy = generate(
+        TINY.n_train, TINY.seq_len, TINY.num_kv_pairs, TINY.vocab_size, seed=train_seed
+    )
     assert torch.equal(x, gx) and torch.equal(y, gy) and len(x) == TINY.n_train
     hx, _ = generate(TINY.n_test, TINY.seq_len, TINY.num_kv_pairs, TINY.vocab_size, seed=test_seed)
     assert torch.equal(tx, hx)
@@ -215,11 +226,19 @@ def test_accuracy_difference_uses_each_variants_own_counts() -> None:
     from wm_bench.bench.mqar import accuracy_difference
 
     reps = [
-        {"variants": {"ours": {"accuracy": {"hits": 10, "n": 100}},
-                      "zoology_style": {"accuracy": {"hits": 30, "n": 100}}}},
-        {"variants": {"ours": {"accuracy": {"hits": 20, "n": 100}},
-                      "zoology_style": {"accuracy": {"hits": 30, "n": 100}}}},
-    ]  # fmt: skip
+        {
+            "variants": {
+                "ours": {"accuracy": {"hits": 10, "n": 100}},
+                "zoology_style": {"accuracy": {"hits": 30, "n": 100}},
+            }
+        },
+        {
+            "variants": {
+                "ours": {"accuracy": {"hits": 20, "n": 100}},
+                "zoology_style": {"accuracy": {"hits": 30, "n": 100}},
+            }
+        },
+    ]
     d = accuracy_difference(reps)
     assert abs(d["ours_minus_zoology_style"] - (-0.15)) < 1e-12
     assert d["interval"]["high"] < 0  # clearly lower, not a difference of 0

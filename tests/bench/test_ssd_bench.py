@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from functools import partial
 
 import pytest
@@ -16,7 +15,6 @@ from wm_bench.bench.ssd_impls import SSD_ARGS, Impl, fla_inputs
 from wm_bench.bench.ssd_measure import Settings, bench_ssd
 from wm_bench.kernels.ssd import chunk_ssd
 
-INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 TIMING_KEYS = ("fwd_ms", "fwd_bwd_ms", "fwd_graph_ms", "achieved_gbps", "pct_of_roofline")
 
 
@@ -52,7 +50,7 @@ def test_bounds_use_the_anchor_minimum_bytes():
     assert b["fwd"]["bound"] == "memory" and b["fwd"]["lower_bound_ms"] > 0
 
 
-@pytest.mark.skipif(INTERPRET or torch.cuda.is_available(), reason="the no-CUDA path")
+@pytest.mark.usefixtures("no_kernel_device")
 def test_without_cuda_static_table_exit_0_and_no_timings(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("WM_BENCH_RESULTS", str(tmp_path))
     assert main([]) == 0
@@ -189,7 +187,7 @@ def test_budget_spent_marks_cases_skipped(tmp_path, monkeypatch):
 
 
 @pytest.mark.interpret
-@pytest.mark.skipif(not INTERPRET, reason="needs TRITON_INTERPRET=1 (make test-interpret)")
+@pytest.mark.usefixtures("interpreter")
 def test_interpret_mode_writes_correctness_for_our_kernel(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("WM_BENCH_RESULTS", str(tmp_path))
     assert main(["--interpret", "--quiet"]) == 0

@@ -61,8 +61,12 @@ def test_result_schema_settings_ratios_goals_and_provenance(tiny_result):
     assert result["schema_version"] == 1 and result["benchmark"] == "train"
     s = result["settings"]
     assert (s["size"], s["batch_size"], s["seq_len"], s["steps"], s["warmup"]) == (
-        "tiny", 2, 32, 2, 1,
-    )  # fmt: skip
+        "tiny",
+        2,
+        32,
+        2,
+        1,
+    )
     assert s["threads"] == 1 and s["tokens_per_step"] == 64 and s["with_hf"] is False
     assert result["ratios"]["llama/hf"] is None  # no HF row was run
     assert result["ratios"]["cheems/llama"] > 0
@@ -90,8 +94,17 @@ def test_hf_row_without_transformers_says_how_to_install(monkeypatch, tmp_path):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_transformers)
-    result = run_bench(["llama"], "tiny", batch_size=1, seq_len=8, steps=1, warmup=0,
-                       threads=1, out=tmp_path / "r.json", progress=False)  # fmt: skip
+    result = run_bench(
+        ["llama"],
+        "tiny",
+        batch_size=1,
+        seq_len=8,
+        steps=1,
+        warmup=0,
+        threads=1,
+        out=tmp_path / "r.json",
+        progress=False,
+    )
     hf = result["rows"][-1]
     assert hf["name"] == "hf-llama" and hf["status"] == HF_NOT_INSTALLED
     assert "tokens_per_s" not in hf and result["goals"]["llama/hf >= 1.0"]["met"] is None
@@ -109,9 +122,26 @@ def test_parse_spec_defaults_to_mlp_and_rejects_unknown_names():
 def test_cli_help_and_a_tiny_run(tmp_path, capsys):
     assert "--no-hf" in build_parser().format_help()
     out = tmp_path / "cli.json"
-    argv = ["--presets", "llama", "--size", "tiny", "--batch-size", "1", "--seq-len", "8",
-            "--steps", "1", "--warmup", "0", "--threads", "1", "--no-hf", "--out", str(out),
-            "--quiet"]  # fmt: skip
+    argv = [
+        "--presets",
+        "llama",
+        "--size",
+        "tiny",
+        "--batch-size",
+        "1",
+        "--seq-len",
+        "8",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--threads",
+        "1",
+        "--no-hf",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "llama:mlp" in printed and str(out) in printed

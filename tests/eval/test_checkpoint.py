@@ -41,8 +41,12 @@ def tok() -> Tokenizer:
 
 def _run_cfg(name: str = "llama", *, tie: bool = False) -> RunConfig:
     model = dataclasses.replace(preset(name, "tiny", vocab_size=300), tie_embeddings=tie)
-    return RunConfig(experiment="arch", variant="x", model=model,
-                     data=LMDataConfig(corpus="debian", vocab_size=300, seq_len=48))  # fmt: skip
+    return RunConfig(
+        experiment="arch",
+        variant="x",
+        model=model,
+        data=LMDataConfig(corpus="debian", vocab_size=300, seq_len=48),
+    )
 
 
 def _model(cfg: RunConfig) -> torch.nn.Module:
@@ -68,8 +72,14 @@ def _old_dir(path: Path, model: torch.nn.Module, cfg: RunConfig, tok: Tokenizer)
     state = {k: v.detach().to("cpu", torch.float32) for k, v in model.state_dict().items()}
     torch.save(state, path / "model.pt")
     (path / "tokenizer.json").write_text(tok.backend.to_str())
-    meta = {"format": 1, "run": to_dict(cfg), "tokenizer": tok.name, "eos_id": tok.eos_id,
-            "max_length": 48, "saved_at": "2025-01-01T00:00:00+00:00"}  # fmt: skip
+    meta = {
+        "format": 1,
+        "run": to_dict(cfg),
+        "tokenizer": tok.name,
+        "eos_id": tok.eos_id,
+        "max_length": 48,
+        "saved_at": "2025-01-01T00:00:00+00:00",
+    }
     (path / "config.json").write_text(json.dumps(meta, indent=1))
     return path
 
@@ -79,16 +89,20 @@ def _old_dir(path: Path, model: torch.nn.Module, cfg: RunConfig, tok: Tokenizer)
 
 
 @pytest.mark.parametrize(
-    ("name", "tie"), [("llama", False), ("llama", True), ("cheems", True)],
+    ("name", "tie"),
+    [("llama", False), ("llama", True), ("cheems", True)],
     ids=["untied", "tied", "cheems-tied"],
-)  # fmt: skip
+)
 def test_round_trip_gives_bitwise_identical_logits(tok, tmp_path: Path, name, tie) -> None:
     cfg = _run_cfg(name, tie=tie)
     m = _model(cfg)
     out = ck.save_pretrained(tmp_path / "m", m, cfg, tok)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temporary left behind
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors",
-                                                      "tokenizer.json"]  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+    ]
     m2 = wm_bench.from_pretrained(out)
     assert not m2.training and m2.cfg == cfg.model
     assert torch.equal(_logits(m, tok), _logits(m2, tok))
@@ -139,8 +153,10 @@ def test_the_lm_eval_adapter_loads_through_from_pretrained(saved, tok) -> None:
 
 
 def test_import_wm_bench_stays_light() -> None:
-    code = ("import sys, wm_bench; assert 'torch' not in sys.modules; "
-            "assert {'from_pretrained', 'load_tokenizer'} <= set(dir(wm_bench))")  # fmt: skip
+    code = (
+        "import sys, wm_bench; assert 'torch' not in sys.modules; "
+        "assert {'from_pretrained', 'load_tokenizer'} <= set(dir(wm_bench))"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
     assert wm_bench.from_pretrained is ck.from_pretrained
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
@@ -182,8 +198,11 @@ def test_an_old_model_pt_directory_loads_with_one_note_and_exports(tok, tmp_path
     assert export_main([str(old), str(tmp_path / "new")]) == 0
     assert "bitwise equal" in capsys.readouterr().out
     new = tmp_path / "new"
-    assert sorted(p.name for p in new.iterdir()) == ["config.json", "model.safetensors",
-                                                      "tokenizer.json"]  # fmt: skip
+    assert sorted(p.name for p in new.iterdir()) == [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+    ]
     assert (new / "tokenizer.json").read_bytes() == (old / "tokenizer.json").read_bytes()
     m_new = wm_bench.from_pretrained(new)
     assert capsys.readouterr().err == ""
@@ -271,24 +290,37 @@ def _case(d: Path, case: str) -> None:
         (d / "tokenizer.json").write_text("{broken")
 
 
-CASES = {  # case: (error type, the file it names, what the message says is expected)
-    "no-config": (FileNotFoundError, "", "missing config.json"),
-    "no-weights": (FileNotFoundError, "", "missing model.safetensors: config.json says format 2"),
-    "weights-are-model-pt": (FileNotFoundError, "", "model.pt is there"),
-    "format-3": (ValueError, "config.json", "format 3 is not one .*expected 2.*wm_bench 9.0"),
-    "format-string": (ValueError, "config.json", "format '2' is not one"),
-    "no-format": (ValueError, "config.json", "format None is not one"),
-    "lacks-model": (ValueError, "config.json", r"lacks the key\(s\) \['model'\]"),
-    "bad-model": (ValueError, "config.json", "invalid.*vocab_size=0 must be ≥ 1"),
-    "bad-tokenizer-key": (ValueError, "config.json", "'tokenizer' is .*expected a mapping"),
-    "bad-tied": (ValueError, "config.json", "weights.tied is .*expected a mapping"),
-    "tied-to-nothing": (ValueError, "config.json", "ties head.weight to lm_head.weight"),
-    "other-names": (ValueError, "model.safetensors", "missing embed.weight.*unexpected foo"),
-    "other-shape": (ValueError, "model.safetensors", r"shape embed.weight \[3, 3\]"),
-    "weights-garbage": (ValueError, "model.safetensors", "not a safetensors file"),
-    "weights-truncated": (ValueError, "model.safetensors", "not a safetensors file"),
-    "no-tokenizer": (FileNotFoundError, "", "missing tokenizer.json"),
-    "tokenizer-garbage": (ValueError, "tokenizer.json", "is corrupt"),
+# What each damage must say, grouped by the error and the file it names ("" = the directory):
+# case -> a pattern of the message.
+EXPECTED: dict[tuple[type[Exception], str], dict[str, str]] = {
+    (FileNotFoundError, ""): {
+        "no-config": "missing config.json",
+        "no-weights": "missing model.safetensors: config.json says format 2",
+        "weights-are-model-pt": "model.pt is there",
+        "no-tokenizer": "missing tokenizer.json",
+    },
+    (ValueError, "config.json"): {
+        "format-3": "format 3 is not one .*expected 2.*wm_bench 9.0",
+        "format-string": "format '2' is not one",
+        "no-format": "format None is not one",
+        "lacks-model": r"lacks the key\(s\) \['model'\]",
+        "bad-model": "invalid.*vocab_size=0 must be ≥ 1",
+        "bad-tokenizer-key": "'tokenizer' is .*expected a mapping",
+        "bad-tied": "weights.tied is .*expected a mapping",
+        "tied-to-nothing": "ties head.weight to lm_head.weight",
+    },
+    (ValueError, "model.safetensors"): {
+        "other-names": "missing embed.weight.*unexpected foo",
+        "other-shape": r"shape embed.weight \[3, 3\]",
+        "weights-garbage": "not a safetensors file",
+        "weights-truncated": "not a safetensors file",
+    },
+    (ValueError, "tokenizer.json"): {"tokenizer-garbage": "is corrupt"},
+}
+CASES = {
+    case: (kind, name, pattern)
+    for (kind, name), cases in EXPECTED.items()
+    for case, pattern in cases.items()
 }
 
 

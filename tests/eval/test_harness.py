@@ -23,33 +23,13 @@ from wm_bench.eval.checkpoint import load_pretrained, save_pretrained
 from wm_bench.eval.harness import WmBenchLM, direct_loglikelihood
 from wm_bench.model import build_model
 from wm_bench.presets import preset
-
-WORDS = [
-    "the",
-    "a",
-    "cat",
-    "dog",
-    "sees",
-    "finds",
-    "river",
-    "house",
-    "garden",
-    "quiet",
-    "old",
-    "small",
-    "writes",
-    "visits",
-]
-
-
-def _sentence(rng: random.Random) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 12))) + "."
+from wm_bench.testing import toy_sentence
 
 
 @pytest.fixture(scope="module")
 def tok() -> Tokenizer:
     rng = random.Random(0)
-    backend = train_bpe([_sentence(rng) for _ in range(2000)], 300)
+    backend = train_bpe([toy_sentence(rng) for _ in range(2000)], 300)
     return Tokenizer(backend, name="bpe300-test", eos_id=backend.token_to_id(EOS))
 
 
@@ -81,7 +61,7 @@ def _req(*args):
 
 def test_loglikelihood_equals_a_direct_computation_in_padded_batches(model, tok) -> None:
     rng = random.Random(1)
-    pairs = [(_sentence(rng), " " + _sentence(rng)) for _ in range(7)]  # mixed lengths
+    pairs = [(toy_sentence(rng), " " + toy_sentence(rng)) for _ in range(7)]  # mixed lengths
     lm = WmBenchLM(model=model, tokenizer=tok, batch_size=3, max_length=256, device="cpu")
     got = lm.loglikelihood([_req(c, x) for c, x in pairs], disable_tqdm=True)
     for (ctx, cont), (ll, greedy) in zip(pairs, got):
@@ -96,10 +76,10 @@ def test_loglikelihood_equals_a_direct_computation_in_padded_batches(model, tok)
 
 def test_long_contexts_are_cut_on_the_left_to_max_length(model, tok) -> None:
     rng = random.Random(2)
-    ctx = " ".join(_sentence(rng) for _ in range(30))
+    ctx = " ".join(toy_sentence(rng) for _ in range(30))
     cont = " cat dog."
     lm = WmBenchLM(model=model, tokenizer=tok, batch_size=2, max_length=40, device="cpu")
-    (ll, _), = lm.loglikelihood([_req(ctx, cont)], disable_tqdm=True)  # fmt: skip
+    ((ll, _),) = lm.loglikelihood([_req(ctx, cont)], disable_tqdm=True)
     whole = tok.encode(ctx + cont)
     n_cont = len(whole) - len(tok.encode(ctx))
     kept = whole[-41:]  # max_length inputs + the last target
@@ -111,7 +91,7 @@ def test_long_contexts_are_cut_on_the_left_to_max_length(model, tok) -> None:
 def test_rolling_loglikelihood_sums_every_token_once(llama, tok) -> None:
     model = llama
     rng = random.Random(3)
-    text = " ".join(_sentence(rng) for _ in range(12))
+    text = " ".join(toy_sentence(rng) for _ in range(12))
     ids = tok.encode(text)
     logp = F.log_softmax(
         model(torch.as_tensor([tok.eos_id, *ids[:-1]])[None]).logits[0].double(), -1
@@ -162,8 +142,12 @@ def test_model_directory_round_trip(tok, tmp_path: Path) -> None:
     from wm_bench.config import RunConfig
     from wm_bench.data.lm import LMDataConfig
 
-    cfg = RunConfig(experiment="arch", variant="x", model=preset("llama", "tiny", vocab_size=300),
-                    data=LMDataConfig(corpus="debian", vocab_size=300, seq_len=48))  # fmt: skip
+    cfg = RunConfig(
+        experiment="arch",
+        variant="x",
+        model=preset("llama", "tiny", vocab_size=300),
+        data=LMDataConfig(corpus="debian", vocab_size=300, seq_len=48),
+    )
     m = build_model(cfg.model).eval()
     out = save_pretrained(tmp_path / "m", m, cfg, tok)
     files = sorted(p.name for p in out.iterdir())
@@ -189,16 +173,16 @@ def eval_dir(tmp_path: Path) -> Path:
     rng = random.Random(4)
     with open(d / "arc_easy.jsonl", "w") as fh:
         for _ in range(6):
-            choices = [_sentence(rng) for _ in range(3)]
+            choices = [toy_sentence(rng) for _ in range(3)]
             doc = {
-                "query": "Question: " + _sentence(rng),
+                "query": "Question: " + toy_sentence(rng),
                 "choices": choices,
                 "gold": rng.randrange(3),
             }
             fh.write(json.dumps(doc) + "\n")
     with open(d / "winogrande.jsonl", "w") as fh:
         for _ in range(4):
-            a, b = _sentence(rng)[:-1], _sentence(rng)[:-1]
+            a, b = toy_sentence(rng)[:-1], toy_sentence(rng)[:-1]
             doc = {
                 "context_options": [a, b],
                 "continuation": "sees a dog.",
@@ -207,8 +191,11 @@ def eval_dir(tmp_path: Path) -> Path:
             fh.write(json.dumps(doc) + "\n")
     with open(d / "triviaqa_sm_sub.jsonl", "w") as fh:
         for _ in range(3):
-            doc = {"context": "Question: " + _sentence(rng) + "\nAnswer:", "answer": "cat",
-                   "aliases": ["cat", "Cat"]}  # fmt: skip
+            doc = {
+                "context": "Question: " + toy_sentence(rng) + "\nAnswer:",
+                "answer": "cat",
+                "aliases": ["cat", "Cat"],
+            }
             fh.write(json.dumps(doc) + "\n")
     return d
 
@@ -290,12 +277,31 @@ def test_cli_eval_prints_a_table_and_writes_json(
     from wm_bench.config import RunConfig
     from wm_bench.data.lm import LMDataConfig
 
-    cfg = RunConfig(experiment="arch", variant="x", model=preset("llama", "tiny", vocab_size=300),
-                    data=LMDataConfig(corpus="debian", vocab_size=300, seq_len=64))  # fmt: skip
+    cfg = RunConfig(
+        experiment="arch",
+        variant="x",
+        model=preset("llama", "tiny", vocab_size=300),
+        data=LMDataConfig(corpus="debian", vocab_size=300, seq_len=64),
+    )
     d = save_pretrained(tmp_path / "m", build_model(cfg.model), cfg, tok)
     out = tmp_path / "ev.json"
-    rc = main(["eval", str(d), "--tasks", "arc_easy,mmlu", "--limit", "2", "--eval-data",
-               str(eval_dir), "--output", str(out), "--quiet", "--device", "cpu"])  # fmt: skip
+    rc = main(
+        [
+            "eval",
+            str(d),
+            "--tasks",
+            "arc_easy,mmlu",
+            "--limit",
+            "2",
+            "--eval-data",
+            str(eval_dir),
+            "--output",
+            str(out),
+            "--quiet",
+            "--device",
+            "cpu",
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 0 and "arc_easy" in text and "not run: no data" in text
     assert f"eval data: {eval_dir}" in text  # outside the repository: the path as given

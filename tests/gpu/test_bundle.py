@@ -58,8 +58,11 @@ def test_local_wheel_bundle_installs_offline_and_the_manifest_checks_out(tmp_pat
     env = {**os.environ, "PYTHONPATH": str(site)}
     got = subprocess.run(
         [sys.executable, "-c", "import wmtiny; print(wmtiny.VALUE)"],
-        capture_output=True, text=True, env=env, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
     assert got.stdout.strip() == "7"
 
 
@@ -89,8 +92,13 @@ def test_a_failed_build_is_recorded_as_missing_not_fatal(tmp_path):
 
 def test_the_default_list_carries_every_anchor_pinned():
     reqs = {i.req for i in gb.ITEMS}
-    for anchor in ("fla-core==0.6.0", "flash-linear-attention==0.6.0", "mamba_ssm==2.3.2.post1",
-                   "flash-dmattn==1.2.2", "PEER-pytorch==0.2.2"):  # fmt: skip
+    for anchor in (
+        "fla-core==0.6.0",
+        "flash-linear-attention==0.6.0",
+        "mamba_ssm==2.3.2.post1",
+        "flash-dmattn==1.2.2",
+        "PEER-pytorch==0.2.2",
+    ):
         assert anchor in reqs
     assert {"einx", "frozendict", "einops", "optuna", "alembic", "sqlalchemy"} <= {
         i.name for i in gb.ITEMS

@@ -17,12 +17,16 @@ from wm_bench.gpu import suite
 
 def _argv(tmp: Path, *extra: str) -> list[str]:
     return [
-        "--out-root", str(tmp / "runs"),
-        "--results-root", str(tmp / "results"),
-        "--site", str(tmp / "site"),
-        "--bundle", str(tmp / "bundle"),
+        "--out-root",
+        str(tmp / "runs"),
+        "--results-root",
+        str(tmp / "results"),
+        "--site",
+        str(tmp / "site"),
+        "--bundle",
+        str(tmp / "bundle"),
         *extra,
-    ]  # fmt: skip
+    ]
 
 
 def _run_dir(tmp: Path) -> Path:
@@ -60,8 +64,8 @@ def _fake_bundle(bundle: Path) -> None:
     )
 
 
+@pytest.mark.usefixtures("no_cuda")
 def test_without_cuda_every_gpu_section_is_skipped_and_it_exits_0(tmp_path, capsys, monkeypatch):
-    pytest.importorskip("torch").cuda.is_available() and pytest.skip("this machine has CUDA")
     monkeypatch.delenv("WM_BENCH_FAKE_GPU", raising=False)
     assert suite.main(_argv(tmp_path)) == 0
     out = capsys.readouterr().out
