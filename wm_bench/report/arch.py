@@ -26,6 +26,10 @@ def _task() -> Any:
     return task
 
 
+def _label(variant: str) -> str:
+    return _task().LABELS.get(variant, variant)
+
+
 def _downstream() -> Any:
     from wm_bench.eval import downstream
 
@@ -80,10 +84,18 @@ def metric_key(task: str, shot: int) -> str:
 # Chance accuracy per task (1 / number of choices; exact match: 0), for results that predate the
 # per-example records (which carry their own, from each example's number of choices).
 CHANCE: dict[str, float] = {
-    "mmlu": 0.25, "triviaqa": 0.0, "arc_easy": 0.25, "arc_challenge": 0.25, "piqa": 0.5,
-    "hellaswag": 0.25, "openbookqa": 0.25, "winogrande": 0.5, "lambada_openai": 0.0,
-    "copa": 0.5, "boolq": 0.5,
-}  # fmt: skip
+    "mmlu": 0.25,
+    "triviaqa": 0.0,
+    "arc_easy": 0.25,
+    "arc_challenge": 0.25,
+    "piqa": 0.5,
+    "hellaswag": 0.25,
+    "openbookqa": 0.25,
+    "winogrande": 0.5,
+    "lambada_openai": 0.0,
+    "copa": 0.5,
+    "boolq": 0.5,
+}
 PPL_MARGIN = math.log(1.02)  # Cheems's test perplexity at most 2 % above the best baseline's
 ACC_MARGIN = 0.02  # 2 accuracy points
 LL_MARGIN = 0.02  # nats per token of the gold answer (≈ 2 % of its per-token perplexity)
@@ -106,23 +118,21 @@ C4_RULE = (
 
 def model_table(records: list[dict[str, Any]], ppl_key: str | None, choice: dict) -> list[str]:
     """Parameters, LR, training speed and perplexities per architecture; best marked in bold."""
-    task = _task()
     by_v = _by_variant(records)
     order = list(by_v)
     test_key = ppl_key or "test/ppl"
     test_head = f"test ppl @ {ppl_key.split('@')[1]}" if ppl_key else "test ppl"
     # (column of the runs' frame, header, higher is better, digits)
-    cols = [("timing/tokens_per_s", "train tokens/s", True, 0),
-            ("valid/ppl", "valid ppl", False, 2), (test_key, test_head, False, 2)]  # fmt: skip
+    cols = [
+        ("timing/tokens_per_s", "train tokens/s", True, 0),
+        ("valid/ppl", "valid ppl", False, 2),
+        (test_key, test_head, False, 2),
+    ]
     runs = c.ok_frame(records, lambda k: k in ("valid/ppl", ppl_key), ("tokens_per_s",))
     summary = c.mean_std_by(runs, "variant", [col for col, *_ in cols]).reindex(order)
     params = {v: (recs[0].get("params") or {}) if recs else {} for v, recs in by_v.items()}
-    out = pd.DataFrame({
-        "model": [task.LABELS.get(v, v) for v in order],
-        "total params": [f"{params[v].get('total', 0):,}" if params[v] else None for v in order],
-        "active params": [f"{params[v].get('active', 0):,}" if params[v] else None for v in order],
-        "LR": [tune.lr_cell(choice[v]) if v in choice else None for v in order],
-    }, index=order)  # fmt: skip
+    lead = tune.leading_columns("model", order, _label, params, choice)
+    out = pd.DataFrame(lead, index=order)
     for col, head, higher, digits in cols:
         out[head] = _cells(summary, col, c.best_of(summary[(col, "mean")], higher), digits)
     return c.frame_table(out, "lrrlrrr")
@@ -154,8 +164,10 @@ def example_means(recs: list[dict[str, Any]], task: str, shot: int, field: str) 
 
 
 def _n_examples(recs: list[dict[str, Any]], task: str) -> int:
-    ns = [((r.get("extra") or {}).get("downstream") or {}).get("n_samples", {}).get(task)
-          for r in _ok(recs)]  # fmt: skip
+    ns = [
+        ((r.get("extra") or {}).get("downstream") or {}).get("n_samples", {}).get(task)
+        for r in _ok(recs)
+    ]
     ns = [int(n) for n in ns if n]
     return min(ns) if ns else 0
 
@@ -195,7 +207,7 @@ def downstream_table(records: list[dict[str, Any]], shot: int, tasks: list[str])
     summary = c.mean_std_by(runs, "variant", [*keys, "avg"]).reindex(list(by_v))
     mark = {t: "" if informative(by_v, t, shot) else " °" for t in tasks}
     heads = [*(f"{ds.TASKS[t].label} ({ds.TASKS[t].metric}){mark[t]}" for t in tasks), "average"]
-    out = pd.DataFrame({"model": [_task().LABELS.get(v, v) for v in by_v]}, index=list(by_v))
+    out = pd.DataFrame({"model": [_label(v) for v in by_v]}, index=list(by_v))
     for key, head in zip([*keys, "avg"], heads):
         out[head] = _cells(summary, key, c.best_of(summary[(key, "mean")], True), 3)
     return c.frame_table(out, "l" + "r" * (len(keys) + 1))
@@ -215,17 +227,24 @@ def ll_table(records: list[dict[str, Any]], shot: int, tasks: list[str]) -> list
         for t in have:
             ll = example_means(recs, t, shot, "ll_tok")
             mg = example_means(recs, t, shot, "margin")
-            cells.append("—" if not ll else f"{math.fsum(ll) / len(ll):.3f} / "
-                         f"{math.fsum(mg) / len(mg) if mg else math.nan:+.3f}")  # fmt: skip
-        rows.append([_task().LABELS.get(v, v), *cells])
+            cells.append(
+                "—"
+                if not ll
+                else f"{math.fsum(ll) / len(ll):.3f} / "
+                f"{math.fsum(mg) / len(mg) if mg else math.nan:+.3f}"
+            )
+        rows.append([_label(v), *cells])
     head = ["model", *(ds.TASKS[t].label for t in have)]
     return [
-        "", f"### Downstream log-likelihoods, {shot}-shot", "",
+        "",
+        f"### Downstream log-likelihoods, {shot}-shot",
+        "",
         "Per task: the gold answer's log-likelihood per token / its margin over the best "
         "distractor (log P(gold) − max log P(other choice), nats), averaged over the examples "
-        "(and runs). Higher is better for both; a margin above 0 is a correct answer.", "",
+        "(and runs). Higher is better for both; a margin above 0 is a correct answer.",
+        "",
         *c.md_table(head, rows, "l" + "r" * len(have)),
-    ]  # fmt: skip
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -281,10 +300,12 @@ def c4_metrics(
                     iv = stats.paired_examples(acc[subject], acc[best])
                 else:
                     n1, n2 = _n_examples(by_v[subject], t), _n_examples(by_v[best], t)
-                    iv = stats.two_proportions_interval(round(means[subject] * n1), n1,
-                                                        round(means[best] * n2), n2)  # fmt: skip
-                v = stats.noninferiority_verdict(iv, ACC_MARGIN, rule=C4_RULE, fmt=_pts,
-                                                 units="examples")  # fmt: skip
+                    iv = stats.two_proportions_interval(
+                        round(means[subject] * n1), n1, round(means[best] * n2), n2
+                    )
+                v = stats.noninferiority_verdict(
+                    iv, ACC_MARGIN, rule=C4_RULE, fmt=_pts, units="examples"
+                )
                 out.append((f"{name} accuracy", best, v))
                 continue
             ll = {x: example_means(by_v[x], t, shot, "ll_tok") for x in (subject, *BASELINES)}
@@ -293,8 +314,9 @@ def c4_metrics(
                 continue
             best = max(BASELINES, key=lambda b: math.fsum(ll[b]))
             iv = stats.paired_examples(ll[subject], ll[best])
-            v = stats.noninferiority_verdict(iv, LL_MARGIN, rule=C4_RULE, fmt=_nats,
-                                             units="examples")  # fmt: skip
+            v = stats.noninferiority_verdict(
+                iv, LL_MARGIN, rule=C4_RULE, fmt=_nats, units="examples"
+            )
             out.append((f"{name} gold log-lik./token (accuracy at chance)", best, v))
     return out, left
 
@@ -317,22 +339,44 @@ def claim_c4(records: list[dict[str, Any]], ppl_key: str | None, scale: str) -> 
     lines = [f"Rule: {C4_RULE}"]
     for subject in [v for v in CHEEMS if v in by_v]:
         metrics, left = c4_metrics(by_v, subject, ppl_key)
-        rows = [[name, labels.get(best, best), v.n,
-                 (f"{v.estimate:+.4f}" if v.estimate is not None else "—"),
-                 vd.fmt_interval(v.ci_low, v.ci_high, lambda x: f"{x:+.4f}"),
-                 f"−{v.threshold:.4f}", v.verdict] for name, best, v in metrics]  # fmt: skip
+        rows = [
+            [
+                name,
+                labels.get(best, best),
+                v.n,
+                (f"{v.estimate:+.4f}" if v.estimate is not None else "—"),
+                vd.fmt_interval(v.ci_low, v.ci_high, lambda x: f"{x:+.4f}"),
+                f"−{v.threshold:.4f}",
+                v.verdict,
+            ]
+            for name, best, v in metrics
+        ]
         total = stats.majority_verdict([v for _, _, v in metrics], rule=C4_RULE)
         lines += ["", f"#### {labels.get(subject, subject)}", ""]
-        lines += c.md_table(["metric", "best baseline", "n", "Cheems − best", "95 % interval",
-                             "−margin", "non-inferior?"], rows, "llrrrrl")  # fmt: skip
+        lines += c.md_table(
+            [
+                "metric",
+                "best baseline",
+                "n",
+                "Cheems − best",
+                "95 % interval",
+                "−margin",
+                "non-inferior?",
+            ],
+            rows,
+            "llrrrrl",
+        )
         if left:
             lines += [
                 "",
                 "Left out as uninformative (accuracy not above chance, no per-example "
                 f"log-likelihoods): {', '.join(left)}.",
             ]
-        lines += ["", f"**Verdict ({scale} scale): C4 {total.verdict} for "
-                  f"{labels.get(subject, subject)}** — {total.reason}."]  # fmt: skip
+        lines += [
+            "",
+            f"**Verdict ({scale} scale): C4 {total.verdict} for "
+            f"{labels.get(subject, subject)}** — {total.reason}.",
+        ]
     lines += [
         "",
         "Units: the perplexity row is a log ratio (×100 ≈ %); accuracy rows are "
@@ -351,9 +395,7 @@ def headline(by_v: dict[str, list[dict[str, Any]]]) -> str | None:
 
 
 def _scale_state(records: list[dict[str, Any]]) -> tuple[list, list, dict, list, str | None]:
-    recs, old = c.current_records(records)
-    choice = tune.lr_choice(recs)
-    chosen = tune.at_chosen_lr(recs, choice)
+    recs, old, choice, chosen = tune.scale_runs(records)
     keys = sorted({k for r in _ok(chosen) for k in r["metrics"] if k.startswith("test/ppl@")})
     return recs, old, choice, chosen, (keys[0] if keys else None)
 
@@ -367,77 +409,83 @@ def verdicts(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         subject = headline(by_v)
         what = f"{subject or 'Cheems'} vs the best of llama, mamba2, jamba, per metric"
         if not c.judged(scale):
-            out.append(vd.not_judged("C4", scale, subject=what, unit="share of metrics",
-                                     rule=C4_RULE))  # fmt: skip
+            out.append(
+                vd.not_judged("C4", scale, subject=what, unit="share of metrics", rule=C4_RULE)
+            )
             continue
         if subject is None or not all(b in by_v for b in BASELINES):
-            v = vd.lacking(C4_RULE, "Cheems or a baseline lacks results", threshold=0.5,
-                           kind="majority")  # fmt: skip
+            v = vd.lacking(
+                C4_RULE, "Cheems or a baseline lacks results", threshold=0.5, kind="majority"
+            )
         else:
             v = c4_verdict(by_v, subject, ppl_key)
         out.append(vd.entry("C4", scale, v, subject=what, unit="share of metrics"))
     return out
 
 
+def _examples_line(ok: list[dict[str, Any]], tasks: list[str]) -> list[str]:
+    """How many examples each downstream task scored, and the limit the runs were given."""
+    downstream = [(r.get("extra") or {}).get("downstream", {}) for r in ok]
+    n_samples: dict[str, set[int]] = defaultdict(set)
+    for d in downstream:
+        for t, n in (d.get("n_samples") or {}).items():
+            if n is not None:
+                n_samples[t].add(int(n))
+    sizes = ", ".join(f"{t} {'/'.join(map(str, sorted(n_samples[t])))}" for t in tasks)
+    lim = ", ".join(str(x) for x in sorted({d.get("limit") for d in downstream}, key=str))
+    return ["", f"Examples scored per task: {sizes} (limit: {lim})."]
+
+
+PROTOCOL = (
+    "Protocol notes. The paper evaluated with lighteval prompts, 5-shot (0-shot before "
+    "Dec 18, 2024); we use lm-eval at 0 and 5 shots with the suite's offline task YAMLs "
+    "(Eval Gauntlet prompts, `wm_bench/eval/tasks/`), so scores compare within this table "
+    "only. Metrics: acc (ARC-E, PIQA, Winogrande, MMLU), acc_norm (ARC-C, HellaSwag, OBQA), "
+    "exact match (TriviaQA). Task versions, n-shot and examples per task are in each result's "
+    "`extra.downstream`. The paper's Table 3 values could not be obtained "
+    "(`reference_values.json`: only the abstract's claim C4 is known), so there is no paper "
+    "column. Cells: mean ± std (runs) at each model's chosen LR; bold: best in the column."
+)
+
+
 def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None) -> str:
     figures = figures or {}
-    groups = c.by_scale(records)
-    out = [
-        "# Architecture comparison (Table 3): Llama3-style, Mamba2, Jamba-style, Cheems, Doge",
-        "",
-        "Six architectures matched on active parameters per token (within 5 %), trained on the "
-        "same tokens with the same tokenizer and context; perplexity on held-out text and "
-        "downstream tasks through lm-evaluation-harness (`wm_bench.eval.downstream`). "
-        + c.generated_note(records, "arch")
-        + " Settings: `tasks/arch/__init__.py`.",
-        "",
-        "Protocol notes. The paper evaluated with lighteval prompts, 5-shot (0-shot before "
-        "Dec 18, 2024); we use lm-eval at 0 and 5 shots with the suite's offline task YAMLs "
-        "(Eval Gauntlet prompts, `wm_bench/eval/tasks/`), so scores compare within this table "
-        "only. Metrics: acc (ARC-E, PIQA, Winogrande, MMLU), acc_norm (ARC-C, HellaSwag, OBQA), "
-        "exact match (TriviaQA). Task versions, n-shot and examples per task are in each result's "
-        "`extra.downstream`. The paper's Table 3 values could not be obtained "
-        "(`reference_values.json`: only the abstract's claim C4 is known), so there is no paper "
-        "column. Cells: mean ± std (runs) at each model's chosen LR; bold: best in the column.",
-    ]
-    if not records:
-        out += ["", "No results yet: run `make reproduce-table3` (or "
-                "`wm-bench reproduce arch --scale smoke|cpu|small`)."]  # fmt: skip
-    for scale, all_recs in groups.items():
+
+    def section(scale: str, all_recs: list[dict[str, Any]]) -> list[str]:
         recs, old, choice, chosen, ppl_key = _scale_state(all_recs)
-        ok = _ok(chosen)
         shots, tasks, not_run = _columns(chosen)
-        limits = {(r.get("extra") or {}).get("downstream", {}).get("limit") for r in ok}
-        n_samples: dict[str, set[int]] = defaultdict(set)
-        for r in ok:
-            for t, n in (
-                (r.get("extra") or {}).get("downstream", {}).get("n_samples") or {}
-            ).items():
-                if n is not None:
-                    n_samples[t].add(int(n))
-        out += ["", f"## {c.scale_title(scale)}", "", c.scale_banner(scale), ""]
-        out += [f"{len(recs)} run(s), {len(_ok(recs))} ok; {c.corpus_sentence(recs, old)}.",
-                *c.superseded_note(old)]  # fmt: skip
+        out = ["", f"{len(recs)} run(s), {len(_ok(recs))} ok; {c.corpus_sentence(recs, old)}."]
+        out += c.superseded_note(old)
         out += ["", "### Models", "", *model_table(chosen, ppl_key, choice)]
-        out += tune.lr_grid_section(recs, choice, lambda v: _task().LABELS.get(v, v),
-                                 _task().VARIANTS)  # fmt: skip
+        out += tune.lr_grid_section(recs, choice, _label, _task().VARIANTS)
         for k in shots:
             out += ["", f"### Downstream, {k}-shot", ""]
             out += downstream_table(chosen, k, tasks) if tasks else ["No downstream results."]
-        for k in shots:
-            out += ll_table(chosen, k, tasks)
+        out += [line for k in shots for line in ll_table(chosen, k, tasks)]
         if tasks:
-            sizes = ", ".join(f"{t} {'/'.join(map(str, sorted(n_samples[t])))}" for t in tasks)
-            lim = ", ".join(str(x) for x in sorted(limits, key=str))
-            out += ["", f"Examples scored per task: {sizes} (limit: {lim})."]
+            out += _examples_line(_ok(chosen), tasks)
         if not_run:
-            out += ["", "Tasks not run:", ""]
-            out += [f"- {t}: {why}" for t, why in not_run.items()]
+            out += ["", "Tasks not run:", "", *(f"- {t}: {why}" for t, why in not_run.items())]
         out += ["", "### Claim C4 (Cheems competitive with Llama3, Mamba2, Jamba)", ""]
         out += claim_c4(chosen, ppl_key, scale)
-        out += c.curve_and_runs_sections(scale, recs, figures)
-    out += c.provenance_section(groups)
-    return "\n".join(out) + "\n"
+        return out + c.curve_line(scale, figures) + c.runs_sections(recs)
+
+    return c.render_by_scale(
+        EXPERIMENT,
+        records,
+        section,
+        title="Architecture comparison (Table 3): Llama3-style, Mamba2, Jamba-style, Cheems, Doge",
+        about="Six architectures matched on active parameters per token (within 5 %), trained on "
+        "the same tokens with the same tokenizer and context; perplexity on held-out text and "
+        "downstream tasks through lm-evaluation-harness (`wm_bench.eval.downstream`). ",
+        after=" Settings: `tasks/arch/__init__.py`.",
+        notes=[PROTOCOL],
+        empty=[
+            "",
+            "No results yet: run `make reproduce-table3` (or "
+            "`wm-bench reproduce arch --scale smoke|cpu|small`).",
+        ],
+    )
 
 
 def _plot(scale: str, recs: list[dict[str, Any]], path: Path) -> Path | None:

@@ -43,9 +43,11 @@ def scale_title(scale: str) -> str:
     return SCALE_TITLES.get(scale, f"Scale {scale}")
 
 
-def scale_banner(scale: str) -> str:
-    """A one-paragraph Markdown block quote saying what the scale's numbers mean."""
-    return "> " + SCALE_BANNERS.get(scale, f"**Scale {scale}**.")
+def scale_banner(scale: str, banners: dict[str, str] | None = None) -> str:
+    """A one-paragraph Markdown block quote saying what the scale's numbers mean; `banners`
+    (a report's own wording) replaces SCALE_BANNERS for the scales it names."""
+    own = (banners or {}).get(scale)
+    return "> " + (own or SCALE_BANNERS.get(scale, f"**Scale {scale}**."))
 
 
 def finite(x: Any) -> bool:
@@ -125,16 +127,16 @@ def ok_frame(
     for r in records:
         if not is_ok(r):
             continue
-        row: dict[str, Any] = {"variant": str(r.get("variant")), "seed": int(r.get("seed") or 0),
-                               "lr": run_lr(r)}  # fmt: skip
-        row.update({k: float(v) for k, v in (r.get("metrics") or {}).items()
-                    if metrics(k) and finite(v)})  # fmt: skip
+        row: dict[str, Any] = {"variant": str(r.get("variant")), "seed": int(r.get("seed") or 0)}
+        row["lr"] = run_lr(r)
+        row.update(
+            {k: float(v) for k, v in (r.get("metrics") or {}).items() if metrics(k) and finite(v)}
+        )
         tim = r.get("timing") or {}
         row.update({f"timing/{k}": float(tim[k]) for k in timing if finite(tim.get(k))})
         rows.append(row)
-    columns = ["variant", "seed", "lr", *sorted({k for row in rows for k in row} - {"variant",
-                                                 "seed", "lr"})]  # fmt: skip
-    return pd.DataFrame(rows, columns=columns)
+    values = sorted({k for row in rows for k in row} - {"variant", "seed", "lr"})
+    return pd.DataFrame(rows, columns=["variant", "seed", "lr", *values])
 
 
 def mean_std_by(frame: pd.DataFrame, by: str | list[str], columns: Sequence[str]) -> pd.DataFrame:
@@ -149,9 +151,10 @@ def mean_std_cells(summary: pd.DataFrame, column: str, digits: int = 2) -> pd.Se
     """Per group of a `mean_std_by` summary: '0.98 ± 0.01 (2)', '0.98 (1)' for one value, None
     for none or a group the summary was reindexed to (shown as "—" by `frame_table`)."""
     part = summary[column]
-    cells = [fmt_mean_std(m, None if pd.isna(s) else s, int(n), digits) if n > 0 else None
-             for m, s, n in part[["mean", "std", "count"]].fillna({"count": 0})
-             .itertuples(index=False)]  # fmt: skip
+    cells = [
+        fmt_mean_std(m, None if pd.isna(s) else s, int(n), digits) if n > 0 else None
+        for m, s, n in part[["mean", "std", "count"]].fillna({"count": 0}).itertuples(index=False)
+    ]
     return pd.Series(cells, index=summary.index, dtype=object)
 
 
@@ -273,9 +276,7 @@ def provenance_lines(records: Iterable[dict[str, Any]]) -> list[str]:
 
 def failed_table(rows: Sequence[tuple[Any, ...]], headers: Sequence[str]) -> list[str]:
     """The failed-runs section body: a table, or a line saying there were none."""
-    if not rows:
-        return ["None."]
-    return md_table(headers, rows)
+    return md_table(headers, rows) if rows else ["None."]
 
 
 def by_scale(records: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -289,18 +290,26 @@ def by_scale(records: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]
 def timing_section(records: Sequence[dict[str, Any]], noun: str = "run") -> list[str]:
     """ "### Timing" with the total wall time of the records (the cpu-scale budget check)."""
     total, timed, _ = total_wall_s(records)
-    return ["", "### Timing", "", f"Total wall time of the {timed} timed {noun}(s): "
-            f"{fmt_minutes(total)}."]  # fmt: skip
+    line = f"Total wall time of the {timed} timed {noun}(s): {fmt_minutes(total)}."
+    return ["", "### Timing", "", line]
 
 
 def failed_runs_section(records: Sequence[dict[str, Any]]) -> list[str]:
     """ "### Failed runs": every record not "ok" (failed, diverged): variant, LR, seed, status and
     the first error line."""
-    bad = [r for r in records if not is_ok(r)]
-    rows = [(r.get("variant"), fmt_lr(x) if (x := run_lr(r)) is not None else "—", r.get("seed"),
-             r.get("status"), first_error_line(r.get("error"))) for r in bad]  # fmt: skip
-    body = failed_table(rows, ["variant", "lr", "seed", "status", "error"]) if bad else ["None."]
-    return ["", "### Failed runs", "", *body]
+
+    def row(r: dict[str, Any]) -> tuple[Any, ...]:
+        lr, error = run_lr(r), first_error_line(r.get("error"))
+        lr_text = "—" if lr is None else fmt_lr(lr)
+        return (r.get("variant"), lr_text, r.get("seed"), r.get("status"), error)
+
+    rows = [row(r) for r in records if not is_ok(r)]
+    return [
+        "",
+        "### Failed runs",
+        "",
+        *failed_table(rows, ["variant", "lr", "seed", "status", "error"]),
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -376,17 +385,21 @@ def superseded_note(old: Sequence[dict[str, Any]]) -> list[str]:
     """A line saying how many results of an earlier configuration were left out (or nothing)."""
     if not old:
         return []
-    return ["", f"{len(old)} result file(s) from an earlier configuration of this scale (other "
-            "steps, data, downstream protocol or model) are left out of its tables."]  # fmt: skip
+    return [
+        "",
+        f"{len(old)} result file(s) from an earlier configuration of this scale (other "
+        "steps, data, downstream protocol or model) are left out of its tables.",
+    ]
 
 
-def curve_and_runs_sections(
-    scale: str, records: Sequence[dict[str, Any]], figures: dict[str, str]
-) -> list[str]:
-    """The end of a training experiment's scale section: its loss-curve figure (if any), the
-    failed runs and the total wall time."""
-    out = ["", f"![Training loss, {scale} scale]({figures[scale]})"] if scale in figures else []
-    return out + failed_runs_section(records) + timing_section(records)
+def runs_sections(records: Sequence[dict[str, Any]]) -> list[str]:
+    """The end of most scale sections: the failed runs and the total wall time of `records`."""
+    return failed_runs_section(records) + timing_section(records)
+
+
+def curve_line(scale: str, figures: dict[str, str]) -> list[str]:
+    """The loss-curve figure of a training experiment's scale (nothing when it has none)."""
+    return ["", f"![Training loss, {scale} scale]({figures[scale]})"] if scale in figures else []
 
 
 def provenance_section(groups: dict[str, list[dict[str, Any]]]) -> list[str]:
@@ -455,3 +468,31 @@ def generated_note(records: Sequence[dict[str, Any]], experiment: str) -> str:
 def no_results(experiment: str, scales: str) -> list[str]:
     """The lines of a report without results: the command that makes them."""
     return ["", f"No results yet: run `wm-bench reproduce {experiment} --scale {scales}`."]
+
+
+def render_by_scale(
+    experiment: str,
+    records: Sequence[dict[str, Any]],
+    section: Callable[[str, list[dict[str, Any]]], list[str]],
+    *,
+    title: str,
+    about: str,
+    after: str = "",
+    notes: Sequence[str] = (),
+    empty: Sequence[str] | None = None,
+    banner: Callable[[str], str] = scale_banner,
+) -> str:
+    """The Markdown of a report with one section per scale (pure): the heading; a paragraph of
+    `about`, `generated_note` and `after`; the `notes` paragraphs; `empty` (default
+    `no_results(experiment, "smoke|cpu|small")`) when there are no records; per scale (in report
+    order) its heading, `banner` and `section(scale, its records)` (lines starting with a blank
+    one); then the provenance."""
+    groups = by_scale(records)
+    out = [f"# {title}", "", about + generated_note(records, experiment) + after]
+    out += [line for note in notes for line in ("", note)]
+    if not records:
+        out += no_results(experiment, "smoke|cpu|small") if empty is None else empty
+    for scale, recs in groups.items():
+        out += ["", f"## {scale_title(scale)}", "", banner(scale), *section(scale, recs)]
+    out += provenance_section(groups)
+    return "\n".join(out) + "\n"

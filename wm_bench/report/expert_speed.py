@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,13 @@ def time_table(points: list[Point], methods: list[str], key: str) -> list[str]:
     frame = points_frame(points)
     times = frame.pivot(index=["n", "ratio"], columns="method", values=key)
     k = frame.groupby(["n", "ratio"])["k"].first()
-    out = pd.DataFrame({"N": times.index.get_level_values("n"),
-                        "ratio": [f"{r:g}" for r in times.index.get_level_values("ratio")],
-                        "k": k.reindex(times.index).to_numpy()})  # fmt: skip
+    out = pd.DataFrame(
+        {
+            "N": times.index.get_level_values("n"),
+            "ratio": [f"{r:g}" for r in times.index.get_level_values("ratio")],
+            "k": k.reindex(times.index).to_numpy(),
+        }
+    )
     for m in methods:
         out[task.LABELS[m]] = [fmt_ms(x) for x in times.reindex(columns=methods)[m]]
     return c.frame_table(out, "rrr" + "r" * len(methods))
@@ -68,8 +73,16 @@ def ratio_table(points: list[Point]) -> list[str]:
             fmt_ratio(time_ratio(paper.get(("seimoe", n, ratio)), paper.get(("cdmoe", n, ratio))))
         )
         rows.append(row)
-    heads = ["N", "ratio", "k", "SEIMoE/CDMoE fwd", "SEIMoE/CDMoE fwd+bwd", "MoE/CDMoE fwd",
-             "MoE/CDMoE fwd+bwd", "paper SEIMoE/CDMoE"]  # fmt: skip
+    heads = [
+        "N",
+        "ratio",
+        "k",
+        "SEIMoE/CDMoE fwd",
+        "SEIMoE/CDMoE fwd+bwd",
+        "MoE/CDMoE fwd",
+        "MoE/CDMoE fwd+bwd",
+        "paper SEIMoE/CDMoE",
+    ]
     return c.md_table(heads, rows, "rrrrrrrr")
 
 
@@ -86,8 +99,10 @@ def paper_table(points: list[Point], methods: list[str]) -> list[str]:
             if ref is None:
                 continue
             p = by.get(m)
-            row.append(f"{fmt_ms(getattr(p, 'fwd', None))} / {fmt_ms(getattr(p, 'fwd_bwd', None))}"
-                       f" ({ref:g})")  # fmt: skip
+            row.append(
+                f"{fmt_ms(getattr(p, 'fwd', None))} / {fmt_ms(getattr(p, 'fwd_bwd', None))}"
+                f" ({ref:g})"
+            )
             have = True
         if have:
             rows.append(row)
@@ -129,9 +144,9 @@ def _log_ratio(x: Any) -> np.ndarray:
     return np.log(np.median(x[..., 0], axis=-1) / np.median(x[..., 1], axis=-1))
 
 
-def speedup(points: list[Point], baseline: str, subject: str = "cdmoe", *, seed: int = 0) -> tuple[
-    stats.Interval | None, list[tuple[int, float, stats.Interval | None, float | None]]
-]:  # fmt: skip
+def speedup(
+    points: list[Point], baseline: str, subject: str = "cdmoe", *, seed: int = 0
+) -> tuple[stats.Interval | None, list[tuple[int, float, stats.Interval | None, float | None]]]:
     """Over the points with N > CLAIM_MIN_EXPERTS: the geometric-mean speed-up baseline/subject
     (forward+backward) with its stratified bootstrap interval, and per point (N, ratio, its
     bootstrap interval of the ratio of medians or None without repeats, its median ratio)."""
@@ -182,8 +197,10 @@ def _stratified(groups: list[Any], seed: int) -> stats.Interval:
         flat.extend([grp] if isinstance(grp, np.ndarray) else grp)
 
     def geo(res: list[np.ndarray]) -> np.ndarray:
-        parts = [_log_ratio(res[i]) if paired else _log_ratio([res[i], res[i + 1]])
-                 for i, paired in layout]  # fmt: skip
+        parts = [
+            _log_ratio(res[i]) if paired else _log_ratio([res[i], res[i + 1]])
+            for i, paired in layout
+        ]
         return np.exp(np.mean(parts, axis=0))
 
     return stats.stratified_bootstrap(flat, geo, seed=seed)
@@ -198,16 +215,24 @@ def c3_verdict(points: list[Point]) -> stats.Verdict:
     claim = task.CLAIM_C3
     iv, per = speedup(points, claim["baseline"], claim["subject"])
     if iv is None:
-        return vd.lacking(c3_rule(), f"no point with N > {task.CLAIM_MIN_EXPERTS} has both "
-                          "SEIMoE and CDMoE timings", threshold=claim["min_speedup"])  # fmt: skip
-    v = stats.threshold_verdict(iv, claim["min_speedup"], rule=c3_rule(), fmt=_times,
-                                units="repeats")  # fmt: skip
+        return vd.lacking(
+            c3_rule(),
+            f"no point with N > {task.CLAIM_MIN_EXPERTS} has both SEIMoE and CDMoE timings",
+            threshold=claim["min_speedup"],
+        )
+    v = stats.threshold_verdict(
+        iv, claim["min_speedup"], rule=c3_rule(), fmt=_times, units="repeats"
+    )
     if not iv.bounded:
         missing = sum(1 for _, _, piv, _ in per if piv is None)
-        return dataclasses.replace(v, reason=f"inconclusive: {missing} of {len(per)} point(s) "
-                                   "have no per-repeat timings (old median-of-3 measurement, or "
-                                   "a method missing), so there is no interval; rerun "
-                                   "`wm-bench reproduce expert_speed`", n=len(per))  # fmt: skip
+        return dataclasses.replace(
+            v,
+            reason=f"inconclusive: {missing} of {len(per)} point(s) "
+            "have no per-repeat timings (old median-of-3 measurement, or "
+            "a method missing), so there is no interval; rerun "
+            "`wm-bench reproduce expert_speed`",
+            n=len(per),
+        )
     return v
 
 
@@ -219,41 +244,79 @@ def c3_section(points: list[Point], scale: str) -> list[str]:
     if not c.judged(scale):
         return [*out, c.NOT_JUDGED]
     if not any(p.n > task.CLAIM_MIN_EXPERTS for p in points):
-        return [*out, f"Not testable at the {scale} scale: no point with N > "
-                f"{task.CLAIM_MIN_EXPERTS}."]  # fmt: skip
+        return [
+            *out,
+            f"Not testable at the {scale} scale: no point with N > {task.CLAIM_MIN_EXPERTS}.",
+        ]
     rows = []
     for base in (task.CLAIM_C3["baseline"], "moe"):
         _, per = speedup(points, base)
         for n, ratio, iv, med in per:
-            rows.append([task.LABELS[base], n, f"{ratio:g}", _times(med) if med else "—",
-                         vd.fmt_interval(iv.low, iv.high, _times) if iv else "— (no repeats)",
-                         iv.n if iv else "—"])  # fmt: skip
+            rows.append(
+                [
+                    task.LABELS[base],
+                    n,
+                    f"{ratio:g}",
+                    _times(med) if med else "—",
+                    vd.fmt_interval(iv.low, iv.high, _times) if iv else "— (no repeats)",
+                    iv.n if iv else "—",
+                ]
+            )
     v = c3_verdict(points)
     iv_moe, _ = speedup(points, "moe")
-    out += ["Per point with N > 1024: the baseline's forward+backward time over CDMoE's (ratio of "
-            "the medians), with its bootstrap interval over the repeats.", "",
-            *c.md_table(["baseline", "N", "ratio", "baseline / CDMoE (medians)",
-                         "95 % bootstrap interval", "repeats"], rows, "lrrrrr"), "",
-            *vd.block("C3", scale, v, _times, quantity=f"SEIMoE / CDMoE, N > "
-                      f"{task.CLAIM_MIN_EXPERTS} (geo. mean)")]  # fmt: skip
+    out += [
+        "Per point with N > 1024: the baseline's forward+backward time over CDMoE's (ratio of "
+        "the medians), with its bootstrap interval over the repeats.",
+        "",
+        *c.md_table(
+            [
+                "baseline",
+                "N",
+                "ratio",
+                "baseline / CDMoE (medians)",
+                "95 % bootstrap interval",
+                "repeats",
+            ],
+            rows,
+            "lrrrrr",
+        ),
+        "",
+        *vd.block(
+            "C3",
+            scale,
+            v,
+            _times,
+            quantity=f"SEIMoE / CDMoE, N > {task.CLAIM_MIN_EXPERTS} (geo. mean)",
+        ),
+    ]
     if iv_moe is not None:
-        out += ["", f"Against the fair grouped MoE (no verdict: not the paper's baseline) the "
-                f"same points give a geometric-mean MoE / CDMoE of {_times(iv_moe.estimate)}, "
-                f"95 % interval {vd.fmt_interval(iv_moe.low, iv_moe.high, _times)} (below 1: "
-                "the grouped MoE is faster)."]  # fmt: skip
+        out += [
+            "",
+            f"Against the fair grouped MoE (no verdict: not the paper's baseline) the "
+            f"same points give a geometric-mean MoE / CDMoE of {_times(iv_moe.estimate)}, "
+            f"95 % interval {vd.fmt_interval(iv_moe.low, iv_moe.high, _times)} (below 1: "
+            "the grouped MoE is faster).",
+        ]
     return out
 
 
 def load_section(points: list[Point]) -> list[str]:
     """The load averages recorded around the round-robin sessions (other work on the machine)."""
-    loads = [x for p in points for key in ("loadavg_before", "loadavg_after")
-             if (x := (p.record.get("timing") or {}).get(key))]  # fmt: skip
+    loads = [
+        x
+        for p in points
+        for key in ("loadavg_before", "loadavg_after")
+        if (x := (p.record.get("timing") or {}).get(key))
+    ]
     if not loads:
         return []
     one = [float(x[0]) for x in loads]
-    return ["", f"Load average (1 min) around the timing sessions: {min(one):.2f} to "
-            f"{max(one):.2f} (median {statistics.median(one):.2f}); the round-robin order "
-            "makes such load hit every method of a point alike."]  # fmt: skip
+    return [
+        "",
+        f"Load average (1 min) around the timing sessions: {min(one):.2f} to "
+        f"{max(one):.2f} (median {statistics.median(one):.2f}); the round-robin order "
+        "makes such load hit every method of a point alike.",
+    ]
 
 
 def verdicts(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -288,8 +351,15 @@ def failures_section(points: list[Point]) -> list[str]:
     bad = [p for p in points if not p.ok]
     if not bad:
         return ["None."]
-    rows = [(task_module().LABELS.get(p.method, p.method), p.n, p.k,
-             c.first_error_line(p.record.get("error"))) for p in bad]  # fmt: skip
+    rows = [
+        (
+            task_module().LABELS.get(p.method, p.method),
+            p.n,
+            p.k,
+            c.first_error_line(p.record.get("error")),
+        )
+        for p in bad
+    ]
     return c.failed_table(rows, ["method", "N", "k", "error"])
 
 
@@ -298,44 +368,23 @@ def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None)
     task = task_module()
     figures = figures or {}
     src = task.load_paper()
-    by_scale = c.by_scale(records)
-    out = [
-        "# Expert-retrieval speed (claim C3)",
-        "",
-        "Time of one expert layer (forward, and forward + backward into the input and every "
-        "parameter) for N experts and k = ratio·√N experts per token, per method "
-        "(docs/spec.md §6). "
-        "Generated by `wm_bench.report` from "
-        f"{len(records)} result file(s) in `results/expert_speed/`; do not edit by hand. "
-        "Method settings are in `tasks/expert_speed/__init__.py`.",
-        "",
-        f"Paper values: {src['source']}. {src['note']}.",
-    ]
-    if not records:
-        out += [
-            "",
-            "No results yet: run `wm-bench reproduce expert_speed --scale smoke|cpu|small`.",
-        ]
-    for scale in by_scale:
-        recs = by_scale[scale]
+
+    def section(scale: str, recs: list[dict[str, Any]]) -> list[str]:
         points, superseded = current(parse(recs))
         methods = [m for m in task.METHODS if any(p.method == m for p in points)]
         cfg = next((r["config"]["point"] for r in recs if "point" in r.get("config", {})), {})
-        out += ["", f"## {c.scale_title(scale)}", "", "> " + BANNERS.get(scale, c.SCALE_BANNERS.get(
-            scale, f"**Scale {scale}**."))]  # fmt: skip
-        out += ["", f"Input B = {cfg.get('batch')}, T = {cfg.get('seq_len')}, d = "
-                f"{cfg.get('d_model')}, {cfg.get('dtype')} on {cfg.get('device')}; "
-                f"{len(points)} point(s), {sum(p.ok for p in points)} ok."]  # fmt: skip
+        out = [
+            "",
+            f"Input B = {cfg.get('batch')}, T = {cfg.get('seq_len')}, d = {cfg.get('d_model')}, "
+            f"{cfg.get('dtype')} on {cfg.get('device')}; "
+            f"{len(points)} point(s), {sum(p.ok for p in points)} ok.",
+        ]
         impls = sorted(
             {f"{k}={v}" for p in points for k, v in (p.record.get("impls") or {}).items()}
         )
         if impls:
             out += ["", f"Implementations that ran: {', '.join(impls)}."]
-        reps = sorted({len(p.repeats) for p in points if p.repeats})
-        out += ["", "Timing: " + (f"round-robin, {'/'.join(map(str, reps))} repeats per point "
-                "(medians shown)" if reps else "median of 3, one method at a time (no repeats "
-                "kept)") + "." + (f" {len(superseded)} older result(s) of the same points are "
-                "superseded by round-robin ones." if superseded else "")]  # fmt: skip
+        out += ["", _timing_line(points, superseded)]
         out += load_section(points)
         if scale in figures:
             out += ["", f"![Expert-layer time, {scale} scale]({figures[scale]})"]
@@ -347,9 +396,35 @@ def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None)
         out += ["", "### Claim C3 at this scale", "", *c3_section(points, scale)]
         out += ["", "### Memory", "", *memory_section(points, methods)]
         out += ["", "### Failed points", "", *failures_section(points)]
-        out += c.timing_section(recs, noun="point")
-    out += c.provenance_section(by_scale)
-    return "\n".join(out) + "\n"
+        return out + c.timing_section(recs, noun="point")
+
+    return c.render_by_scale(
+        EXPERIMENT,
+        records,
+        section,
+        title="Expert-retrieval speed (claim C3)",
+        about="Time of one expert layer (forward, and forward + backward into the input and every "
+        "parameter) for N experts and k = ratio·√N experts per token, per method "
+        "(docs/spec.md §6). ",
+        after=" Method settings are in `tasks/expert_speed/__init__.py`.",
+        notes=[f"Paper values: {src['source']}. {src['note']}."],
+        banner=partial(c.scale_banner, banners=BANNERS),
+    )
+
+
+def _timing_line(points: list[Point], superseded: list[Any]) -> str:
+    """How the points were timed: round-robin repeats or one method at a time."""
+    reps = sorted({len(p.repeats) for p in points if p.repeats})
+    if reps:
+        how = f"round-robin, {'/'.join(map(str, reps))} repeats per point (medians shown)"
+    else:
+        how = "median of 3, one method at a time (no repeats kept)"
+    old = (
+        f" {len(superseded)} older result(s) of the same points are superseded by round-robin ones."
+        if superseded
+        else ""
+    )
+    return f"Timing: {how}.{old}"
 
 
 def plot_scale(scale: str, points: list[Point], path: Path) -> Path:
@@ -369,8 +444,11 @@ def plot_scale(scale: str, points: list[Point], path: Path) -> Path:
     colors = {m: f"C{i}" for i, m in enumerate(task.METHODS)}
     for ax, n in zip(axes, ns, strict=True):
         for m in methods:
-            pts = sorted((p.ratio, p.fwd_bwd) for p in points if p.method == m and p.n == n
-                         and p.fwd_bwd is not None)  # fmt: skip
+            pts = sorted(
+                (p.ratio, p.fwd_bwd)
+                for p in points
+                if p.method == m and p.n == n and p.fwd_bwd is not None
+            )
             if pts:
                 xs, ys = zip(*pts, strict=True)
                 ax.plot(xs, ys, color=colors[m], marker="o", ms=3)
@@ -383,8 +461,9 @@ def plot_scale(scale: str, points: list[Point], path: Path) -> Path:
         ax.set_xlabel("ratio (k = ratio·√N)")
         ax.grid(alpha=0.3, which="both")
     axes[0].set_ylabel("ms (fwd+bwd)")
-    handles = [Line2D([], [], color=colors[m], marker="o", ms=3, label=task.LABELS[m])
-               for m in methods]  # fmt: skip
+    handles = [
+        Line2D([], [], color=colors[m], marker="o", ms=3, label=task.LABELS[m]) for m in methods
+    ]
     handles.append(Line2D([], [], color="gray", ls="none", marker="x", alpha=0.5, label="paper"))
     return c.save_figure(fig, path, f"Expert-layer time, {scale} scale", handles)
 

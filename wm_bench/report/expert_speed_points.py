@@ -100,9 +100,19 @@ def grid(points: list[Point]) -> dict[tuple[int, float], dict[str, Point]]:
 def points_frame(points: list[Point]) -> pd.DataFrame:
     """One row per point: method, n, ratio, k, fwd and fwd_bwd (ms; NaN unless ok) and peak_mib
     (NaN unless ok with a finite peak)."""
-    rows = [(p.method, p.n, p.ratio, p.k, p.fwd if p.ok and c.finite(p.fwd) else None,
-             p.fwd_bwd if p.ok and c.finite(p.fwd_bwd) else None,
-             peak if p.ok and c.finite(peak := (p.record.get("timing") or {}).get("peak_mib"))
-             else None) for p in points]  # fmt: skip
+    rows = [
+        (
+            p.method,
+            p.n,
+            p.ratio,
+            p.k,
+            p.fwd if p.ok and c.finite(p.fwd) else None,
+            p.fwd_bwd if p.ok and c.finite(p.fwd_bwd) else None,
+            peak
+            if p.ok and c.finite(peak := (p.record.get("timing") or {}).get("peak_mib"))
+            else None,
+        )
+        for p in points
+    ]
     cols = ["method", "n", "ratio", "k", "fwd", "fwd_bwd", "peak_mib"]
     return pd.DataFrame(rows, columns=cols).astype({k: float for k in cols[4:]})

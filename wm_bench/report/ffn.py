@@ -55,15 +55,10 @@ def table(records: list[dict[str, Any]], choice: dict) -> list[str]:
     order = _ordered(params)
     summary = summary.reindex(order)
     tps = summary[("timing/tokens_per_s", "mean")]
-    out = pd.DataFrame({
-        "FFN": [task.label(v) for v in order],
-        "total params": [f"{params[v].get('total', 0):,}" if params[v] else None for v in order],
-        "active params": [f"{params[v].get('active', 0):,}" if params[v] else None for v in order],
-        "LR": [tune.lr_cell(choice[v]) if v in choice else None for v in order],
-        f"test ppl @ {key.split('@')[1]}" if key else "test ppl": c.mean_std_cells(
-            summary, key or "test/ppl", 2),
-        "train tokens/s": [None if pd.isna(x) else f"{x:,.0f}" for x in tps],
-    }, index=order)  # fmt: skip
+    out = pd.DataFrame(tune.leading_columns("FFN", order, task.label, params, choice), index=order)
+    ppl_head = f"test ppl @ {key.split('@')[1]}" if key else "test ppl"
+    out[ppl_head] = c.mean_std_cells(summary, key or "test/ppl", 2)
+    out["train tokens/s"] = [None if pd.isna(x) else f"{x:,.0f}" for x in tps]
     return c.frame_table(out, "lrrlrr")
 
 
@@ -94,8 +89,10 @@ def comparisons(records: list[dict[str, Any]]) -> dict[str, tuple[list[int], sta
         if v == "mlp" or not seeds:
             continue
         iv = stats.mean_interval([(by_v[v][s] - mlp[s]) / mlp[s] for s in seeds])
-        out[v] = (seeds, stats.threshold_verdict(iv, 0.0, direction="less", rule=RULE,
-                                                 fmt=_pct, units="seeds"))  # fmt: skip
+        out[v] = (
+            seeds,
+            stats.threshold_verdict(iv, 0.0, direction="less", rule=RULE, fmt=_pct, units="seeds"),
+        )
     return out
 
 
@@ -118,46 +115,56 @@ def versus_mlp(records: list[dict[str, Any]], scale: str) -> list[str]:
             per[r["variant"]][int(r["seed"])] = float(r["metrics"][key])
     rows = []
     for v, (seeds, verdict) in comp.items():
-        diffs = ", ".join(f"{100 * (per[v][s] - per['mlp'][s]) / per['mlp'][s]:+.2f}"
-                          for s in seeds)  # fmt: skip
+        diffs = ", ".join(
+            f"{100 * (per[v][s] - per['mlp'][s]) / per['mlp'][s]:+.2f}" for s in seeds
+        )
         word = WORDS[verdict.verdict] + (f" (n = {verdict.n})" if verdict.n < 2 else "")
-        rows.append([_task().label(v), ", ".join(map(str, seeds)), diffs,
-                     _pct(verdict.estimate), vd.fmt_interval(verdict.ci_low, verdict.ci_high,
-                                                             _pct), word])  # fmt: skip
-    table = c.md_table(["FFN", "seeds paired", "per-seed Δ vs MLP (%)", "mean Δ", "95 % interval",
-                        "verdict"], rows, "llrrrl")  # fmt: skip
+        rows.append(
+            [
+                _task().label(v),
+                ", ".join(map(str, seeds)),
+                diffs,
+                _pct(verdict.estimate),
+                vd.fmt_interval(verdict.ci_low, verdict.ci_high, _pct),
+                word,
+            ]
+        )
+    table = c.md_table(
+        ["FFN", "seeds paired", "per-seed Δ vs MLP (%)", "mean Δ", "95 % interval", "verdict"],
+        rows,
+        "llrrrl",
+    )
     return [*head, f"Rule: {RULE}", "", *table]
 
 
 def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None) -> str:
     figures = figures or {}
-    groups = c.by_scale(records)
-    out = [
-        "# FFN comparison (Table 2): MLP, MoE, SEIMoE, PEER, CDMoE at matched active parameters",
-        "",
-        "The same attention backbone with each FFN, trained on the same tokens; test perplexity "
-        "(sliding window) at the training length, parameters (total and active per token) and "
-        "training speed. "
-        + c.generated_note(records, "ffn")
-        + " Settings: `tasks/ffn/__init__.py`. The paper's Table 2 values are not available.",
-    ]
-    if not records:
-        out += c.no_results("ffn", "smoke|cpu|small")
-    for scale, all_recs in groups.items():
-        recs, old = c.current_records(all_recs)
-        choice = tune.lr_choice(recs)
-        chosen = tune.at_chosen_lr(recs, choice)
+
+    def section(scale: str, all_recs: list[dict[str, Any]]) -> list[str]:
+        recs, old, choice, chosen = tune.scale_runs(all_recs)
         n_ok = sum(c.is_ok(r) for r in recs)
-        out += ["", f"## {c.scale_title(scale)}", "", c.scale_banner(scale), ""]
-        out += [f"{len(recs)} run(s), {n_ok} ok; {c.corpus_sentence(recs, old)}. Each FFN at "
-                "its chosen LR: mean ± std over seeds (number of seeds).",
-                *c.superseded_note(old), "",
-                *table(chosen, choice)]  # fmt: skip
+        out = [
+            "",
+            f"{len(recs)} run(s), {n_ok} ok; {c.corpus_sentence(recs, old)}. Each FFN at "
+            "its chosen LR: mean ± std over seeds (number of seeds).",
+            *c.superseded_note(old),
+        ]
+        out += ["", *table(chosen, choice)]
         out += tune.lr_grid_section(recs, choice, _task().label, _ordered(choice))
         out += versus_mlp(chosen, scale)
-        out += c.curve_and_runs_sections(scale, recs, figures)
-    out += c.provenance_section(groups)
-    return "\n".join(out) + "\n"
+        return out + c.curve_line(scale, figures) + c.runs_sections(recs)
+
+    return c.render_by_scale(
+        EXPERIMENT,
+        records,
+        section,
+        title="FFN comparison (Table 2): MLP, MoE, SEIMoE, PEER, CDMoE at matched active "
+        "parameters",
+        about="The same attention backbone with each FFN, trained on the same tokens; test "
+        "perplexity (sliding window) at the training length, parameters (total and active per "
+        "token) and training speed. ",
+        after=" Settings: `tasks/ffn/__init__.py`. The paper's Table 2 values are not available.",
+    )
 
 
 def _plot(scale: str, recs: list[dict[str, Any]], path: Path) -> Path | None:

@@ -118,8 +118,17 @@ def acc_interval(runs: list[Run]) -> stats.Interval | None:
     if not lows:
         return stats.Interval(mean, -math.inf, math.inf, stats.LEVEL, len(accs), "none")
     se, df, sd = (seeds.se, seeds.df, seeds.sd) if seeds is not None else (None, None, None)
-    return stats.Interval(mean, max(0.0, min(lows)), min(1.0, max(highs)), stats.LEVEL,
-                          len(accs), "Wilson ∪ seed t", se, df, sd)  # fmt: skip
+    return stats.Interval(
+        mean,
+        max(0.0, min(lows)),
+        min(1.0, max(highs)),
+        stats.LEVEL,
+        len(accs),
+        "Wilson ∪ seed t",
+        se,
+        df,
+        sd,
+    )
 
 
 def _cell_runs(runs: list[Run], row: Row, mixer: str, lr: float) -> list[Run]:
@@ -139,15 +148,29 @@ def c2_verdict(
     need = (subject, *baselines)
     complete = [r for r in grid if all(m in grid[r] for m in need)]
     if not complete:
-        return None, vd.lacking(C2_RULE, f"no cell has results for all of {list(need)}",
-                                threshold=claim["min_accuracy"]), []  # fmt: skip
+        return (
+            None,
+            vd.lacking(
+                C2_RULE,
+                f"no cell has results for all of {list(need)}",
+                threshold=claim["min_accuracy"],
+            ),
+            [],
+        )
     row = max(complete)
     ivs = {m: acc_interval(_cell_runs(runs, row, m, grid[row][m].best_lr)) for m in need}
-    acc_v = stats.threshold_verdict(ivs[subject], claim["min_accuracy"], rule=C2_RULE,
-                                    fmt=_fmt_acc, units="seeds")  # fmt: skip
-    checks = [[f"{labels[subject]} accuracy", _fmt_acc(ivs[subject].estimate),
-               vd.fmt_interval(ivs[subject].low, ivs[subject].high, _fmt_acc),
-               f"> {claim['min_accuracy']:.2f}", acc_v.verdict]]  # fmt: skip
+    acc_v = stats.threshold_verdict(
+        ivs[subject], claim["min_accuracy"], rule=C2_RULE, fmt=_fmt_acc, units="seeds"
+    )
+    checks = [
+        [
+            f"{labels[subject]} accuracy",
+            _fmt_acc(ivs[subject].estimate),
+            vd.fmt_interval(ivs[subject].low, ivs[subject].high, _fmt_acc),
+            f"> {claim['min_accuracy']:.2f}",
+            acc_v.verdict,
+        ]
+    ]
     words = [acc_v.verdict]
     reasons = [f"{labels[subject]} accuracy: {acc_v.reason}"]
     d = ivs[subject]
@@ -159,19 +182,33 @@ def c2_verdict(
             why = f"unreachable ({labels[b]} {bi.estimate:.2f} > {REACH:.2f})"
             checks.append([name, fmt_gain(est), "—", f"> {claim['min_gain'] * 100:+.0f} %", why])
             words.append("unreachable")
-            reasons.append(f"+150 % over {labels[b]} is unreachable here ({labels[b]} reaches "
-                           f"{bi.estimate:.2f} > {REACH:.2f})")  # fmt: skip
+            reasons.append(
+                f"+150 % over {labels[b]} is unreachable here ({labels[b]} reaches "
+                f"{bi.estimate:.2f} > {REACH:.2f})"
+            )
             continue
         if not (d.bounded and bi.bounded):
-            checks.append([name, fmt_gain(est), "— (no spread)",
-                           f"> {claim['min_gain'] * 100:+.0f} %", "inconclusive"])  # fmt: skip
+            checks.append(
+                [
+                    name,
+                    fmt_gain(est),
+                    "— (no spread)",
+                    f"> {claim['min_gain'] * 100:+.0f} %",
+                    "inconclusive",
+                ]
+            )
             words.append("inconclusive")
             reasons.append(f"gain over {labels[b]}: inconclusive (one seed, no interval)")
             continue
         lo = d.low / bi.high - 1 if bi.high > 0 else math.inf
         hi = d.high / bi.low - 1 if bi.low > 0 else math.inf
-        word = ("holds" if lo > claim["min_gain"] else "refuted" if hi < claim["min_gain"]
-                else "inconclusive")  # fmt: skip
+        word = (
+            "holds"
+            if lo > claim["min_gain"]
+            else "refuted"
+            if hi < claim["min_gain"]
+            else "inconclusive"
+        )
         span = f"[{fmt_gain(lo)}, {fmt_gain(hi)}]"
         checks.append([name, fmt_gain(est), span, f"> {claim['min_gain'] * 100:+.0f} %", word])
         words.append(word)
@@ -182,9 +219,20 @@ def c2_verdict(
         verdict = "holds"
     else:
         verdict = "inconclusive"
-    v = stats.Verdict(verdict, acc_v.estimate, acc_v.ci_low, acc_v.ci_high, acc_v.threshold,
-                      "greater", "threshold", acc_v.n, C2_RULE, "; ".join(reasons), acc_v.mde,
-                      acc_v.n_needed if verdict == "inconclusive" else None)  # fmt: skip
+    v = stats.Verdict(
+        verdict,
+        acc_v.estimate,
+        acc_v.ci_low,
+        acc_v.ci_high,
+        acc_v.threshold,
+        "greater",
+        "threshold",
+        acc_v.n,
+        C2_RULE,
+        "; ".join(reasons),
+        acc_v.mde,
+        acc_v.n_needed if verdict == "inconclusive" else None,
+    )
     return row, v, checks
 
 
@@ -247,8 +295,7 @@ def verdicts(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for scale in by_scale:
         if not c.judged(scale):
-            out.append(vd.not_judged("C2", scale, subject=subject, unit="accuracy",
-                                     rule=C2_RULE))  # fmt: skip
+            out.append(vd.not_judged("C2", scale, subject=subject, unit="accuracy", rule=C2_RULE))
             continue
         runs, _ = parse_runs(by_scale[scale], task.TABLE.metric)
         _, v, _ = c2_verdict(runs, aggregate(runs), task)
@@ -305,27 +352,10 @@ def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None)
         Markdown text ending in a newline.
     """
     task = task_module()
-    layout, paper_src = task.TABLE, task.load_paper()
-    paper = task.paper_grid()
+    paper_src, paper = task.load_paper(), task.paper_grid()
     figures = figures or {}
-    by_scale = c.by_scale(records)
-    out = [
-        "# MQAR: multi-query associative recall (claim C2)",
-        "",
-        "Test accuracy on MQAR (docs/spec.md §5) per sequence length L, model width d and number of"
-        " "
-        "key-value pairs kv, for four sequence mixers in a 2-layer model (mixer + MLP blocks), "
-        "with the paper's figure beside ours. Generated by `wm_bench.report` from "
-        f"{len(records)} result file(s) in `results/mqar/`; do not edit by hand.",
-        "",
-        f'Claim C2 (paper): "{paper_src["claim_c2"]["text"]}".',
-        "",
-        f"Paper values: {paper_src['source']}",
-    ]
-    if not records:
-        out += ["", "No results yet: run `wm-bench reproduce mqar --scale smoke|cpu|small|paper`."]
-    for scale in by_scale:
-        recs = by_scale[scale]
+
+    def section(scale: str, recs: list[dict[str, Any]]) -> list[str]:
         runs, skipped = parse_runs(recs, task.TABLE.metric)
         # Only the mixers this scale ran get columns (e.g. the second DMA tie rule runs at cpu).
         layout = dataclasses.replace(
@@ -338,11 +368,11 @@ def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None)
         n_ok = sum(r.ok for r in runs)
         lrs = ", ".join(c.fmt_lr(x) for x in sorted({r.lr for r in runs}))
         seeds = ", ".join(str(s) for s in sorted({r.seed for r in runs}))
-        out += ["", f"## {c.scale_title(scale)}", "", c.scale_banner(scale), ""]
-        out.append(
+        out = [
+            "",
             f"{len(runs)} run(s): {n_ok} ok, {len(runs) - n_ok} failed; "
-            f"learning rates {lrs or '—'}; seeds {seeds or '—'}."
-        )
+            f"learning rates {lrs or '—'}; seeds {seeds or '—'}.",
+        ]
         if skipped:
             out.append(f"{skipped} result(s) without grid tags were left out.")
         out += ["", "### Accuracy grid", ""]
@@ -353,9 +383,22 @@ def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None)
         out += ["", "### Claim C2 at this scale", ""]
         out += c2_section(scale, rows, grid, paper, task, runs)
         out += ["", "### Failed runs", "", *failures_section(runs, layout)]
-        out += ["", "### Timing", "", *timing_section(runs, layout)]
-    out += c.provenance_section(by_scale)
-    return "\n".join(out) + "\n"
+        return [*out, "", "### Timing", "", *timing_section(runs, layout)]
+
+    return c.render_by_scale(
+        "mqar",
+        records,
+        section,
+        title="MQAR: multi-query associative recall (claim C2)",
+        about="Test accuracy on MQAR (docs/spec.md §5) per sequence length L, model width d and "
+        "number of key-value pairs kv, for four sequence mixers in a 2-layer model (mixer + MLP "
+        "blocks), with the paper's figure beside ours. ",
+        notes=[
+            f'Claim C2 (paper): "{paper_src["claim_c2"]["text"]}".',
+            f"Paper values: {paper_src['source']}",
+        ],
+        empty=c.no_results("mqar", "smoke|cpu|small|paper"),
+    )
 
 
 def plot_scale(scale: str, runs: list[Run], path: Path) -> Path:
@@ -387,8 +430,15 @@ def plot_scale(scale: str, runs: list[Run], path: Path) -> Path:
             pts = [(row[1], grid[row][m]) for row in rows if m in grid.get(row, {})]
             if pts:
                 xs, cells = zip(*pts)
-                ax.errorbar(xs, [p.mean for p in cells], yerr=[p.std or 0.0 for p in cells],
-                            color=colors[m], marker="o", ms=4, capsize=2)  # fmt: skip
+                ax.errorbar(
+                    xs,
+                    [p.mean for p in cells],
+                    yerr=[p.std or 0.0 for p in cells],
+                    color=colors[m],
+                    marker="o",
+                    ms=4,
+                    capsize=2,
+                )
             ref = [(row[1], paper[row][m]) for row in rows if m in paper.get(row, {})]
             if ref:
                 xs, ys = zip(*ref)
@@ -403,8 +453,9 @@ def plot_scale(scale: str, runs: list[Run], path: Path) -> Path:
         ax.set_ylim(-0.03, 1.05)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy")
-    handles = [Line2D([], [], color=colors[m], marker="o", ms=4, label=labels[m])
-               for m in layout.columns]  # fmt: skip
+    handles = [
+        Line2D([], [], color=colors[m], marker="o", ms=4, label=labels[m]) for m in layout.columns
+    ]
     handles.append(Line2D([], [], color="gray", ls="none", marker="x", alpha=0.5, label="paper"))
     title = f"MQAR accuracy, {scale} scale (ours: best LR, mean ± std)"
     return c.save_figure(fig, path, title, handles)

@@ -28,8 +28,11 @@ COMPARISONS: tuple[tuple[str, str, str], ...] = (
     ("ours_dma_qknorm_temp", "dma_dense_qknorm", "ours: learned τ vs none, QK-norm, dense"),
     ("mamba2", "ssd", "Mamba-2 (short conv) vs Cheems SSD (none)"),
 )
-DIAG_EDGES = (("prev_token_values", "prev-token (values)"), ("query_value", "query→value"),
-              ("diagonal", "diagonal"))  # fmt: skip
+DIAG_EDGES = (
+    ("prev_token_values", "prev-token (values)"),
+    ("query_value", "query→value"),
+    ("diagonal", "diagonal"),
+)
 
 
 def _task() -> Any:
@@ -176,8 +179,10 @@ def diagnostics_rows(rs: Sequence[Run]) -> list[list[str]]:
         a_fin = _mean([_mean(x.get("A") or []) for x in st["final"]])
         a_ini = _mean([_mean(x.get("A") or []) for x in st["init"]])
         cells.append(f"{_g(a_ini)} → {_g(a_fin)}")
-        med = [_mean([(x.get("bias_spread") or {}).get("median") for x in st[s]])
-               for s in ("init", "final")]  # fmt: skip
+        med = [
+            _mean([(x.get("bias_spread") or {}).get("median") for x in st[s]])
+            for s in ("init", "final")
+        ]
         hi = _mean([(x.get("bias_spread") or {}).get("max") for x in st["final"]])
         cells.append(f"{_g(med[0])} → {_g(med[1])} (max {_g(hi)})")
         rows.append(cells)
@@ -196,8 +201,14 @@ def diagnostics_section(
             body += [[_label(v), k, *row] for row in rows]
     if not body:
         return ["No DMA result with mask diagnostics yet."]
-    head = ["variant", "cell", "layer", *(f"{name} kept" for _, name in DIAG_EDGES),
-            "A (mean over heads)", "bias spread per row, median"]  # fmt: skip
+    head = [
+        "variant",
+        "cell",
+        "layer",
+        *(f"{name} kept" for _, name in DIAG_EDGES),
+        "A (mean over heads)",
+        "bias spread per row, median",
+    ]
     return [
         *c.md_table(head, body, "lll" + "r" * (len(DIAG_EDGES) + 2)),
         "",
@@ -235,8 +246,17 @@ def mechanism_section(
             iv = stats.welch_interval(xa, xb)
             v = stats.threshold_verdict(iv, 0.0, rule="", units="seeds")
             word = {"holds": "first better", "refuted": "second better"}.get(v.verdict, "undecided")
-            rows.append([what, k, _ms(best[(a, k)]), _ms(best[(b, k)]), f"{iv.estimate:+.2f}",
-                         _label_interval(iv), word])  # fmt: skip
+            rows.append(
+                [
+                    what,
+                    k,
+                    _ms(best[(a, k)]),
+                    _ms(best[(b, k)]),
+                    f"{iv.estimate:+.2f}",
+                    _label_interval(iv),
+                    word,
+                ]
+            )
             if v.verdict != "inconclusive" and abs(iv.estimate) >= 0.1:
                 winner, loser = (a, b) if v.verdict == "holds" else (b, a)
                 decisive.append(
@@ -246,8 +266,15 @@ def mechanism_section(
                 )
     if not rows:
         return ["Not computable yet: no one-factor pair has results in the same cell."]
-    head = ["pair (first vs second)", "cell", "first", "second", "Δ accuracy", "95 % Welch",
-            "which is better"]  # fmt: skip
+    head = [
+        "pair (first vs second)",
+        "cell",
+        "first",
+        "second",
+        "Δ accuracy",
+        "95 % Welch",
+        "which is better",
+    ]
     out = [*c.md_table(head, rows, "llrrrrl"), ""]
     out.append(
         "Each pair differs in one factor; Δ = mean accuracy of the first minus the second at "
@@ -256,15 +283,24 @@ def mechanism_section(
     )
     out += ["", "Factors with a decided effect of at least 0.10 accuracy:", ""]
     out += decisive or ["- none at this scale."]
-    out += ["", "Which variants learn MQAR (mean accuracy ≥ 0.90) and which stay near chance "
-            "(< 0.30), per cell:", ""]  # fmt: skip
+    out += [
+        "",
+        "Which variants learn MQAR (mean accuracy ≥ 0.90) and which stay near chance "
+        "(< 0.30), per cell:",
+        "",
+    ]
     for k in cells:
-        means = {v: sum(x) / len(x) for v in _order({r.variant for r in runs})
-                 if (x := _accs(best.get((v, k), [])))}  # fmt: skip
+        means = {
+            v: sum(x) / len(x)
+            for v in _order({r.variant for r in runs})
+            if (x := _accs(best.get((v, k), [])))
+        }
         learn = [f"{_label(v)} {m:.2f}" for v, m in means.items() if m >= 0.9]
         stuck = [f"{_label(v)} {m:.2f}" for v, m in means.items() if m < 0.3]
-        out.append(f"- {k}: learn: {'; '.join(learn) or 'none'}. Near chance: "
-                   f"{'; '.join(stuck) or 'none'}.")  # fmt: skip
+        out.append(
+            f"- {k}: learn: {'; '.join(learn) or 'none'}. Near chance: "
+            f"{'; '.join(stuck) or 'none'}."
+        )
     return out
 
 
@@ -297,63 +333,91 @@ def c2_section(
     k = complete[-1]
     xs = _accs(best[(subject, k)])
     factor = 1.0 + task.CLAIM_C2["min_gain"]
-    parts = [("paper-figure DMA accuracy", stats.threshold_verdict(
-        stats.mean_interval(xs), task.CLAIM_C2["min_accuracy"], rule=_c2_rule(),
-        fmt=lambda x: f"{x:.3f}", units="seeds"))]  # fmt: skip
+    parts = [
+        (
+            "paper-figure DMA accuracy",
+            stats.threshold_verdict(
+                stats.mean_interval(xs),
+                task.CLAIM_C2["min_accuracy"],
+                rule=_c2_rule(),
+                fmt=lambda x: f"{x:.3f}",
+                units="seeds",
+            ),
+        )
+    ]
     for b in bases:
         xb = [factor * x for x in _accs(best[(b, k)])]
         iv = stats.welch_interval(xs, xb)
-        parts.append((f"acc_DMA − {factor:g}·acc_{b}", stats.threshold_verdict(
-            iv, 0.0, rule=_c2_rule(), fmt=lambda x: f"{x:+.3f}", units="seeds")))  # fmt: skip
+        parts.append(
+            (
+                f"acc_DMA − {factor:g}·acc_{b}",
+                stats.threshold_verdict(
+                    iv, 0.0, rule=_c2_rule(), fmt=lambda x: f"{x:+.3f}", units="seeds"
+                ),
+            )
+        )
     words = [v.verdict for _, v in parts]
-    overall = ("holds" if all(w == "holds" for w in words)
-               else "refuted" if "refuted" in words else "inconclusive")  # fmt: skip
-    out = [f"Judged in cell {k} on {_label(subject)} (the variant closest to the paper's "
-           "figure); every other variant is ablation.", "", f"Rule: {_c2_rule()}.", ""]  # fmt: skip
+    overall = (
+        "holds"
+        if all(w == "holds" for w in words)
+        else "refuted"
+        if "refuted" in words
+        else "inconclusive"
+    )
+    out = [
+        f"Judged in cell {k} on {_label(subject)} (the variant closest to the paper's "
+        "figure); every other variant is ablation.",
+        "",
+        f"Rule: {_c2_rule()}.",
+        "",
+    ]
     for name, v in parts:
-        table = [ln for ln in vr.block("C2", scale, v, lambda x: f"{x:.3f}", quantity=name)
-                 if ln.startswith("|")]  # fmt: skip
+        table = [
+            ln
+            for ln in vr.block("C2", scale, v, lambda x: f"{x:.3f}", quantity=name)
+            if ln.startswith("|")
+        ]
         out += [*table, "", f"- {name}: **{v.verdict}** — {v.reason}.", ""]
-    out.append(f"**Verdict ({scale} scale, {k}): C2 {overall}** for the paper-figure DMA. "
-               "(reports/verdicts.json keeps the C2 entry of the mqar report.)")  # fmt: skip
+    out.append(
+        f"**Verdict ({scale} scale, {k}): C2 {overall}** for the paper-figure DMA. "
+        "(reports/verdicts.json keeps the C2 entry of the mqar report.)"
+    )
     return out
 
 
 def render(records: list[dict[str, Any]]) -> str:
     """The whole Markdown report from result records (pure)."""
-    groups = c.by_scale(records)
-    out = [
-        "# MQAR: why DMA fails here (claim C2)",
-        "",
-        "A seeded one-factor-at-a-time ablation of DMA on MQAR: QK-norm, the window, A's "
-        "initialisation, the paper-figure form (the authors' Dec-2024 code: dense, exp bias, "
-        "A₀ = 1), the short convolution of SSD, and two fixes of ours (labelled). Each variant "
-        "at its own best LR. " + c.generated_note(records, EXPERIMENT),
-    ]
-    if not records:
-        out += c.no_results(EXPERIMENT, "smoke|cpu")
-    for scale, recs in groups.items():
+
+    def section(scale: str, recs: list[dict[str, Any]]) -> list[str]:
         runs, skipped = parse(recs)
         cells = cell_order(runs, scale)
         choice = lr_choice(runs, cells[0]) if cells else {}
         n_ok = sum(r.accuracy is not None for r in runs)
-        out += ["", f"## {c.scale_title(scale)}", "", c.scale_banner(scale), ""]
-        out.append(f"{len(runs)} run(s), {n_ok} ok; cells {', '.join(cells) or '—'}.")
+        out = ["", f"{len(runs)} run(s), {n_ok} ok; cells {', '.join(cells) or '—'}."]
         if skipped:
             out.append(f"{skipped} result(s) without this experiment's tags were left out.")
-        out += ["", "### Accuracy per variant and cell", "",
-                *accuracy_section(runs, cells, choice)]  # fmt: skip
-        out += ["", f"### Learning-rate tune ({cells[0] if cells else '—'}, seed 0)", "",
-                *tune_section(choice)]  # fmt: skip
-        out += ["", "### Mask diagnostics (DMA layers, init → final)", "",
-                *diagnostics_section(runs, cells, choice)]  # fmt: skip
-        out += ["", "### C2 mechanism: which factor makes DMA fail or succeed", "",
-                *mechanism_section(scale, runs, cells, choice)]  # fmt: skip
-        out += ["", "### Claim C2 on the paper-figure form", "",
-                *c2_section(scale, runs, cells, choice)]  # fmt: skip
-        out += c.failed_runs_section(recs) + c.timing_section(recs)
-    out += c.provenance_section(groups)
-    return "\n".join(out) + "\n"
+        out += ["", "### Accuracy per variant and cell", ""]
+        out += accuracy_section(runs, cells, choice)
+        out += ["", f"### Learning-rate tune ({cells[0] if cells else '—'}, seed 0)", ""]
+        out += tune_section(choice)
+        out += ["", "### Mask diagnostics (DMA layers, init → final)", ""]
+        out += diagnostics_section(runs, cells, choice)
+        out += ["", "### C2 mechanism: which factor makes DMA fail or succeed", ""]
+        out += mechanism_section(scale, runs, cells, choice)
+        out += ["", "### Claim C2 on the paper-figure form", ""]
+        return out + c2_section(scale, runs, cells, choice) + c.runs_sections(recs)
+
+    return c.render_by_scale(
+        EXPERIMENT,
+        records,
+        section,
+        title="MQAR: why DMA fails here (claim C2)",
+        about="A seeded one-factor-at-a-time ablation of DMA on MQAR: QK-norm, the window, A's "
+        "initialisation, the paper-figure form (the authors' Dec-2024 code: dense, exp bias, "
+        "A₀ = 1), the short convolution of SSD, and two fixes of ours (labelled). Each variant "
+        "at its own best LR. ",
+        empty=c.no_results(EXPERIMENT, "smoke|cpu"),
+    )
 
 
 def build(records: list[dict[str, Any]], reports_dir: Path) -> list[Path]:

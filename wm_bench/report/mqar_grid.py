@@ -64,8 +64,10 @@ def parse_runs(records: Iterable[dict[str, Any]], metric: str) -> tuple[list[Run
 
 def aggregate(runs: Iterable[Run]) -> dict[Row, dict[str, Cell]]:
     """Best-LR cells: the LR with the highest mean accuracy over seeds (ties → smaller LR)."""
-    acc = pd.DataFrame([(r.row, r.mixer, r.lr, float(r.accuracy)) for r in runs if r.ok],
-                       columns=["row", "mixer", "lr", "acc"])  # fmt: skip
+    acc = pd.DataFrame(
+        [(r.row, r.mixer, r.lr, float(r.accuracy)) for r in runs if r.ok],
+        columns=["row", "mixer", "lr", "acc"],
+    )
     per_lr = acc.groupby(["row", "mixer", "lr"])["acc"].agg(mean="mean", std="std", n="count")
     per_lr = per_lr.reset_index()
     per_lr["n_lrs"] = per_lr.groupby(["row", "mixer"])["lr"].transform("size")
@@ -73,8 +75,9 @@ def aggregate(runs: Iterable[Run]) -> dict[Row, dict[str, Cell]]:
     grid: dict[Row, dict[str, Cell]] = {}
     for x in best.drop_duplicates(["row", "mixer"]).itertuples(index=False):
         std = None if pd.isna(x.std) else float(x.std)
-        grid.setdefault(x.row, {})[x.mixer] = Cell(float(x.lr), float(x.mean), std,
-                                                   int(x.n), int(x.n_lrs))  # fmt: skip
+        grid.setdefault(x.row, {})[x.mixer] = Cell(
+            float(x.lr), float(x.mean), std, int(x.n), int(x.n_lrs)
+        )
     return grid
 
 

@@ -35,14 +35,19 @@ def _parse_metric(name: str) -> tuple[int, float] | None:
 def grids(records: Sequence[dict[str, Any]]) -> dict[str, tuple[pd.Series, int]]:
     """Per model: (mean key accuracy over its ok runs, indexed by (length, depth); the number of
     its ok runs)."""
-    rows = [(str(rec.get("variant")), *cell, float(v)) for rec in records if c.is_ok(rec)
-            for k, v in (rec.get("metrics") or {}).items()
-            if (cell := _parse_metric(k)) is not None and c.finite(v)]  # fmt: skip
+    rows = [
+        (str(rec.get("variant")), *cell, float(v))
+        for rec in records
+        if c.is_ok(rec)
+        for k, v in (rec.get("metrics") or {}).items()
+        if (cell := _parse_metric(k)) is not None and c.finite(v)
+    ]
     acc = pd.DataFrame(rows, columns=["model", "length", "depth", "accuracy"])
     means = acc.groupby(["model", "length", "depth"])["accuracy"].mean()
     runs = pd.Series([str(r.get("variant")) for r in records if c.is_ok(r)]).value_counts()
-    return {str(m): (grid.droplevel("model"), int(runs[m]))
-            for m, grid in means.groupby(level="model")}  # fmt: skip
+    return {
+        str(m): (grid.droplevel("model"), int(runs[m])) for m, grid in means.groupby(level="model")
+    }
 
 
 def _order(models: set[str]) -> list[str]:
@@ -58,8 +63,16 @@ def model_table(grid: pd.Series, train_len: int | None) -> list[str]:
     """One model's grid: a row per length (marked train / extrap.), a column per depth."""
     table = grid.unstack("depth").sort_index().sort_index(axis=1)
     cells = table.apply(lambda col: col.map(lambda x: None if pd.isna(x) else c.fmt_num(x, 2)))
-    marks = {n: "" if train_len is None else " (train)" if n == train_len
-             else " (extrap.)" if n > train_len else "" for n in table.index}  # fmt: skip
+    marks = {
+        n: ""
+        if train_len is None
+        else " (train)"
+        if n == train_len
+        else " (extrap.)"
+        if n > train_len
+        else ""
+        for n in table.index
+    }
     cells.columns = [f"{d:g}" for d in table.columns]
     cells.insert(0, "length \\ depth", [f"{n}{marks[n]}" for n in table.index])
     return c.frame_table(cells, "l" + "r" * len(table.columns))
@@ -92,23 +105,12 @@ def _train_len(records: Sequence[dict[str, Any]]) -> int | None:
 def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None) -> str:
     """The whole Markdown report from result records (pure)."""
     figures = figures or {}
-    groups = c.by_scale(records)
-    out = [
-        "# Passkey retrieval: a needle in a haystack",
-        "",
-        "Key accuracy (every key token right, i.e. greedy decoding writes the whole key) per "
-        "haystack length and key depth (0 = the key at the start, 1 = just before the "
-        "question), for QCAttn, DMA without and with a window, the Cheems SSD and the Cheems "
-        "hybrid. " + c.generated_note(records, EXPERIMENT),
-    ]
-    if not records:
-        out += c.no_results(EXPERIMENT, "smoke|cpu")
-    for scale, recs in groups.items():
+
+    def section(scale: str, recs: list[dict[str, Any]]) -> list[str]:
         train_len = _train_len(recs)
         by_model = grids(recs)
-        out += ["", f"## {c.scale_title(scale)}", "", c.scale_banner(scale), ""]
         n_ok = sum(c.is_ok(r) for r in recs)
-        out.append(f"{len(recs)} run(s), {n_ok} ok; training length {train_len or '—'}.")
+        out = ["", f"{len(recs)} run(s), {n_ok} ok; training length {train_len or '—'}."]
         out += ["", "### Summary", "", *summary_table(by_model, train_len)]
         if scale in figures:
             out += ["", f"![Passkey key accuracy, {scale} scale]({figures[scale]})"]
@@ -117,9 +119,19 @@ def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None)
             out += ["", f"### {_label(m)} ({n} run(s))", "", *model_table(grid, train_len)]
         if not c.judged(scale):
             out += ["", c.NOT_JUDGED]
-        out += c.failed_runs_section(recs) + c.timing_section(recs)
-    out += c.provenance_section(groups)
-    return "\n".join(out) + "\n"
+        return out + c.runs_sections(recs)
+
+    return c.render_by_scale(
+        EXPERIMENT,
+        records,
+        section,
+        title="Passkey retrieval: a needle in a haystack",
+        about="Key accuracy (every key token right, i.e. greedy decoding writes the whole key) per "
+        "haystack length and key depth (0 = the key at the start, 1 = just before the "
+        "question), for QCAttn, DMA without and with a window, the Cheems SSD and the Cheems "
+        "hybrid. ",
+        empty=c.no_results(EXPERIMENT, "smoke|cpu"),
+    )
 
 
 def plot_scale(scale: str, records: Sequence[dict[str, Any]], path: Path) -> Path | None:
@@ -143,8 +155,15 @@ def plot_scale(scale: str, records: Sequence[dict[str, Any]], path: Path) -> Pat
         for i, row in enumerate(data):
             for j, v in enumerate(row):
                 if not math.isnan(v):
-                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6,
-                            color="black" if v > 0.6 else "white")  # fmt: skip
+                    ax.text(
+                        j,
+                        i,
+                        f"{v:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="black" if v > 0.6 else "white",
+                    )
         ax.set_xticks(range(len(depths)), [f"{d:g}" for d in depths], fontsize=7)
         ax.set_yticks(range(len(lengths)), [str(n) for n in lengths], fontsize=7)
         ax.set_xlabel("key depth", fontsize=8)

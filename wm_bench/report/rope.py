@@ -52,8 +52,9 @@ def paired_gain(rope: dict[int, float], norope: dict[int, float]) -> stats.Inter
     seeds = sorted(set(rope) & set(norope))
     if not seeds:
         return None
-    return stats.paired_interval([norope[s] for s in seeds], [rope[s] for s in seeds],
-                                 relative=True)  # fmt: skip
+    return stats.paired_interval(
+        [norope[s] for s in seeds], [rope[s] for s in seeds], relative=True
+    )
 
 
 def table(
@@ -65,17 +66,17 @@ def table(
     ppl = [f"{task.METRIC_PREFIX}{L}" for L in lengths]
     runs = c.ok_frame(records, lambda k: k.startswith(task.METRIC_PREFIX), ("tokens_per_s",))
     summary = c.mean_std_by(runs, "variant", [*ppl, "timing/tokens_per_s"])
-    params = {r["variant"]: (r.get("params") or {}).get("total") for r in records}
+    params = {r["variant"]: r.get("params") or {} for r in records}  # the last run of each
     order = [v for v in task.VARIANTS if v in summary.index or v in params]
     summary = summary.reindex(order)
-    out = pd.DataFrame({
-        "variant": [task.LABELS[v] for v in order],
-        "params": [f"{params[v]:,}" if params.get(v) else None for v in order],
-        "LR": [tune.lr_cell(choice[v]) if v in choice else None for v in order],
-    }, index=order)  # fmt: skip
+    lead = tune.leading_columns(
+        "variant", order, task.LABELS.get, params, choice, {"total": "params"}
+    )
+    out = pd.DataFrame(lead, index=order)
     for L, key in zip(lengths, ppl):
         out[f"ppl @ {L}" + (f" ({L // seq_len}×)" if seq_len else "")] = c.mean_std_cells(
-            summary, key, 2)  # fmt: skip
+            summary, key, 2
+        )
     tps = summary[("timing/tokens_per_s", "mean")]
     out["train tokens/s"] = [None if pd.isna(x) else f"{x:,.0f}" for x in tps]
     return c.frame_table(out, "lrl" + "r" * (len(lengths) + 1))
@@ -88,11 +89,13 @@ def _pct(x: float) -> str:
 def c1_rule() -> str:
     need = _task().CLAIM_C1["min_gain"]
     need = f"{100 * need:g} %"
-    return (f"C1 holds when the whole 95 % t interval of the hybrid's per-seed perplexity "
-            f"reduction from RoPE in SSD, (ppl without − ppl with) / ppl without at the training "
-            f"length, paired by seed (both models of a seed see the same data stream, each at "
-            f"its own best LR), lies above {need}; refuted when it lies wholly below "
-            f"{need}; otherwise inconclusive.")  # fmt: skip
+    return (
+        f"C1 holds when the whole 95 % t interval of the hybrid's per-seed perplexity "
+        f"reduction from RoPE in SSD, (ppl without − ppl with) / ppl without at the training "
+        f"length, paired by seed (both models of a seed see the same data stream, each at "
+        f"its own best LR), lies above {need}; refuted when it lies wholly below "
+        f"{need}; otherwise inconclusive."
+    )
 
 
 def c1_verdict(records: list[dict[str, Any]], lengths: list[int]) -> stats.Verdict:
@@ -101,11 +104,15 @@ def c1_verdict(records: list[dict[str, Any]], lengths: list[int]) -> stats.Verdi
     need = task.CLAIM_C1["min_gain"]
     rope_v, norope_v = task.PAIRS[task.CLAIM_C1["pair"]]
     cells = ppl_cells(records)
-    iv = (paired_gain(cells.get((rope_v, lengths[0]), {}), cells.get((norope_v, lengths[0]), {}))
-          if lengths else None)  # fmt: skip
+    iv = (
+        paired_gain(cells.get((rope_v, lengths[0]), {}), cells.get((norope_v, lengths[0]), {}))
+        if lengths
+        else None
+    )
     if iv is None:
-        return vd.lacking(c1_rule(), "the hybrid pair lacks results at a common seed",
-                                threshold=need)  # fmt: skip
+        return vd.lacking(
+            c1_rule(), "the hybrid pair lacks results at a common seed", threshold=need
+        )
     return stats.threshold_verdict(iv, need, rule=c1_rule(), fmt=_pct, units="seeds")
 
 
@@ -126,10 +133,30 @@ def c1_section(records: list[dict[str, Any]], lengths: list[int], scale: str) ->
             seeds = sorted(set(ra) & set(rb))
             per = ", ".join(f"{100 * (rb[s] - ra[s]) / rb[s]:.2f}" for s in seeds)
             word = stats.threshold_verdict(iv, need, rule="").verdict
-            rows.append([name, L, per, iv.n, _pct(iv.estimate),
-                         vd.fmt_interval(iv.low, iv.high, _pct), word])  # fmt: skip
-    out = c.md_table(["pair", "eval length", "per-seed gain (%)", "seeds", "mean gain",
-                      "95 % interval", f"vs > {100 * need:g} %"], rows, "lrlrrrl")  # fmt: skip
+            rows.append(
+                [
+                    name,
+                    L,
+                    per,
+                    iv.n,
+                    _pct(iv.estimate),
+                    vd.fmt_interval(iv.low, iv.high, _pct),
+                    word,
+                ]
+            )
+    out = c.md_table(
+        [
+            "pair",
+            "eval length",
+            "per-seed gain (%)",
+            "seeds",
+            "mean gain",
+            "95 % interval",
+            f"vs > {100 * need:g} %",
+        ],
+        rows,
+        "lrlrrrl",
+    )
     v = c1_verdict(records, lengths)
     head = [
         "Gain = (ppl without RoPE − ppl with RoPE) / ppl without RoPE, per seed (the two models "
@@ -144,8 +171,7 @@ def verdicts_of_scale(scale: str, records: list[dict[str, Any]]) -> stats.Verdic
     """C1 at a judged scale (None at smoke), from the current records at the chosen LRs."""
     if not c.judged(scale):
         return None
-    keep, _ = c.current_records(records)
-    chosen = tune.at_chosen_lr(keep, tune.lr_choice(keep))
+    chosen = tune.scale_runs(records)[3]
     return c1_verdict(chosen, lengths_of(chosen))
 
 
@@ -187,8 +213,14 @@ def plot_curves(
     for i, v in enumerate([v for v in labels if v in curves]):
         steps = sorted(curves[v])
         ys = [sum(curves[v][s]) / len(curves[v][s]) for s in steps]
-        ax.plot(steps, ys, label=labels[v], color=f"C{i}", lw=1.2,
-                ls="--" if v.endswith("norope") else "-")  # fmt: skip
+        ax.plot(
+            steps,
+            ys,
+            label=labels[v],
+            color=f"C{i}",
+            lw=1.2,
+            ls="--" if v.endswith("norope") else "-",
+        )
     ax.set_xlabel("step")
     ax.set_ylabel("training loss (mean over seeds)")
     ax.set_yscale("log")
@@ -199,45 +231,43 @@ def plot_curves(
 
 def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None) -> str:
     figures = figures or {}
-    groups = c.by_scale(records)
-    out = [
-        "# RoPE inside SSD (Table 1, claim C1)",
-        "",
-        "Test perplexity (sliding window, stride L/2) of language models trained on the same "
-        "tokens, at 1×, 2× and 4× the training length; SSD-only and hybrid models with and "
-        "without RoPE in the SSD, the attention-only model as reference (parameter-matched). "
-        + c.generated_note(records, "rope")
-        + " Settings: `tasks/rope/__init__.py`. The paper's Table 1 values are not available "
-        "(docs/spec.md §1: only the abstract's claim is known).",
-        "",
-        'Claim C1 (paper): "RoPE inside SSD lowers the perplexity of the QCAttn+SSD hybrid by '
-        'more than 4 %".',
-    ]
-    if not records:
-        out += c.no_results("rope", "smoke|cpu|small")
-    for scale, all_recs in groups.items():
-        recs, old = c.current_records(all_recs)
-        choice = tune.lr_choice(recs)
-        chosen = tune.at_chosen_lr(recs, choice)
+
+    def section(scale: str, all_recs: list[dict[str, Any]]) -> list[str]:
+        recs, old, choice, chosen = tune.scale_runs(all_recs)
         lengths = lengths_of(chosen)
-        seq = next((r["config"]["data"].get("seq_len") for r in recs
-                    if isinstance(r.get("config", {}).get("data"), dict)), None)  # fmt: skip
+        datas = [
+            r["config"]["data"] for r in recs if isinstance(r.get("config", {}).get("data"), dict)
+        ]
+        seq = datas[0].get("seq_len") if datas else None
         n_ok = sum(c.is_ok(r) for r in recs)
-        out += ["", f"## {c.scale_title(scale)}", "", c.scale_banner(scale), ""]
-        out.append(f"{len(recs)} run(s), {n_ok} ok; {c.corpus_sentence(recs, old)}, training "
-                   f"length {seq}.")  # fmt: skip
+        corpus = c.corpus_sentence(recs, old)
+        out = ["", f"{len(recs)} run(s), {n_ok} ok; {corpus}, training length {seq}."]
         out += c.superseded_note(old)
-        out += ["", "### Test perplexity", "",
-                "Each variant at its chosen LR: mean ± std over seeds (number of seeds).", "",
-                *table(chosen, lengths, seq, choice)]  # fmt: skip
-        out += tune.lr_grid_section(recs, choice, lambda v: _task().LABELS.get(v, v),
-                                 _task().VARIANTS)  # fmt: skip
+        out += ["", "### Test perplexity", ""]
+        out += ["Each variant at its chosen LR: mean ± std over seeds (number of seeds).", ""]
+        out += table(chosen, lengths, seq, choice)
+        label = lambda v: _task().LABELS.get(v, v)  # noqa: E731
+        out += tune.lr_grid_section(recs, choice, label, _task().VARIANTS)
         if scale in figures:
             out += ["", f"![Training loss, {scale} scale]({figures[scale]})"]
         out += ["", "### Claim C1 at this scale", "", *c1_section(chosen, lengths, scale)]
-        out += c.failed_runs_section(recs) + c.timing_section(recs)
-    out += c.provenance_section(groups)
-    return "\n".join(out) + "\n"
+        return out + c.runs_sections(recs)
+
+    return c.render_by_scale(
+        EXPERIMENT,
+        records,
+        section,
+        title="RoPE inside SSD (Table 1, claim C1)",
+        about="Test perplexity (sliding window, stride L/2) of language models trained on the "
+        "same tokens, at 1×, 2× and 4× the training length; SSD-only and hybrid models with and "
+        "without RoPE in the SSD, the attention-only model as reference (parameter-matched). ",
+        after=" Settings: `tasks/rope/__init__.py`. The paper's Table 1 values are not available "
+        "(docs/spec.md §1: only the abstract's claim is known).",
+        notes=[
+            'Claim C1 (paper): "RoPE inside SSD lowers the perplexity of the QCAttn+SSD hybrid '
+            'by more than 4 %".'
+        ],
+    )
 
 
 def build(records: list[dict[str, Any]], reports_dir: Path) -> list[Path]:

@@ -15,16 +15,37 @@ FILE = "verdicts.json"
 # claim id → (experiment that judges it, the claim in the abstract's words)
 CLAIMS: dict[str, tuple[str, str]] = {
     "C1": ("rope", "RoPE inside SSD lowers the perplexity of the QCAttn+SSD hybrid by > 4 %"),
-    "C2": ("mqar", "DMA keeps 100 % accuracy on the harder MQAR, > 150 % better than QCAttn "
-                   "and SSD"),
+    "C2": (
+        "mqar",
+        "DMA keeps 100 % accuracy on the harder MQAR, > 150 % better than QCAttn and SSD",
+    ),
     "C3": ("expert_speed", "CDMoE expert retrieval with > 1024 experts is 8–10× faster than MoE"),
-    "C4": ("arch", "Cheems is competitive with / better than Llama3, Mamba2 and Jamba on most "
-                   "validation metrics"),
-}  # fmt: skip
+    "C4": (
+        "arch",
+        "Cheems is competitive with / better than Llama3, Mamba2 and Jamba on most "
+        "validation metrics",
+    ),
+}
 KEYS: tuple[str, ...] = (
-    "claim", "experiment", "scale", "verdict", "estimate", "ci_low", "ci_high", "threshold",
-    "direction", "kind", "n", "rule", "reason", "mde", "n_needed", "level", "subject", "unit",
-)  # fmt: skip
+    "claim",
+    "experiment",
+    "scale",
+    "verdict",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "threshold",
+    "direction",
+    "kind",
+    "n",
+    "rule",
+    "reason",
+    "mde",
+    "n_needed",
+    "level",
+    "subject",
+    "unit",
+)
 
 
 def _clean(x: Any) -> Any:
@@ -116,8 +137,15 @@ def block(
         mde,
         v.n_needed if v.n_needed is not None else "—",
     ]
-    head = ["quantity", "estimate", f"{100 * v.level:g} % interval", "n", thr, "MDE (80 % power)",
-            "n to decide"]  # fmt: skip
+    head = [
+        "quantity",
+        "estimate",
+        f"{100 * v.level:g} % interval",
+        "n",
+        thr,
+        "MDE (80 % power)",
+        "n to decide",
+    ]
     return [
         f"Rule: {v.rule}",
         "",
@@ -154,20 +182,47 @@ def glance_markdown(entries: Sequence[dict[str, Any]]) -> str:
             return f"{x:.3g}"
 
         verdict = e.get("verdict") or "no verdict"
-        ci = ("—" if e.get("ci_low") is None or e.get("ci_high") is None
-              else f"[{num(e['ci_low'])}, {num(e['ci_high'])}]")  # fmt: skip
+        ci = (
+            "—"
+            if e.get("ci_low") is None or e.get("ci_high") is None
+            else f"[{num(e['ci_low'])}, {num(e['ci_high'])}]"
+        )
         thr = e.get("threshold")
-        rows.append([
-            e.get("claim"), CLAIMS.get(str(e.get("claim")), ("", ""))[1], e.get("scale"),
-            f"**{verdict}**" if e.get("verdict") else verdict, num(e.get("estimate")), ci,
-            num(thr) if thr is not None else "—", e.get("n") if e.get("n") is not None else "—",
-            e.get("reason") or "",
-        ])  # fmt: skip
-    head = ["claim", "in the paper's words", "scale", "verdict", "estimate", "95 % interval",
-            "threshold / margin", "n", "why"]  # fmt: skip
+        rows.append(
+            [
+                e.get("claim"),
+                CLAIMS.get(str(e.get("claim")), ("", ""))[1],
+                e.get("scale"),
+                f"**{verdict}**" if e.get("verdict") else verdict,
+                num(e.get("estimate")),
+                ci,
+                num(thr) if thr is not None else "—",
+                e.get("n") if e.get("n") is not None else "—",
+                e.get("reason") or "",
+            ]
+        )
+    head = [
+        "claim",
+        "in the paper's words",
+        "scale",
+        "verdict",
+        "estimate",
+        "95 % interval",
+        "threshold / margin",
+        "n",
+        "why",
+    ]
     return "\n".join([*out, *c.md_table(head, rows, "llllrrrrl")]) + "\n"
 
 
 __all__ = [
-    "CLAIMS", "FILE", "block", "entry", "glance_markdown", "lacking", "load", "not_judged", "write",
-]  # fmt: skip
+    "CLAIMS",
+    "FILE",
+    "block",
+    "entry",
+    "glance_markdown",
+    "lacking",
+    "load",
+    "not_judged",
+    "write",
+]
