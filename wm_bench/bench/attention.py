@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from wm_bench.bench import common as bc
 from wm_bench.bench.attention_cases import (
     SHAPES,
     VARIANTS,
@@ -32,8 +33,6 @@ from wm_bench.bench.attention_cases import (
 )
 from wm_bench.bench.attention_impls import IMPLS
 from wm_bench.bench.attention_measure import goals, run_bench
-from wm_bench.bench.common import default_out as bench_out
-from wm_bench.bench.common import interpreter_mode, print_goals, print_table, slug
 
 __all__ = ["executed_tiles", "goals", "main", "run_bench"]  # goals, tiles: read by the tests
 
@@ -42,22 +41,11 @@ NO_CUDA = "no CUDA: timings not measured (FLOP table only; --interpret runs the 
 
 def default_out(device_slug: str) -> Path:
     """<results>/bench/attention-<device>.json."""
-    return bench_out("attention", device_slug)
+    return bc.default_out("attention", device_slug)
 
 
-COLUMNS = [
-    ("case", "case"),
-    ("variant", "variant"),
-    ("impl", "impl"),
-    ("status", "status"),
-    ("err", "max rel RMS", ".1e"),
-    ("fwd_ms", "fwd ms", ".3f"),
-    ("fwd_tf", "fwd TF/s useful", ".0f"),
-    ("exec_tf", "fwd TF/s executed", ".0f"),
-    ("fwd_bwd_ms", "fwd+bwd ms", ".3f"),
-    ("fb_tf", "fwd+bwd TF/s useful", ".0f"),
-    ("peak", "peak MiB", ",.0f"),
-]
+# The measured table (bench.common.COLUMNS keys); a number column no row fills is left out.
+RESULT_KEYS = "case variant impl status err fwd_ms fwd_tf exec_tf fwd_bwd_ms fb_tf peak"
 
 
 # table column → the result field it shows
@@ -91,10 +79,8 @@ def print_result(rec: dict[str, Any]) -> None:
     st = rec["settings"]
     title = f"Attention, {st['dtype']}, bias {st['bias']}, ties {st['tie_break']}; {rec['timer']}"
     rows = result_rows(rec)
-    keep = {"case", "variant", "impl", "status"}
-    keep |= {k for r in rows for k, v in r.items() if v is not None}
-    print_table(rows, [c for c in COLUMNS if c[0] in keep], title=title)
-    print_goals(rec.get("goals", {}))
+    bc.print_table(rows, bc.columns(RESULT_KEYS, rows), title=title)
+    bc.print_goals(rec.get("goals", {}))
     for name, why in rec["skipped_impls"].items():
         print(f"skipped {name}: {why}")
 
@@ -107,25 +93,10 @@ def print_static() -> None:
             w = window_of(v, T)
             pairs = visible_pairs(T, w) * B * H / 1e6
             fwd, fb = (useful_flops(B, H, T, D, w, bwd) / 1e9 for bwd in (False, True))
-            rows.append(
-                {
-                    "case": sname,
-                    "variant": v,
-                    "window": w or "—",
-                    "pairs": pairs,
-                    "fwd": fwd,
-                    "fb": fb,
-                }
-            )
-    cols = [
-        ("case", "case"),
-        ("variant", "variant"),
-        ("window", "w"),
-        ("pairs", "visible pairs (M)", ",.1f"),
-        ("fwd", "fwd GFLOP", ",.1f"),
-        ("fb", "fwd+bwd GFLOP", ",.1f"),
-    ]
-    print_table(rows, cols, title="Attention benchmark problems (useful FLOPs; nothing timed)")
+            row = {"case": sname, "variant": v, "window": w or "—", "pairs": pairs}
+            rows.append(row | {"fwd_gflop": fwd, "fwd_bwd_gflop": fb})
+    cols = bc.columns("case variant window pairs fwd_gflop fwd_bwd_gflop")
+    bc.print_table(rows, cols, title="Attention benchmark problems (useful FLOPs; nothing timed)")
 
 
 def _names(text: str, valid: Sequence[str], flag: str) -> list[str]:
@@ -154,23 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tie-break", default="smaller_index", choices=["smaller_index", "larger_index"]
     )
-    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
-    p.add_argument("--device", default="cuda", help="CUDA device (default cuda)")
-    p.add_argument(
-        "--budget-s",
-        type=float,
-        default=90.0,
-        help="soft wall-clock cap; later problems are recorded as skipped "
+    bc.timing_options(
+        p,
+        budget_s=90.0,
+        budget_help="soft wall-clock cap; later problems are recorded as skipped "
         "(default %(default)s: fits the GPU suite's box)",
-    )
-    p.add_argument("--warmup-ms", type=float, default=25.0)
-    p.add_argument("--rep-ms", type=float, default=100.0)
-    p.add_argument("--repeats", type=int, default=2, help="timed calls per timing, interpreter")
-    p.add_argument(
-        "--check-max-tokens",
-        type=int,
-        default=16384,
-        help="B·T above which a problem is timed without the fp32 reference check",
+        check_max_tokens=16384,
+        check_help="B·T above which a problem is timed without the fp32 reference check",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--interpret", action="store_true", help="CPU interpreter, tiny fp32 shape")
@@ -186,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.variant_names = _names(args.variants, VARIANTS, "--variants")
     args.impl_names = _names(args.impls, IMPLS, "--impls")
     args.progress = not args.quiet
-    interpret = interpreter_mode(args.interpret, "wm_bench.kernels.attention.triton_kernels")
+    interpret = bc.interpreter_mode(args.interpret, "wm_bench.kernels.attention.triton_kernels")
     if interpret is None:
         print("--interpret: kernels already imported; set TRITON_INTERPRET=1", file=sys.stderr)
         return 2
@@ -202,12 +163,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = "cpu-interpret"
     else:
         torch.cuda.set_device(torch.device(args.device))
-        where = slug(torch.cuda.get_device_name(torch.device(args.device)))
+        where = bc.slug(torch.cuda.get_device_name(torch.device(args.device)))
     out = Path(args.out) if args.out else default_out(where)
     rec = run_bench(args, cuda, out)
-    print_result(rec)
-    print(f"wrote {out} in {rec['wall_s']:.1f} s")
-    return 0
+    return bc.print_and_exit(rec, out, print_result)
 
 
 if __name__ == "__main__":

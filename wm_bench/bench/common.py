@@ -151,6 +151,69 @@ def summarize(times: Sequence[float]) -> dict[str, float]:
     return {"median_s": med, "min_s": lo, "max_s": hi, "spread": (hi - lo) / med if med else 0.0}
 
 
+# Every column a benchmark table prints: row key → (header, float format; "" for a text column).
+# A table names its columns by key, so a quantity several benchmarks print reads alike in each.
+COLUMNS: dict[str, tuple[str, str]] = {
+    "case": ("case", ""),
+    "variant": ("variant", ""),
+    "name": ("model", ""),
+    "impl": ("impl", ""),
+    "status": ("status", ""),
+    "dims": ("B, T, H, P, G, N", ""),
+    "window": ("w", ""),
+    "bound": ("bound", ""),
+    "ci": ("95 % interval", ""),
+    "rows": ("head rows/step", ""),
+    "err": ("max rel RMS", ".1e"),
+    "pairs": ("visible pairs (M)", ",.1f"),
+    "fwd_mb": ("fwd MB", ",.1f"),
+    "fwd_bwd_mb": ("fwd+bwd MB", ",.1f"),
+    "fwd_gflop": ("fwd GFLOP", ",.1f"),
+    "fwd_bwd_gflop": ("fwd+bwd GFLOP", ",.1f"),
+    "fwd_lb": ("fwd bound ms", ".4f"),
+    "fwd_bwd_lb": ("fwd+bwd bound ms", ".4f"),
+    "fwd_ms": ("fwd ms", ".3f"),
+    "fwd_tf": ("fwd TF/s useful", ".0f"),
+    "exec_tf": ("fwd TF/s executed", ".0f"),
+    "fwd_gbps": ("fwd GB/s", ",.0f"),
+    "fwd_pct": ("fwd %roof", ".1f"),
+    "fwd_graph_ms": ("graph fwd ms", ".3f"),
+    "graph_pct": ("graph %roof", ".1f"),
+    "fwd_bwd_ms": ("fwd+bwd ms", ".3f"),
+    "fb_tf": ("fwd+bwd TF/s useful", ".0f"),
+    "fb_gbps": ("fwd+bwd GB/s", ",.0f"),
+    "fb_pct": ("fwd+bwd %roof", ".1f"),
+    "peak": ("peak MiB", ",.0f"),
+    "first": ("first call s", ".1f"),
+    "vs_mamba": ("ours/mamba fwd+bwd", ".2f"),
+    "params_m": ("params (M)", ".2f"),
+    "tokens_per_s": ("tokens/s", ",.0f"),
+    "tps": ("tokens/s (median)", ",.0f"),
+    "step_ms": ("step (ms, median)", ",.0f"),
+    "ms": ("ms/step", ".1f"),
+    "spread_pct": ("spread (%)", ".0f"),
+    "tflops": ("model TFLOP/s", ".3f"),
+    "vs_llama": ("× our llama", ".2f"),
+    "acc": ("test accuracy", ".3f"),
+}
+
+
+def columns(keys: str, rows: Sequence[Mapping[str, Any]] | None = None) -> list[tuple[str, ...]]:
+    """The `format_table` columns of the space-separated COLUMNS `keys`, in that order.
+
+    Args:
+        rows: when given, a number column that no row fills is left out (text columns stay).
+    """
+    filled = None if rows is None else {k for r in rows for k, v in r.items() if v is not None}
+    out: list[tuple[str, ...]] = []
+    for key in keys.split():
+        head, fmt = COLUMNS[key]
+        if fmt and filled is not None and key not in filled:
+            continue
+        out.append((key, head, fmt) if fmt else (key, head))
+    return out
+
+
 def format_table(
     rows: Sequence[Mapping[str, Any]],
     columns: Sequence[tuple[str, ...]],
@@ -236,12 +299,54 @@ def interpreter_mode(requested: bool, kernel_module: str) -> bool | None:
     return True
 
 
+def timing_options(
+    p: Any,
+    *,
+    budget_s: float,
+    budget_help: str,
+    check_max_tokens: int,
+    check_help: str,
+    timing_help: tuple[str | None, str | None] = (None, None),
+) -> None:
+    """Add the options every CUDA kernel benchmark measures with: --dtype, --device, --budget-s,
+    --warmup-ms and --rep-ms (do_bench), --repeats (interpreter) and --check-max-tokens.
+
+    Args:
+        p: the benchmark's argparse parser.
+        budget_s, check_max_tokens: the benchmark's defaults of those two options.
+        budget_help, check_help: their help texts.
+        timing_help: help texts of --warmup-ms and --rep-ms (None: none).
+    """
+    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    p.add_argument("--device", default="cuda", help="CUDA device (default cuda)")
+    p.add_argument("--budget-s", type=float, default=budget_s, help=budget_help)
+    p.add_argument("--warmup-ms", type=float, default=25.0, help=timing_help[0])
+    p.add_argument("--rep-ms", type=float, default=100.0, help=timing_help[1])
+    p.add_argument("--repeats", type=int, default=2, help="timed calls per timing, interpreter")
+    p.add_argument("--check-max-tokens", type=int, default=check_max_tokens, help=check_help)
+
+
 def print_goals(goals: Mapping[str, Mapping[str, Any]]) -> None:
     """One line per goal: met, NOT met or not measured, and the values it was judged on."""
     for name, g in goals.items():
         met = {True: "met", False: "NOT met", None: "not measured"}[g["met"]]
         vals = ", ".join("—" if v is None else f"{v:.2f}" for v in g["values"])
         print(f"goal {name}: {met} ({vals})")
+
+
+def print_and_exit(
+    result: Mapping[str, Any], out: Path, print_result: Callable[[Any], None]
+) -> int:
+    """The end of a benchmark's `main`: print the result's summary, then where its JSON went (and
+    in how long, when the result records its wall time).
+
+    Returns:
+        exit status 0.
+    """
+    print_result(result)
+    took = f" in {result['wall_s']:.1f} s" if "wall_s" in result else ""
+    print(f"wrote {out}{took}")
+    return 0
 
 
 def default_out(bench: str, device_slug: str) -> Path:

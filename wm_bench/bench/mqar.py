@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from wm_bench.bench.common import load_average, torch_threads
+from wm_bench.bench.common import load_average, print_and_exit, torch_threads
 from wm_bench.bench.mqar_config import (
     ANCHORS,
     DESIGN_POINTS,
@@ -109,7 +109,7 @@ def _fmt_iv(d: dict[str, Any], f: str) -> str:
 
 def print_result(result: dict[str, Any]) -> None:
     """Print a table per variant, the ratio, the goal, the accuracies and the anchors."""
-    from wm_bench.bench.common import print_table
+    from wm_bench.bench.common import columns, print_table
 
     s = result["settings"]
     rows = []
@@ -127,14 +127,7 @@ def print_result(result: dict[str, Any]) -> None:
         )
     print_table(
         rows,
-        (
-            ("variant", "variant"),
-            ("tps", "tokens/s (median)", ",.0f"),
-            ("ci", "95 % interval"),
-            ("ms", "ms/step", ".1f"),
-            ("acc", "test accuracy", ".3f"),
-            ("rows", "head rows/step"),
-        ),
+        columns("variant tps ci ms acc rows"),
         title=f"MQAR training, V={s['vocab_size']} d={s['d_model']} layers={s['n_layers']}"
         f" L={s['seq_len']} kv={s['num_kv_pairs']} B={s['batch_size']}, {s['steps']} steps"
         f" × {s['repeats']} repeat(s), chunks of {s['chunk']}\n{result['machine']}",
@@ -253,9 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out=out,
         progress=not args.quiet,
     )
-    print_result(result)
-    print(f"wrote {out}")
-    return 0
+    return print_and_exit(result, out, print_result)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from wm_bench.bench import roofline as rl
+from wm_bench.bench.common import (
+    columns,
+    interpreter_mode,
+    print_and_exit,
+    print_goals,
+    print_table,
+    slug,
+    timing_options,
+)
 from wm_bench.bench.common import default_out as bench_out
-from wm_bench.bench.common import interpreter_mode, print_goals, print_table, slug
 from wm_bench.bench.ssd_cases import (
     INTERPRET_CHUNK,
     SHAPES,
@@ -28,33 +36,12 @@ def default_out(device_slug: str) -> Path:
     return bench_out("ssd", device_slug)
 
 
-STATIC_COLUMNS = [
-    ("case", "case"),
-    ("dims", "B, T, H, P, G, N"),
-    ("fwd_mb", "fwd MB", ",.1f"),
-    ("fwd_bwd_mb", "fwd+bwd MB", ",.1f"),
-    ("fwd_gflop", "fwd GFLOP", ",.1f"),
-    ("bound", "bound"),
-    ("fwd_lb", "fwd bound ms", ".4f"),
-    ("fwd_bwd_lb", "fwd+bwd bound ms", ".4f"),
-]
-RESULT_COLUMNS = [
-    ("case", "case"),
-    ("impl", "impl"),
-    ("status", "status"),
-    ("err", "max rel RMS", ".1e"),
-    ("fwd_ms", "fwd ms", ".3f"),
-    ("fwd_gbps", "fwd GB/s", ",.0f"),
-    ("fwd_pct", "fwd %roof", ".1f"),
-    ("fwd_graph_ms", "graph fwd ms", ".3f"),
-    ("graph_pct", "graph %roof", ".1f"),
-    ("fwd_bwd_ms", "fwd+bwd ms", ".3f"),
-    ("fb_gbps", "fwd+bwd GB/s", ",.0f"),
-    ("fb_pct", "fwd+bwd %roof", ".1f"),
-    ("peak", "peak MiB", ",.0f"),
-    ("first", "first call s", ".1f"),
-    ("vs_mamba", "ours/mamba fwd+bwd", ".2f"),
-]
+# The tables (bench.common.COLUMNS keys); a measured number column no row fills is left out.
+STATIC_KEYS = "case dims fwd_mb fwd_bwd_mb fwd_gflop bound fwd_lb fwd_bwd_lb"
+RESULT_KEYS = (
+    "case impl status err fwd_ms fwd_gbps fwd_pct fwd_graph_ms graph_pct fwd_bwd_ms fb_gbps "
+    "fb_pct peak first vs_mamba"
+)
 
 
 def static_rows(cases: list[Case], elem: int = 2) -> list[dict[str, Any]]:
@@ -102,7 +89,7 @@ def result_rows(rec: dict[str, Any]) -> list[dict[str, Any]]:
 
 def print_static(cases: list[Case], title: str) -> None:
     """Print the static roofline table."""
-    print_table(static_rows(cases), STATIC_COLUMNS, title=title)
+    print_table(static_rows(cases), columns(STATIC_KEYS), title=title)
 
 
 def print_result(rec: dict[str, Any]) -> None:
@@ -116,8 +103,7 @@ def print_result(rec: dict[str, Any]) -> None:
             "write y; fwd+bwd also read dy, write dx, ddt, dB, dC)"
         )
     rows = result_rows(rec)
-    keep = {"case", "impl", "status"} | {k for r in rows for k, v in r.items() if v is not None}
-    print_table(rows, [c for c in RESULT_COLUMNS if c[0] in keep], title=title)
+    print_table(rows, columns(RESULT_KEYS, rows), title=title)
     print_goals(rec.get("goals", {}))
     for name, info in rec["impls"].items():
         if info["kind"] == "anchor":
@@ -155,24 +141,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--impls", default="ours,mamba_ssm,fla", help="comma list (default %(default)s)")
     p.add_argument("--chunk", type=int, default=None, help="chunk Q (default 64; 16 interpreted)")
-    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
-    p.add_argument("--device", default="cuda", help="CUDA device (default cuda)")
-    p.add_argument(
-        "--budget-s",
-        type=float,
-        default=100.0,
-        help="soft wall-clock cap; later cases are recorded as skipped (default %(default)s, "
-        "fits the GPU suite's box)",
-    )
-    p.add_argument("--warmup-ms", type=float, default=25.0, help="do_bench warm-up per timing")
-    p.add_argument("--rep-ms", type=float, default=100.0, help="do_bench timed budget per timing")
-    p.add_argument("--repeats", type=int, default=2, help="timed calls per timing, interpreter")
-    p.add_argument(
-        "--check-max-tokens",
-        type=int,
-        default=65536,
-        help="B·T above which a case inherits the check of its layout's last checked case "
+    timing_options(
+        p,
+        budget_s=100.0,
+        budget_help="soft wall-clock cap; later cases are recorded as skipped (default "
+        "%(default)s, fits the GPU suite's box)",
+        check_max_tokens=65536,
+        check_help="B·T above which a case inherits the check of its layout's last checked case "
         "(default %(default)s)",
+        timing_help=("do_bench warm-up per timing", "do_bench timed budget per timing"),
     )
     p.add_argument("--no-graph", action="store_true", help="skip the CUDA-graph forward")
     p.add_argument("--seed", type=int, default=0)
@@ -257,9 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = slug(torch.cuda.get_device_name(torch.device(args.device)))
     out = Path(args.out) if args.out else default_out(where)
     rec = bench_ssd(cases, impls, s, out, progress=not args.quiet)
-    print_result(rec)
-    print(f"wrote {out} in {rec['wall_s']:.1f} s")
-    return 0
+    return print_and_exit(rec, out, print_result)
 
 
 if __name__ == "__main__":

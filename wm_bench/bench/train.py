@@ -14,10 +14,12 @@ from typing import Any
 import torch
 
 from wm_bench.bench.common import (
+    columns,
     interleaved_times,
     load_average,
     machine_line,
     paired_ratio,
+    print_and_exit,
     print_table,
     summarize,
     synchronizer,
@@ -243,16 +245,7 @@ def bench_train(
     return result
 
 
-TABLE_COLUMNS = (
-    ("name", "model"),
-    ("params_m", "params (M)", ".2f"),
-    ("tokens_per_s", "tokens/s", ",.0f"),
-    ("step_ms", "step (ms, median)", ",.0f"),
-    ("spread_pct", "spread (%)", ".0f"),
-    ("tflops", "model TFLOP/s", ".3f"),
-    ("vs_llama", "× our llama", ".2f"),
-    ("status", "status"),
-)
+TABLE_KEYS = "name params_m tokens_per_s step_ms spread_pct tflops vs_llama status"  # COLUMNS keys
 
 
 def table_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -281,7 +274,7 @@ def print_result(result: dict[str, Any]) -> None:
     s = result["settings"]
     print_table(
         table_rows(result),
-        TABLE_COLUMNS,
+        columns(TABLE_KEYS),
         title=(
             f"Training throughput, size {s['size']}: B={s['batch_size']}, T={s['seq_len']}, "
             f"fp32, AdamW, median of {s['steps']} round-robin steps\n{result['machine']}"
@@ -369,9 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out=out,
         progress=not args.quiet,
     )
-    print_result(result)
-    print(f"wrote {out}")
-    return 0
+    return print_and_exit(result, out, print_result)
 
 
 if __name__ == "__main__":

@@ -336,8 +336,15 @@ def main(argv: list[str] | None = None) -> int:
         for e in man["items"]
     ]
     data_kb = sum(d["size"] for d in man["data"]) / 1024
-    rows.append([f"data/ ({len(man['data'])} files)", "data", "ok" if man["data"] else "none",
-                 f"{data_kb:.0f}", man["data_source"] or "no ../shared/data"])  # fmt: skip
+    rows.append(
+        [
+            f"data/ ({len(man['data'])} files)",
+            "data",
+            "ok" if man["data"] else "none",
+            f"{data_kb:.0f}",
+            man["data_source"] or "no ../shared/data",
+        ]
+    )
     print(tabulate(rows, headers=["item", "group", "status", "KiB", "note"]))
     missing = [e["req"] for e in man["items"] if e["status"] != "ok"]
     print(f"bundle: {man['total_bytes'] / 2**20:.1f} MiB in {out} (manifest.json)")
