@@ -7,7 +7,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from wm_bench.kernels.attention.reference import causal_mask, window_last_row
+from wm_bench.kernels.attention.last_row import window_last_row
+from wm_bench.kernels.attention.reference import causal_mask
 
 IGNORE_INDEX = -100
 EDGES: tuple[str, ...] = ("prev_token", "prev_token_values", "query_value", "diagonal")
