@@ -9,11 +9,13 @@ The formula (stated once, used by training results and `wm-bench bench train`):
   embedding table (a lookup, not a matmul). The LM head counts; so do routers and, for
   MoE/CDMoE, only the experts a token uses (`param_counts()["active"]`).
 - mixing, the sequence-mixing work that has no parameters, per layer and token (T = context):
+  what each mixer reports through `mixing_flops_per_token(T)` (the layer contract,
+  CONTRIBUTING.md), e.g.
   - attention (QCAttn, DMA): 4 · H · d_head · K, with K = T keys (PaLM's convention: no causal
     halving) or K = min(w, T) for a top-w window — QKᵀ and PV, 2 FLOPs per multiply-add;
   - SSD / Mamba-2 (chunked, chunk Q, H heads, head dim P, state N): 2 · H · (Q·N + Q·P + 2·N·P)
     — the in-chunk CBᵀ scores and their product with X, the state update B⊗X and the read C·S;
-  - other mixers (Based): not counted (their entry in `unknown_mixers`).
+  - a mixer that reports None (Based) is not counted and is listed in `unknown_mixers`.
 - Norms, activations, softmax, RoPE and the optimiser are ignored (a few % at these widths).
 
 MFU = tokens/s × training FLOPs/token ÷ the device's peak dense bf16 FLOP/s (table below; None
@@ -43,20 +45,6 @@ def peak_flops(device_name: str | None) -> float | None:
     return None
 
 
-def _mixing(mixer: Any, seq_len: int) -> float | None:
-    """Forward FLOPs per token of one mixer's parameter-free work; None when not modelled."""
-    if hasattr(mixer, "head_dim") and hasattr(mixer, "n_kv_heads"):  # QCAttn and DMA
-        window = getattr(getattr(mixer, "cfg", None), "window", None)
-        keys = min(window, seq_len) if window else seq_len
-        return 4.0 * mixer.n_heads * mixer.head_dim * keys
-    if hasattr(mixer, "d_state") and hasattr(mixer, "head_dim"):  # SSD and Mamba-2
-        cfg = getattr(mixer, "cfg", None)
-        q = min(getattr(cfg, "chunk_size", 64), seq_len)
-        h, p, n = mixer.n_heads, mixer.head_dim, mixer.d_state
-        return 2.0 * h * (q * n + q * p + 2 * n * p)
-    return None
-
-
 def flops_per_token(model: Any, seq_len: int) -> dict[str, Any]:
     """Training FLOPs per token of a built LanguageModel at context `seq_len` (see module doc).
 
@@ -68,7 +56,7 @@ def flops_per_token(model: Any, seq_len: int) -> dict[str, Any]:
     n_matmul = counts["active"] - counts["embedding"]
     mixing, unknown = 0.0, []
     for block in model.blocks:
-        f = _mixing(block.mixer, seq_len)
+        f = block.mixer.mixing_flops_per_token(seq_len)
         if f is None:
             unknown.append(type(block.mixer).__name__)
         else:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import pytest
 import torch
 import torch.nn.functional as F
+from layer_contract import FFN_CHECKS, D, check_id
 
+from wm_bench.kernels._impl import resolve_impl
+from wm_bench.kernels.cdmoe import IMPLS
 from wm_bench.layers.ffn import FFNS, build_ffn
 from wm_bench.layers.ffn.cdmoe import CDMoE, CDMoEConfig
 from wm_bench.layers.ffn.mlp import MLP, MLPConfig, default_d_ff
@@ -16,66 +18,17 @@ from wm_bench.layers.ffn.moe import MoE, MoEConfig
 from wm_bench.layers.ffn.peer import PEER, PEERConfig
 from wm_bench.layers.ffn.pkm import PKM, PKMConfig
 from wm_bench.layers.ffn.seimoe import SEIMoE, SEIMoEConfig
-
-D = 32
-
-
-def rel_rms(a: torch.Tensor, b: torch.Tensor) -> float:
-    assert not torch.isnan(a).any() and not torch.isnan(b).any()
-    return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
+from wm_bench.testing import rel_rms
 
 
 def n_params(layer: torch.nn.Module) -> int:
     return sum(p.numel() for p in layer.parameters())
 
 
-def build_default(name: str, seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    return build_ffn(D, FFNS[name][1]())
-
-
+@pytest.mark.parametrize("check", FFN_CHECKS, ids=check_id)
 @pytest.mark.parametrize("name", sorted(FFNS))
-def test_default_config_is_a_frozen_json_dataclass_named_first(name):
-    cfg = FFNS[name][1]()
-    fields = dataclasses.fields(cfg)
-    assert fields[0].name == "name" and cfg.name == name
-    assert json.loads(json.dumps(dataclasses.asdict(cfg))) == dataclasses.asdict(cfg)
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        cfg.name = "x"
-
-
-@pytest.mark.parametrize("name", sorted(FFNS))
-def test_every_ffn_builds_runs_and_backprops_finite(name):
-    layer = build_default(name)
-    x = torch.randn(2, 7, D, requires_grad=True)
-    y, aux = layer(x)
-    assert y.shape == x.shape and aux.shape == ()
-    assert torch.isfinite(y).all() and torch.isfinite(aux)
-    (y * torch.randn_like(y)).sum().add(aux).backward()
-    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
-    for pname, p in layer.named_parameters():
-        assert p.grad is not None and torch.isfinite(p.grad).all(), pname
-    assert all(v == "reference" for v in layer.resolved_impls.values())
-
-
-@pytest.mark.parametrize("name", sorted(FFNS))
-def test_every_ffn_is_tokenwise(name):
-    layer = build_default(name)
-    x = torch.randn(3, 9, D)
-    t = 4
-    x2 = x.clone()
-    x2[:, t:] = torch.randn(3, 9 - t, D)  # later positions change
-    x2[2] = torch.randn(9, D)  # another sequence of the batch changes
-    with torch.no_grad():
-        y, _ = layer(x)
-        y2, _ = layer(x2)
-    assert torch.allclose(y[:2, :t], y2[:2, :t], atol=1e-6, rtol=1e-5)
-
-
-@pytest.mark.parametrize("name", sorted(FFNS))
-def test_active_params_at_most_total(name):
-    layer = build_default(name)
-    assert 0 < layer.active_params() <= n_params(layer)
+def test_every_registered_ffn_keeps_the_layer_contract(name: str, check) -> None:
+    check(name, {})
 
 
 def test_dense_mlp_active_params_equal_total_and_default_width_is_llama():
@@ -120,6 +73,16 @@ def test_moe_grouped_mm_refuses_unaligned_widths_and_auto_keeps_the_loop_on_cpu(
     layer = MoE(D, MoEConfig(num_experts=4, top_k=1, d_ff=16))  # impl="auto"
     layer(x)
     assert layer.resolved_impls == {"moe.grouped_experts": "reference"}
+
+
+def test_cdmoe_auto_impl_runs_what_resolve_impl_picks_on_this_device():
+    layer = CDMoE(D, CDMoEConfig(num_experts=16, top_k=2))
+    x = torch.randn(1, 3, D)
+    layer(x)
+    assert layer.resolved_impls == {
+        f"cdmoe.{op}": resolve_impl("auto", x.device, IMPLS[op], f"cdmoe.{op}")
+        for op in ("product_key_topk", "expert_mix")
+    }
 
 
 def test_moe_aux_loss_equals_coef_for_a_uniform_router():

@@ -5,8 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
+from wm_bench.kernels._impl import resolve_impl
 from wm_bench.kernels.rope import apply_rope, rope_cos_sin
-from wm_bench.layers.position import POSITIONS, build_position
+from wm_bench.kernels.rope.api import AVAILABLE as ROPE_IMPLS
+from wm_bench.layers.position import (
+    POSITIONS,
+    build_position,
+    check_rotated_dim,
+    pairs_channels,
+    position_config,
+)
 from wm_bench.layers.position.none import NoPosition, NoPositionConfig
 from wm_bench.layers.position.rope import RopeConfig, RotaryPosition
 
@@ -39,7 +47,7 @@ def test_rope_matches_kernel_apply_rope_at_an_offset() -> None:
     x = torch.randn(2, 5, 4, 8)
     cos, sin = rope_cos_sin(5, 8, base=500.0, offset=11)
     torch.testing.assert_close(pos(x, offset=11), apply_rope(x, cos, sin), rtol=0, atol=0)
-    assert pos.resolved_impls == {"rope": "reference"}
+    assert pos.resolved_impls == {"rope": resolve_impl("auto", x.device, ROPE_IMPLS, "rope")}
 
 
 def test_rope_table_is_built_once_and_grows_on_demand() -> None:
@@ -75,9 +83,25 @@ def test_no_position_is_the_identity() -> None:
     assert module(x, offset=13) is x
 
 
+def test_a_mixer_configs_position_fields_give_the_encodings_own_config() -> None:
+    assert position_config("rope", rope_base=500.0) == RopeConfig(base=500.0)
+    assert position_config("none", rope_base=500.0) == NoPositionConfig()
+    assert build_position("rope", 8, rope_base=500.0).cfg == RopeConfig(base=500.0)
+    assert pairs_channels("rope") and not pairs_channels("none")
+    check_rotated_dim("none", 7, "head dim")  # any width without rotation
+    with pytest.raises(ValueError, match="head dim=7 is odd; position='rope'"):
+        check_rotated_dim("rope", 7, "head dim")
+
+
 def test_bad_position_inputs_raise_naming_the_value() -> None:
     with pytest.raises(ValueError, match="'alibi'"):
         build_position("alibi", 8)
+    with pytest.raises(ValueError, match="'alibi'"):
+        pairs_channels("alibi")
+    with pytest.raises(ValueError, match="RopeConfig.name='none'"):
+        RopeConfig(name="none")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="impl='fast'"):
+        build_position("none", 8, impl="fast")
     with pytest.raises(ValueError, match="7"):
         RotaryPosition(7, RopeConfig())
     with pytest.raises(ValueError, match=r"0\.5"):

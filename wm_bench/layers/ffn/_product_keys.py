@@ -1,4 +1,5 @@
-"""Product-key retrieval shared by PKM, PEER and CDMoE (Lample et al. 2019, arXiv 1907.05242)."""
+"""Product-key retrieval shared by PKM, PEER and CDMoE (Lample et al. 2019, arXiv 1907.05242),
+and the expert-row mixing PEER and CDMoE share."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import math
 import torch
 from torch import Tensor, nn
 
-from wm_bench.kernels._impl import resolve_impl
-from wm_bench.kernels.cdmoe import IMPLS, product_key_topk
-from wm_bench.layers.ffn.mlp import INIT_STD, linear
+from wm_bench.kernels.cdmoe import IMPLS, expert_mix, product_key_topk
+from wm_bench.layers.base import INIT_STD, Layer
+from wm_bench.layers.ffn.mlp import linear
 
 
 def check_square(layer: str, num_experts: object) -> int:
@@ -57,10 +58,6 @@ class ProductKeyRetrieval(nn.Module):
         q = self.query(x).unflatten(-1, (self.num_heads, self.d_key))  # [M, He, R]
         return product_key_topk(q, self.sub_keys, self.top_k, impl=impl)
 
-    def resolve(self, impl: str, device: torch.device) -> str:
-        """The impl product_key_topk runs with for a layer impl on `device`."""
-        return resolve_impl(impl, device, IMPLS["product_key_topk"], "cdmoe.product_key_topk")
-
     def num_params(self) -> int:
         """Query projection D·He·R plus sub-keys He·2·n·R/2; every token scores all of them."""
         return sum(p.numel() for p in self.parameters())
@@ -69,3 +66,59 @@ class ProductKeyRetrieval(nn.Module):
 def scores_to_weights(scores: Tensor) -> Tensor:
     """Softmax over the k retrieved scores of each (token, head), in fp32: [M, He, k]."""
     return torch.softmax(scores.float(), dim=-1)
+
+
+def embedding_tables(num_rows: int, d_model: int, count: int) -> tuple[nn.Embedding, ...]:
+    """`count` row tables [num_rows, d_model] initialised N(0, INIT_STD): all are created first,
+    then initialised in order (the order the layers have always drawn their random numbers in)."""
+    tables = tuple(nn.Embedding(num_rows, d_model) for _ in range(count))
+    for table in tables:
+        nn.init.normal_(table.weight, std=INIT_STD)
+    return tables
+
+
+class RetrievalLayer(Layer):
+    """Base of the layers that retrieve experts by product keys (PKM, PEER, CDMoE): the impl of
+    each kernel op, recorded per forward, and the single-neuron expert mix of PEER and CDMoE
+    (their `down` u_e and `up` w_e tables [N, D])."""
+
+    down: nn.Embedding
+    up: nn.Embedding
+
+    def product_keys(self, d_key: int) -> ProductKeyRetrieval:
+        """Per-head product-key retrieval of the config's top_k of num_experts, num_heads queries
+        of width d_key."""
+        cfg = self.cfg
+        return ProductKeyRetrieval(self.d_model, cfg.num_experts, cfg.num_heads, d_key, cfg.top_k)
+
+    def topk_impl(self, device: torch.device) -> str:
+        """The impl of product_key_topk on `device`."""
+        return self.resolve("cdmoe.product_key_topk", IMPLS["product_key_topk"], device)
+
+    def mix_impl(self, device: torch.device) -> str:
+        """The impl of expert_mix on `device`."""
+        return self.resolve("cdmoe.expert_mix", IMPLS["expert_mix"], device)
+
+    def mix_experts(
+        self, x: Tensor, scores: Tensor, indices: Tensor, activation: str, impl: str
+    ) -> Tensor:
+        """Σ_h Σ_i softmax_k(s_h)_i · act(x·u_e) · w_e over the retrieved experts e = e_{h,i}.
+
+        Args:
+            x: [M, D] tokens.
+            scores, indices: [M, He, k] retrieval scores and expert ids.
+            activation: the experts' activation.
+            impl: expert_mix impl.
+        Returns:
+            [M, D].
+        """
+        gates = scores_to_weights(scores)  # [M, He, k] fp32
+        return expert_mix(
+            x,
+            self.down.weight,
+            self.up.weight,
+            indices.flatten(1),  # [M, He·k] expert ids
+            gates.flatten(1),
+            activation=activation,
+            impl=impl,
+        )

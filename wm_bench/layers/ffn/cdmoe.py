@@ -9,19 +9,18 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from wm_bench.kernels._impl import resolve_impl
-from wm_bench.kernels.cdmoe import IMPLS, expert_mix, product_key_topk
+from wm_bench.kernels.cdmoe import product_key_topk
+from wm_bench.layers.base import check_name
 from wm_bench.layers.ffn._product_keys import (
     ProductKeyRetrieval,
+    RetrievalLayer,
     check_even,
     check_square,
-    scores_to_weights,
+    embedding_tables,
 )
 from wm_bench.layers.ffn.mlp import (
-    INIT_STD,
     GatedMLP,
     check_choice,
-    check_layer_impl,
     check_positive_int,
     check_top_k,
     linear,
@@ -49,6 +48,7 @@ class CDMoEConfig:
     router: Literal["per_head", "doge"] = "per_head"
 
     def __post_init__(self) -> None:
+        check_name(self, "cdmoe")
         check_square("cdmoe", self.num_experts)
         check_top_k("CDMoEConfig", self.top_k, self.num_experts)
         check_positive_int("CDMoEConfig", "num_heads", self.num_heads)
@@ -57,31 +57,24 @@ class CDMoEConfig:
         check_choice("CDMoEConfig", "router", self.router, ("per_head", "doge"))
 
 
-class CDMoE(nn.Module):
+class CDMoE(RetrievalLayer):
     """Cross-domain MoE: dense shared gated MLP plus N retrieved single-neuron private experts."""
 
     def __init__(
         self, d_model: int, cfg: CDMoEConfig, *, layer_idx: int = 0, impl: str = "auto"
     ) -> None:
-        super().__init__()
-        self.cfg, self.layer_idx, self.impl = cfg, layer_idx, check_layer_impl(impl)
-        self.d_model = d_model
+        super().__init__(d_model, cfg, layer_idx=layer_idx, impl=impl)
         self.n = math.isqrt(cfg.num_experts)
         self.shared_d_ff = cfg.shared_d_ff if cfg.shared_d_ff is not None else 4 * d_model
         self.shared = GatedMLP(d_model, self.shared_d_ff)
         self.retrieval: ProductKeyRetrieval | None = None
         self.router: nn.Linear | None = None
         if cfg.router == "per_head":
-            self.retrieval = ProductKeyRetrieval(
-                d_model, cfg.num_experts, cfg.num_heads, cfg.d_retrieval, cfg.top_k
-            )
+            self.retrieval = self.product_keys(cfg.d_retrieval)
         else:
             self.router = linear(d_model, 2 * self.n)  # rows [set 1 (√N) | set 2 (√N)]
-        self.down = nn.Embedding(cfg.num_experts, d_model)  # u_e, "down_embed" [N, D]
-        self.up = nn.Embedding(cfg.num_experts, d_model)  # w_e, "up_embed" [N, D]
-        nn.init.normal_(self.down.weight, std=INIT_STD)
-        nn.init.normal_(self.up.weight, std=INIT_STD)
-        self.resolved_impls: dict[str, str] = {}
+        # u_e ("down_embed") and w_e ("up_embed"), [N, D] each
+        self.down, self.up = embedding_tables(cfg.num_experts, d_model, 2)
 
     @property
     def retrieval_heads(self) -> int:
@@ -119,24 +112,11 @@ class CDMoE(nn.Module):
             [M, D].
         """
         scores, indices = self.route(x, topk_impl)  # [M, He, k] each
-        gates = scores_to_weights(scores)  # [M, He, k] fp32
-        return expert_mix(
-            x,
-            self.down.weight,
-            self.up.weight,
-            indices.flatten(1),  # [M, He·k] expert ids
-            gates.flatten(1),
-            activation="silu",
-            impl=mix_impl,
-        )
+        return self.mix_experts(x, scores, indices, "silu", mix_impl)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Args: x [B, T, D]. Returns: y [B, T, D] and aux_loss 0 (fp32 scalar)."""
-        topk_impl = resolve_impl(
-            self.impl, x.device, IMPLS["product_key_topk"], "cdmoe.product_key_topk"
-        )
-        mix_impl = resolve_impl(self.impl, x.device, IMPLS["expert_mix"], "cdmoe.expert_mix")
-        self.resolved_impls = {"cdmoe.product_key_topk": topk_impl, "cdmoe.expert_mix": mix_impl}
+        topk_impl, mix_impl = self.topk_impl(x.device), self.mix_impl(x.device)
         x2 = x.reshape(-1, x.shape[-1])  # [M, D]
         y = self.shared(x2) + self.private(x2, topk_impl, mix_impl)
         return y.reshape(x.shape), zero_aux(x)

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from wm_bench.layers.base import INIT_STD, Layer, check_name
+
 Activation = Literal["silu", "gelu", "relu", "identity"]
 ACTIVATION_FNS: dict[str, Callable[[Tensor], Tensor]] = {
     "silu": F.silu,
@@ -18,8 +20,6 @@ ACTIVATION_FNS: dict[str, Callable[[Tensor], Tensor]] = {
     "relu": F.relu,
     "identity": lambda h: h,
 }
-LAYER_IMPLS: tuple[str, ...] = ("auto", "reference", "triton")
-INIT_STD = 0.02
 
 
 def default_d_ff(d_model: int) -> int:
@@ -46,13 +46,6 @@ def check_top_k(cls: str, top_k: object, num_experts: int) -> None:
     """Raise ValueError unless 1 ≤ top_k ≤ num_experts."""
     if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= num_experts:
         raise ValueError(f"{cls}.top_k={top_k!r} must satisfy 1 ≤ top_k ≤ N = {num_experts}")
-
-
-def check_layer_impl(impl: str) -> str:
-    """Raise ValueError unless `impl` is a layer impl choice ("auto", "reference", "triton")."""
-    if impl not in LAYER_IMPLS:
-        raise ValueError(f"unknown layer impl={impl!r}; valid: {list(LAYER_IMPLS)}")
-    return impl
 
 
 def linear(d_in: int, d_out: int) -> nn.Linear:
@@ -106,21 +99,20 @@ class MLPConfig:
     activation: Activation = "silu"
 
     def __post_init__(self) -> None:
+        check_name(self, "mlp")
         check_positive_int("MLPConfig", "d_ff", self.d_ff, allow_none=True)
         check_choice("MLPConfig", "activation", self.activation, tuple(ACTIVATION_FNS))
 
 
-class MLP(nn.Module):
+class MLP(Layer):
     """Dense gated MLP FFN; every parameter is active for every token."""
 
     def __init__(
         self, d_model: int, cfg: MLPConfig, *, layer_idx: int = 0, impl: str = "auto"
     ) -> None:
-        super().__init__()
-        self.cfg, self.layer_idx, self.impl = cfg, layer_idx, check_layer_impl(impl)
+        super().__init__(d_model, cfg, layer_idx=layer_idx, impl=impl)  # no kernel op: matmuls
         self.d_ff = cfg.d_ff if cfg.d_ff is not None else default_d_ff(d_model)
         self.mlp = GatedMLP(d_model, self.d_ff, cfg.activation)
-        self.resolved_impls: dict[str, str] = {}  # no kernel op: plain matmuls
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Args: x [B, T, D]. Returns: y [B, T, D] and aux_loss 0 (fp32 scalar)."""

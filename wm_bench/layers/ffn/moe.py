@@ -10,15 +10,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wm_bench.kernels._impl import check_impl
-from wm_bench.layers.ffn.mlp import (
-    INIT_STD,
-    GatedMLP,
-    check_layer_impl,
-    check_positive_int,
-    check_top_k,
-    default_d_ff,
-    linear,
-)
+from wm_bench.layers.base import INIT_STD, Layer, check_name
+from wm_bench.layers.ffn.mlp import GatedMLP, check_positive_int, check_top_k, default_d_ff, linear
 
 
 def gated_silu(x: Tensor, w_in: Tensor, w_out: Tensor) -> Tensor:
@@ -51,6 +44,7 @@ class MoEConfig:
     aux_loss_coef: float = 0.01
 
     def __post_init__(self) -> None:
+        check_name(self, "moe")
         check_positive_int("MoEConfig", "num_experts", self.num_experts)
         check_top_k("MoEConfig", self.top_k, self.num_experts)
         check_positive_int("MoEConfig", "d_ff", self.d_ff, allow_none=True)
@@ -113,24 +107,21 @@ def grouped_gated_silu(xs: Tensor, w_in: Tensor, w_out: Tensor, counts: Tensor) 
     return torch._grouped_mm((F.silu(gate) * up).contiguous(), w_out.to(xs.dtype), offs=offs)
 
 
-class MoE(nn.Module):
+class MoE(Layer):
     """Top-k MoE computed grouped: tokens sorted by expert, one grouped matmul per projection
     (torch._grouped_mm), or the reference loop over expert slices."""
 
     def __init__(
         self, d_model: int, cfg: MoEConfig, *, layer_idx: int = 0, impl: str = "auto"
     ) -> None:
-        super().__init__()
-        self.cfg, self.layer_idx, self.impl = cfg, layer_idx, check_layer_impl(impl)
+        super().__init__(d_model, cfg, layer_idx=layer_idx, impl=impl)
         e, d = cfg.num_experts, d_model
-        self.d_model = d
         self.d_ff = cfg.d_ff if cfg.d_ff is not None else default_d_ff(d)
         self.router = linear(d, e)
         # Stacked expert weights (ready for a grouped matmul): [gate | up] then down.
         self.w_in = nn.Parameter(torch.randn(e, d, 2 * self.d_ff) * INIT_STD)  # [E, D, 2F]
         self.w_out = nn.Parameter(torch.randn(e, self.d_ff, d) * INIT_STD)  # [E, F, D]
         self.shared = GatedMLP(d, self.d_ff) if cfg.shared_expert else None
-        self.resolved_impls: dict[str, str] = {}
 
     def route(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Args: x [M, D]. Returns: probs [M, E] fp32, gates [M, k] fp32 (sum 1), experts [M, k]."""

@@ -6,21 +6,17 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
+from wm_bench.layers.base import check_name
 from wm_bench.layers.ffn._product_keys import (
-    ProductKeyRetrieval,
+    RetrievalLayer,
     check_even,
     check_square,
+    embedding_tables,
     scores_to_weights,
 )
-from wm_bench.layers.ffn.mlp import (
-    INIT_STD,
-    check_layer_impl,
-    check_positive_int,
-    check_top_k,
-    zero_aux,
-)
+from wm_bench.layers.ffn.mlp import check_positive_int, check_top_k, zero_aux
 
 
 @dataclass(frozen=True)
@@ -38,32 +34,26 @@ class PKMConfig:
     d_key: int = 128
 
     def __post_init__(self) -> None:
+        check_name(self, "pkm")
         check_square("pkm", self.num_experts)
         check_positive_int("PKMConfig", "num_heads", self.num_heads)
         check_top_k("PKMConfig", self.top_k, self.num_experts)
         check_even("PKMConfig", "d_key", self.d_key)
 
 
-class PKM(nn.Module):
+class PKM(RetrievalLayer):
     """y = Σ_h Σ_i softmax_k(s_h)_i · V[e_{h,i}]: an EmbeddingBag sum over He·k value rows."""
 
     def __init__(
         self, d_model: int, cfg: PKMConfig, *, layer_idx: int = 0, impl: str = "auto"
     ) -> None:
-        super().__init__()
-        self.cfg, self.layer_idx, self.impl = cfg, layer_idx, check_layer_impl(impl)
-        self.d_model = d_model
-        self.retrieval = ProductKeyRetrieval(
-            d_model, cfg.num_experts, cfg.num_heads, cfg.d_key, cfg.top_k
-        )
-        self.values = nn.Embedding(cfg.num_experts, d_model)  # [N, D]
-        nn.init.normal_(self.values.weight, std=INIT_STD)
-        self.resolved_impls: dict[str, str] = {}
+        super().__init__(d_model, cfg, layer_idx=layer_idx, impl=impl)
+        self.retrieval = self.product_keys(cfg.d_key)
+        (self.values,) = embedding_tables(cfg.num_experts, d_model, 1)  # [N, D]
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Args: x [B, T, D]. Returns: y [B, T, D] and aux_loss 0 (fp32 scalar)."""
-        topk_impl = self.retrieval.resolve(self.impl, x.device)
-        self.resolved_impls = {"cdmoe.product_key_topk": topk_impl}
+        topk_impl = self.topk_impl(x.device)
         x2 = x.reshape(-1, x.shape[-1])  # [M, D]
         scores, indices = self.retrieval(x2, topk_impl)  # [M, He, k] each
         weights = scores_to_weights(scores).to(self.values.weight.dtype)  # [M, He, k]

@@ -9,13 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wm_bench.layers.ffn.mlp import (
-    check_layer_impl,
-    check_positive_int,
-    check_top_k,
-    linear,
-    zero_aux,
-)
+from wm_bench.layers.base import Layer, check_name
+from wm_bench.layers.ffn.mlp import check_positive_int, check_top_k, linear, zero_aux
 
 
 @dataclass(frozen=True)
@@ -32,6 +27,7 @@ class SEIMoEConfig:
     d_ff: int | None = None
 
     def __post_init__(self) -> None:
+        check_name(self, "seimoe")
         check_positive_int("SEIMoEConfig", "num_experts", self.num_experts)
         check_top_k("SEIMoEConfig", self.top_k, self.num_experts)
         check_positive_int("SEIMoEConfig", "d_ff", self.d_ff, allow_none=True)
@@ -50,21 +46,18 @@ class PlainMLP(nn.Module):
         return self.down(F.silu(self.up(x)))
 
 
-class SEIMoE(nn.Module):
+class SEIMoE(Layer):
     """The slow baseline on purpose: per expert, gather its tokens, run its MLP, index_add back."""
 
     def __init__(
         self, d_model: int, cfg: SEIMoEConfig, *, layer_idx: int = 0, impl: str = "auto"
     ) -> None:
-        super().__init__()
-        self.cfg, self.layer_idx, self.impl = cfg, layer_idx, check_layer_impl(impl)
-        self.d_model = d_model
+        super().__init__(d_model, cfg, layer_idx=layer_idx, impl=impl)  # the loop is the method
         self.d_ff = cfg.d_ff if cfg.d_ff is not None else 4 * d_model
         self.router = linear(d_model, cfg.num_experts)
         self.experts = nn.ModuleList(PlainMLP(d_model, self.d_ff) for _ in range(cfg.num_experts))
         self.shared = PlainMLP(d_model, self.d_ff)
         self.shared_gate = linear(d_model, 1)
-        self.resolved_impls: dict[str, str] = {}  # the loop is the method; no kernel op
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Args: x [B, T, D]. Returns: y [B, T, D] and aux_loss 0 (fp32 scalar)."""

@@ -8,12 +8,10 @@ from typing import Literal
 import torch
 from torch import nn
 
-from wm_bench.kernels._impl import resolve_impl
 from wm_bench.kernels.attention import attention
 from wm_bench.kernels.attention.api import AVAILABLE as ATTENTION_IMPLS
-from wm_bench.layers.position import POSITIONS, build_position
-
-LAYER_IMPLS = ("auto", "reference", "triton")
+from wm_bench.layers.base import Layer, check_name, init_normal
+from wm_bench.layers.position import build_position, check_position, check_rotated_dim
 
 
 def _bad(field: str, value: object, valid: str) -> ValueError:
@@ -40,13 +38,11 @@ class BasedConfig:
     eps: float = 1e-12
 
     def __post_init__(self) -> None:
-        if self.name != "based":
-            raise _bad("name", self.name, "'based'")
+        check_name(self, "based")
         for field in ("conv_kernel", "feature_dim", "n_heads", "window", "window_heads"):
             if getattr(self, field) < 1:
                 raise _bad(field, getattr(self, field), "an int ≥ 1")
-        if self.position not in POSITIONS:
-            raise _bad("position", self.position, str(sorted(POSITIONS)))
+        check_position("BasedConfig", self.position)
         if not self.rope_base > 1.0:
             raise _bad("rope_base", self.rope_base, "a float > 1")
         if not self.eps >= 0.0:
@@ -68,7 +64,7 @@ def taylor_features(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([ones, x / F_**0.25, outer / (2**0.5 * F_**0.5)], dim=-1)
 
 
-class Based(nn.Module):
+class Based(Layer):
     """Based as one mixer (composition chosen for this suite; Zoology alternates these by layer):
 
         h = x + ShortConv_k(x) ⊙ (W_g x)             Zoology's BaseConv (gated, residual)
@@ -86,21 +82,15 @@ class Based(nn.Module):
     def __init__(
         self, d_model: int, cfg: BasedConfig, *, layer_idx: int = 0, impl: str = "auto"
     ) -> None:
-        super().__init__()
-        if impl not in LAYER_IMPLS:
-            raise ValueError(f"Based: impl={impl!r}; valid: {list(LAYER_IMPLS)}")
+        super().__init__(d_model, cfg, layer_idx=layer_idx, impl=impl)
         for field in ("n_heads", "window_heads"):
             if d_model % getattr(cfg, field):
                 raise ValueError(
                     f"Based: d_model={d_model} is not divisible by {field}={getattr(cfg, field)}"
                 )
-        self.d_model, self.cfg, self.layer_idx, self.impl = d_model, cfg, layer_idx, impl
         self.lin_head_dim = d_model // cfg.n_heads
         self.win_head_dim = d_model // cfg.window_heads
-        if cfg.position == "rope" and self.win_head_dim % 2:
-            raise ValueError(
-                f"Based: window head dim={self.win_head_dim} is odd; RoPE needs an even head dim"
-            )
+        check_rotated_dim(cfg.position, self.win_head_dim, "Based: window head dim")
         k = cfg.conv_kernel
         self.conv = nn.Conv1d(d_model, d_model, k, groups=d_model, padding=k - 1)
         self.gate_proj = nn.Linear(d_model, d_model, bias=False)
@@ -112,10 +102,11 @@ class Based(nn.Module):
         self.pos = build_position(
             cfg.position, self.win_head_dim, rope_base=cfg.rope_base, impl=impl
         )
-        self.resolved_impls: dict[str, str] = {}
-        linears = (self.gate_proj, self.lin_q, self.lin_k, self.lin_v, self.win_qkv)
-        for lin in (*linears, self.out_proj):
-            nn.init.normal_(lin.weight, std=0.02)
+        init_normal(self.gate_proj, self.lin_q, self.lin_k, self.lin_v, self.win_qkv, self.out_proj)
+
+    def mixing_flops_per_token(self, seq_len: int) -> None:
+        """Not modelled: None, so the FLOPs count lists Based among its unknown mixers."""
+        return None
 
     def _linear_inputs(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """h [B, T, D] → q, k [B, T, Hl, F], v [B, T, Hl, D/Hl], in fp32 (or wider)."""
@@ -135,8 +126,7 @@ class Based(nn.Module):
 
     def _window_attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Sliding-window softmax: q [B, T, Hw, E], k, v [B, S, Hw, E] (end-aligned) → [B, T, D]."""
-        impl = resolve_impl(self.impl, q.device, available=ATTENTION_IMPLS, op="attention")
-        self.resolved_impls["attention"] = impl
+        impl = self.resolve("attention", ATTENTION_IMPLS, q.device)
         zeros = torch.zeros(k.shape[0], k.shape[2], k.shape[1], device=k.device, dtype=k.dtype)
         o = attention(
             q,

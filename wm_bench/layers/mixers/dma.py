@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wm_bench.kernels.attention import attention
+from wm_bench.layers.base import init_normal
 from wm_bench.layers.mixers.qcattn import QCAttn, check_attention_fields
 
 BIAS_FORMS = ("exp", "linear")
@@ -85,12 +86,17 @@ class DMA(QCAttn):
         Hkv = self.n_kv_heads
         self.dt_proj = nn.Linear(Hkv * self.head_dim, Hkv, bias=False)  # W_Δ
         self.A = nn.Parameter(torch.full((Hkv,), float(cfg.a_init)))
-        nn.init.normal_(self.dt_proj.weight, std=0.02)
+        init_normal(self.dt_proj)
         self.log_temperature = (
             nn.Parameter(torch.full((self.n_heads,), math.log(cfg.qk_temperature)))
             if cfg.qk_temperature is not None
             else None
         )
+
+    def keys_per_query(self, seq_len: int) -> int:
+        """The top-`window` keys of each row (every visible key without a window)."""
+        window = self.cfg.window
+        return min(window, seq_len) if window else seq_len
 
     def _project(
         self, x: torch.Tensor, offset: int

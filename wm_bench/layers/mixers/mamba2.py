@@ -9,14 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wm_bench.kernels._impl import resolve_impl
 from wm_bench.kernels.ssd import chunk_ssd, ssd_step
-from wm_bench.kernels.ssd.api import AVAILABLE as SSD_IMPLS
-from wm_bench.kernels.ssd.api import STEP_AVAILABLE
-from wm_bench.layers.mixers.ssd import check_ssm_fields, init_a_log, init_dt_bias
+from wm_bench.layers.base import check_name, init_normal
+from wm_bench.layers.mixers.ssd import SSMLayer, check_ssm_fields
 from wm_bench.layers.norm import GatedRMSNorm
-
-LAYER_IMPLS = ("auto", "reference", "triton")
 
 
 def _bad(field: str, value: object, valid: str) -> ValueError:
@@ -43,15 +39,14 @@ class Mamba2Config:
     norm_before_gate: bool = False
 
     def __post_init__(self) -> None:
-        if self.name != "mamba2":
-            raise _bad("name", self.name, "'mamba2'")
+        check_name(self, "mamba2")
         check_ssm_fields("Mamba2Config", None, self.chunk_size, self.dt_min, self.dt_max)
         for field in ("expand", "head_dim", "d_state", "n_groups", "d_conv"):
             if getattr(self, field) < 1:
                 raise _bad(field, getattr(self, field), "an int ≥ 1")
 
 
-class Mamba2(nn.Module):
+class Mamba2(SSMLayer):
     """in_proj → (z, x, B, C, Δ); causal depthwise conv1d + SiLU on (x, B, C); SSD with D skip;
     gated RMSNorm with z; out_proj.
 
@@ -63,10 +58,7 @@ class Mamba2(nn.Module):
     def __init__(
         self, d_model: int, cfg: Mamba2Config, *, layer_idx: int = 0, impl: str = "auto"
     ) -> None:
-        super().__init__()
-        if impl not in LAYER_IMPLS:
-            raise ValueError(f"Mamba2: impl={impl!r}; valid: {list(LAYER_IMPLS)}")
-        self.d_model, self.cfg, self.layer_idx, self.impl = d_model, cfg, layer_idx, impl
+        super().__init__(d_model, cfg, layer_idx=layer_idx, impl=impl)
         self.d_inner = cfg.expand * d_model
         self.head_dim = min(cfg.head_dim, self.d_inner)  # P
         if self.d_inner % self.head_dim:
@@ -86,16 +78,13 @@ class Mamba2(nn.Module):
         self.conv = nn.Conv1d(
             self.conv_dim, self.conv_dim, cfg.d_conv, groups=self.conv_dim, padding=cfg.d_conv - 1
         )
-        self.A_log = nn.Parameter(init_a_log(H))
-        self.dt_bias = nn.Parameter(init_dt_bias(H, cfg.dt_min, cfg.dt_max))
+        self.init_decay(H)
         self.D = nn.Parameter(torch.ones(H))
         self.norm = GatedRMSNorm(
             self.d_inner, group_size=self.d_inner // G, norm_before_gate=cfg.norm_before_gate
         )
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=False)
-        self.resolved_impls: dict[str, str] = {}
-        for lin in (self.in_proj, self.out_proj):
-            nn.init.normal_(lin.weight, std=0.02)
+        init_normal(self.in_proj, self.out_proj)
 
     def _split(self, xbc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Post-conv (x, B, C) [B, T, conv_dim] → xs [B, T, H, P], Bm, Cm [B, T, G, N]."""
@@ -111,13 +100,6 @@ class Mamba2(nn.Module):
         A = -torch.exp(self.A_log.to(compute))
         return F.softplus(dt.to(compute) + self.dt_bias.to(compute)), A
 
-    def _ssd_impl(self, device: torch.device, op: str) -> str:
-        # ssd_step (decoding) has no Triton form: "auto" resolves it to the reference on CUDA.
-        available = STEP_AVAILABLE if op == "ssd_step" else SSD_IMPLS
-        impl = resolve_impl(self.impl, device, available=available, op=op)
-        self.resolved_impls[op] = impl
-        return impl
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Args: x [B, T, D]. Returns: y [B, T, D], causal."""
         T = x.shape[1]
@@ -127,7 +109,7 @@ class Mamba2(nn.Module):
         )  # causal: drop the tail
         xs, Bm, Cm = self._split(xbc)
         dt, A = self._dt_a(dt)
-        impl = self._ssd_impl(x.device, "chunk_ssd")
+        impl = self.ssd_impl(x.device, "chunk_ssd")
         y, _ = chunk_ssd(xs, dt, A, Bm, Cm, chunk_size=self.cfg.chunk_size, D=self.D, impl=impl)
         return self.out_proj(self.norm(y.flatten(2), z))
 
@@ -153,7 +135,7 @@ class Mamba2(nn.Module):
         xbc = (window * self.conv.weight[:, 0, :]).sum(-1) + self.conv.bias  # [B, conv_dim]
         xs, Bm, Cm = self._split(F.silu(xbc))
         dt, A = self._dt_a(dt)
-        impl = self._ssd_impl(x.device, "ssd_step")
+        impl = self.ssd_impl(x.device, "ssd_step")
         y, ssm = ssd_step(xs, dt, A, Bm, Cm, state["ssm"], D=self.D, impl=impl)  # y [B, H, P]
         y = self.out_proj(self.norm(y.flatten(1), z))
         return y.unsqueeze(1), {"conv": window[..., 1:], "ssm": ssm}

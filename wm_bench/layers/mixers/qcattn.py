@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 import torch
 from torch import nn
 
-from wm_bench.kernels._impl import resolve_impl
 from wm_bench.kernels.attention import attention
 from wm_bench.kernels.attention.api import AVAILABLE as ATTENTION_IMPLS
+from wm_bench.layers.base import Layer, check_name, init_normal
 from wm_bench.layers.norm import RMSNorm
-from wm_bench.layers.position import POSITIONS, build_position
-
-if TYPE_CHECKING:
-    from wm_bench.layers.mixers.dma import DMAConfig
-
-LAYER_IMPLS = ("auto", "reference", "triton")
+from wm_bench.layers.position import build_position, check_position, pairs_channels
 
 
 def _bad(cls: str, field: str, value: object, valid: str) -> ValueError:
@@ -40,27 +35,37 @@ class QCAttnConfig:
         check_attention_fields(self, "qcattn")
 
 
-def check_attention_fields(cfg: QCAttnConfig | DMAConfig, name: str) -> None:
+class AttentionFields(Protocol):
+    """The fields every attention config has (QCAttnConfig, DMAConfig)."""
+
+    name: str
+    n_heads: int
+    n_kv_heads: int | None
+    head_dim: int | None
+    position: str
+    rope_base: float
+    qk_norm: bool
+
+
+def check_attention_fields(cfg: AttentionFields, name: str) -> None:
     """Validate the fields QCAttn and DMA configs share (raises ValueError naming the field)."""
     cls = type(cfg).__name__
-    if cfg.name != name:
-        raise _bad(cls, "name", cfg.name, repr(name))
+    check_name(cfg, name)
     if cfg.n_heads < 1:
         raise _bad(cls, "n_heads", cfg.n_heads, "an int ≥ 1")
     if cfg.n_kv_heads is not None and (cfg.n_kv_heads < 1 or cfg.n_heads % cfg.n_kv_heads):
         raise _bad(cls, "n_kv_heads", cfg.n_kv_heads, f"None or a divisor of n_heads={cfg.n_heads}")
     if cfg.head_dim is not None and cfg.head_dim < 1:
         raise _bad(cls, "head_dim", cfg.head_dim, "None or an int ≥ 1")
-    if cfg.head_dim is not None and cfg.position == "rope" and cfg.head_dim % 2:
-        raise _bad(cls, "head_dim", cfg.head_dim, "an even int when position='rope'")
-    if cfg.position not in POSITIONS:
-        raise _bad(cls, "position", cfg.position, str(sorted(POSITIONS)))
+    check_position(cls, cfg.position)
+    if cfg.head_dim is not None and pairs_channels(cfg.position) and cfg.head_dim % 2:
+        raise _bad(cls, "head_dim", cfg.head_dim, f"an even int when position={cfg.position!r}")
     if not cfg.rope_base > 1.0:
         raise _bad(cls, "rope_base", cfg.rope_base, "a float > 1")
 
 
 def attention_head_dim(d_model: int, n_heads: int, head_dim: int | None, position: str) -> int:
-    """Head width: `head_dim`, or d_model / n_heads (checked); even when RoPE rotates it."""
+    """Head width: `head_dim`, or d_model / n_heads (checked); even when `position` rotates it."""
     if head_dim is None:
         if d_model % n_heads:
             raise ValueError(
@@ -68,15 +73,15 @@ def attention_head_dim(d_model: int, n_heads: int, head_dim: int | None, positio
                 "choose n_heads dividing d_model or set head_dim"
             )
         head_dim = d_model // n_heads
-    if position == "rope" and head_dim % 2:
+    if pairs_channels(position) and head_dim % 2:
         raise ValueError(
             f"head_dim={head_dim} (d_model={d_model} / n_heads={n_heads}) is odd; "
-            "RoPE needs an even head dim"
+            f"position={position!r} needs an even head dim"
         )
     return head_dim
 
 
-class QCAttn(nn.Module):
+class QCAttn(Layer):
     """Causal softmax attention: q, k, v projections → [QK-norm] → RoPE → attention → o.
 
     Decoding keeps a KV cache of rotated keys and values; the new query is aligned to the end of
@@ -86,15 +91,12 @@ class QCAttn(nn.Module):
     def __init__(
         self,
         d_model: int,
-        cfg: QCAttnConfig | DMAConfig,
+        cfg: AttentionFields,
         *,
         layer_idx: int = 0,
         impl: str = "auto",
     ) -> None:
-        super().__init__()
-        if impl not in LAYER_IMPLS:
-            raise ValueError(f"{type(self).__name__}: impl={impl!r}; valid: {list(LAYER_IMPLS)}")
-        self.d_model, self.cfg, self.layer_idx, self.impl = d_model, cfg, layer_idx, impl
+        super().__init__(d_model, cfg, layer_idx=layer_idx, impl=impl)
         self.n_heads = cfg.n_heads
         self.n_kv_heads = cfg.n_kv_heads or cfg.n_heads
         self.head_dim = attention_head_dim(d_model, cfg.n_heads, cfg.head_dim, cfg.position)
@@ -106,9 +108,17 @@ class QCAttn(nn.Module):
         self.q_norm = RMSNorm(K) if cfg.qk_norm else None
         self.k_norm = RMSNorm(K) if cfg.qk_norm else None
         self.pos = build_position(cfg.position, K, rope_base=cfg.rope_base, impl=impl)
-        self.resolved_impls: dict[str, str] = {}
-        for lin in (self.q_proj, self.k_proj, self.v_proj, self.o_proj):
-            nn.init.normal_(lin.weight, std=0.02)
+        init_normal(self.q_proj, self.k_proj, self.v_proj, self.o_proj)
+
+    def keys_per_query(self, seq_len: int) -> int:
+        """Keys each query attends to in a forward over `seq_len` tokens (PaLM's convention: T,
+        no causal halving)."""
+        return seq_len
+
+    def mixing_flops_per_token(self, seq_len: int) -> int:
+        """Forward FLOPs per token outside the projections: QKᵀ and PV, 2 · H · head_dim each
+        per key (2 FLOPs per multiply-add), over `keys_per_query(seq_len)` keys."""
+        return 4 * self.n_heads * self.head_dim * self.keys_per_query(seq_len)
 
     def _project(
         self, x: torch.Tensor, offset: int
@@ -125,9 +135,7 @@ class QCAttn(nn.Module):
         return q, k, v
 
     def _attention_impl(self, device: torch.device) -> str:
-        impl = resolve_impl(self.impl, device, available=ATTENTION_IMPLS, op="attention")
-        self.resolved_impls["attention"] = impl
-        return impl
+        return self.resolve("attention", ATTENTION_IMPLS, device)
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Causal attention, q [B, T, H, K] end-aligned to k, v [B, S, Hkv, K] → [B, T, H·K]."""

@@ -10,13 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wm_bench.kernels._impl import resolve_impl
 from wm_bench.kernels.ssd import chunk_ssd, ssd_step
 from wm_bench.kernels.ssd.api import AVAILABLE as SSD_IMPLS
 from wm_bench.kernels.ssd.api import STEP_AVAILABLE
-from wm_bench.layers.position import POSITIONS, build_position
-
-LAYER_IMPLS = ("auto", "reference", "triton")
+from wm_bench.layers.base import Layer, check_name, init_normal
+from wm_bench.layers.position import build_position, check_position, pairs_channels
 
 
 def _bad(field: str, value: object, valid: str) -> ValueError:
@@ -33,6 +31,32 @@ def init_dt_bias(n_heads: int, dt_min: float, dt_max: float, floor: float = 1e-4
     log_dt = torch.rand(n_heads) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
     dt = log_dt.exp().clamp(min=floor)
     return dt + torch.log(-torch.expm1(-dt))  # inverse of softplus: log(exp(dt) − 1)
+
+
+class SSMLayer(Layer):
+    """What the SSD and Mamba-2 mixers share: A and Δ initialisation, the SSD impl choice per op,
+    and the scan's mixing FLOPs. Subclasses set n_heads, head_dim (P) and d_state (N)."""
+
+    n_heads: int
+    head_dim: int
+    d_state: int
+
+    def init_decay(self, n_heads: int) -> None:
+        """A_log [H] and dt_bias [H] parameters (docs/spec.md §2.2, Mamba-2 init)."""
+        self.A_log = nn.Parameter(init_a_log(n_heads))
+        self.dt_bias = nn.Parameter(init_dt_bias(n_heads, self.cfg.dt_min, self.cfg.dt_max))
+
+    def ssd_impl(self, device: torch.device, op: str) -> str:
+        """The impl of `op` ("chunk_ssd", or "ssd_step": decoding, which has no Triton form, so
+        "auto" resolves it to the reference on CUDA)."""
+        return self.resolve(op, STEP_AVAILABLE if op == "ssd_step" else SSD_IMPLS, device)
+
+    def mixing_flops_per_token(self, seq_len: int) -> int:
+        """Forward FLOPs per token of the chunked scan outside the projections, with chunk
+        Q = min(chunk_size, T): 2 · H · (Q·N + Q·P + 2·N·P), the in-chunk scores C Bᵀ and their
+        product with X, the state update B ⊗ X and the read C · S."""
+        q, n, p = min(self.cfg.chunk_size, seq_len), self.d_state, self.head_dim
+        return 2 * self.n_heads * (q * n + q * p + 2 * n * p)
 
 
 def check_ssm_fields(
@@ -66,8 +90,7 @@ class SSDConfig:
     dt_max: float = 0.1
 
     def __post_init__(self) -> None:
-        if self.name != "ssd":
-            raise _bad("name", self.name, "'ssd'")
+        check_name(self, "ssd")
         check_ssm_fields("SSDConfig", self.n_heads, self.chunk_size, self.dt_min, self.dt_max)
         if self.expand < 1:
             raise _bad("expand", self.expand, "an int ≥ 1")
@@ -75,15 +98,14 @@ class SSDConfig:
             raise _bad("n_groups", self.n_groups, f"None or a divisor of n_heads={self.n_heads}")
         if self.d_state is not None and self.d_state < 1:
             raise _bad("d_state", self.d_state, "None or an int ≥ 1")
-        if self.position not in POSITIONS:
-            raise _bad("position", self.position, str(sorted(POSITIONS)))
-        if self.d_state is not None and self.position == "rope" and self.d_state % 2:
-            raise _bad("d_state", self.d_state, "an even int when position='rope'")
+        check_position("SSDConfig", self.position)
+        if self.d_state is not None and pairs_channels(self.position) and self.d_state % 2:
+            raise _bad("d_state", self.d_state, f"an even int when position={self.position!r}")
         if not self.rope_base > 1.0:
             raise _bad("rope_base", self.rope_base, "a float > 1")
 
 
-class SSD(nn.Module):
+class SSD(SSMLayer):
     """Cheems SSD mixer: x, B, C, Δ projections → RoPE(B, C) along N → chunked SSD → out_proj.
 
     No conv1d, no gate, no D skip (docs/spec.md §2.2). The four input projections are one fused
@@ -94,10 +116,7 @@ class SSD(nn.Module):
     def __init__(
         self, d_model: int, cfg: SSDConfig, *, layer_idx: int = 0, impl: str = "auto"
     ) -> None:
-        super().__init__()
-        if impl not in LAYER_IMPLS:
-            raise ValueError(f"SSD: impl={impl!r}; valid: {list(LAYER_IMPLS)}")
-        self.d_model, self.cfg, self.layer_idx, self.impl = d_model, cfg, layer_idx, impl
+        super().__init__(d_model, cfg, layer_idx=layer_idx, impl=impl)
         self.d_inner = cfg.expand * d_model
         H = self.n_heads = cfg.n_heads
         if self.d_inner % H:
@@ -108,20 +127,17 @@ class SSD(nn.Module):
         self.head_dim = self.d_inner // H  # P
         self.d_state = cfg.d_state or self.head_dim  # N
         self.n_groups = cfg.n_groups or H  # G
-        if cfg.position == "rope" and self.d_state % 2:
+        if pairs_channels(cfg.position) and self.d_state % 2:
             raise ValueError(
                 f"SSD: d_state N={self.d_state} (= head dim P when d_state is None) is odd; "
-                "RoPE on B/C needs an even N"
+                f"position={cfg.position!r} on B/C needs an even N"
             )
         GN = self.n_groups * self.d_state
         self.in_proj = nn.Linear(d_model, self.d_inner + 2 * GN + H, bias=False)  # x | B | C | Δ
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=False)
-        self.A_log = nn.Parameter(init_a_log(H))
-        self.dt_bias = nn.Parameter(init_dt_bias(H, cfg.dt_min, cfg.dt_max))
+        self.init_decay(H)
         self.pos = build_position(cfg.position, self.d_state, rope_base=cfg.rope_base, impl=impl)
-        self.resolved_impls: dict[str, str] = {}
-        for lin in (self.in_proj, self.out_proj):
-            nn.init.normal_(lin.weight, std=0.02)
+        init_normal(self.in_proj, self.out_proj)
 
     def _inputs(self, x: torch.Tensor, offset: int) -> tuple[torch.Tensor, ...]:
         """x [B, T, D] → xs [B, T, H, P], dt [B, T, H] (> 0), A [H] (< 0), Bm, Cm [B, T, G, N]."""
@@ -137,17 +153,10 @@ class SSD(nn.Module):
         A = -torch.exp(self.A_log.to(compute))
         return xs, dt, A, Bm, Cm
 
-    def _ssd_impl(self, device: torch.device, op: str) -> str:
-        # ssd_step (decoding) has no Triton form: "auto" resolves it to the reference on CUDA.
-        available = STEP_AVAILABLE if op == "ssd_step" else SSD_IMPLS
-        impl = resolve_impl(self.impl, device, available=available, op=op)
-        self.resolved_impls[op] = impl
-        return impl
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Args: x [B, T, D]. Returns: y [B, T, D], causal."""
         xs, dt, A, Bm, Cm = self._inputs(x, offset=0)
-        impl = self._ssd_impl(x.device, "chunk_ssd")
+        impl = self.ssd_impl(x.device, "chunk_ssd")
         y, _ = chunk_ssd(xs, dt, A, Bm, Cm, chunk_size=self.cfg.chunk_size, impl=impl)
         return self.out_proj(y.flatten(2))  # [B, T, H·P] → [B, T, D]
 
@@ -164,6 +173,6 @@ class SSD(nn.Module):
         if x.shape[1] != 1:
             raise ValueError(f"SSD.step: expects one token, got x.shape={tuple(x.shape)}")
         xs, dt, A, Bm, Cm = self._inputs(x, offset=state["pos"])
-        impl = self._ssd_impl(x.device, "ssd_step")
+        impl = self.ssd_impl(x.device, "ssd_step")
         y, ssm = ssd_step(xs[:, 0], dt[:, 0], A, Bm[:, 0], Cm[:, 0], state["ssm"], impl=impl)
         return self.out_proj(y.flatten(1)).unsqueeze(1), {"ssm": ssm, "pos": state["pos"] + 1}

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
-from torch import nn
+
+from wm_bench.layers.base import Layer, check_name
 
 
 @dataclass(frozen=True)
@@ -14,22 +15,25 @@ class NoPositionConfig:
     """The identity position encoding (no fields)."""
 
     name: Literal["none"] = "none"
+    pairs_channels: ClassVar[bool] = False  # any width
 
     def __post_init__(self) -> None:
-        if self.name != "none":
-            raise ValueError(f"NoPositionConfig.name={self.name!r}; valid: 'none'")
+        check_name(self, "none")
+
+    @classmethod
+    def from_mixer_fields(cls, **_fields: object) -> NoPositionConfig:
+        """The config from a mixer config's position fields (it reads none of them)."""
+        return cls()
 
 
-class NoPosition(nn.Module):
+class NoPosition(Layer):
     """Returns its input unchanged; same call signature as `RotaryPosition`."""
 
     def __init__(
         self, dim: int, cfg: NoPositionConfig, *, layer_idx: int = 0, impl: str = "auto"
     ) -> None:
-        super().__init__()
+        super().__init__(dim, cfg, layer_idx=layer_idx, impl=impl)
         self.dim = dim
-        self.cfg = cfg
-        self.resolved_impls: dict[str, str] = {}
 
     def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
         """Args: x [B, T, H, dim]; offset: position of x[:, 0] (unused). Returns: x itself."""

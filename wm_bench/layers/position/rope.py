@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
-from torch import nn
 
-from wm_bench.kernels._impl import resolve_impl
 from wm_bench.kernels.rope import apply_rope, rope_cos_sin
 from wm_bench.kernels.rope.api import AVAILABLE as ROPE_IMPLS
-
-LAYER_IMPLS = ("auto", "reference", "triton")
+from wm_bench.layers.base import Layer, check_name
 
 
 @dataclass(frozen=True)
@@ -21,15 +18,20 @@ class RopeConfig:
 
     name: Literal["rope"] = "rope"
     base: float = 10000.0
+    pairs_channels: ClassVar[bool] = True  # rotates channel pairs: the width must be even
 
     def __post_init__(self) -> None:
-        if self.name != "rope":
-            raise ValueError(f"RopeConfig.name={self.name!r}; valid: 'rope'")
+        check_name(self, "rope")
         if not self.base > 1.0:
             raise ValueError(f"RopeConfig.base={self.base!r}; valid: a float > 1")
 
+    @classmethod
+    def from_mixer_fields(cls, *, rope_base: float = 10000.0, **_fields: object) -> RopeConfig:
+        """The config from a mixer config's position fields: its `rope_base`."""
+        return cls(base=rope_base)
 
-class RotaryPosition(nn.Module):
+
+class RotaryPosition(Layer):
     """Rotates [B, T, H, dim] tensors by their absolute positions, with a cached cos/sin table.
 
     The table is built once and grown on demand (doubling), so a model calls this every layer
@@ -40,15 +42,10 @@ class RotaryPosition(nn.Module):
     def __init__(
         self, dim: int, cfg: RopeConfig, *, layer_idx: int = 0, impl: str = "auto"
     ) -> None:
-        super().__init__()
+        super().__init__(dim, cfg, layer_idx=layer_idx, impl=impl)
         if dim <= 0 or dim % 2 != 0:
             raise ValueError(f"RotaryPosition: rotated dim={dim} must be a positive even number")
-        if impl not in LAYER_IMPLS:
-            raise ValueError(f"RotaryPosition: impl={impl!r}; valid: {list(LAYER_IMPLS)}")
         self.dim = dim
-        self.cfg = cfg
-        self.impl = impl
-        self.resolved_impls: dict[str, str] = {}
         self._cos: torch.Tensor | None = None  # [L, dim] fp32
         self._sin: torch.Tensor | None = None  # [L, dim] fp32
 
@@ -92,8 +89,7 @@ class RotaryPosition(nn.Module):
         """
         if x.shape[-1] != self.dim:
             raise ValueError(f"RotaryPosition: x.shape[-1]={x.shape[-1]}, expected {self.dim}")
-        impl = resolve_impl(self.impl, x.device, available=ROPE_IMPLS, op="rope")
-        self.resolved_impls["rope"] = impl
+        impl = self.resolve("rope", ROPE_IMPLS, x.device)
         cos, sin = self.cos_sin(x.shape[1], offset, x.device)
         return apply_rope(x, cos, sin, impl=impl)
 
