@@ -248,8 +248,7 @@ def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None)
         out += table(chosen, lengths, seq, choice)
         label = lambda v: _task().LABELS.get(v, v)  # noqa: E731
         out += tune.lr_grid_section(recs, choice, label, _task().VARIANTS)
-        if scale in figures:
-            out += ["", f"![Training loss, {scale} scale]({figures[scale]})"]
+        out += c.curve_line(scale, figures)
         out += ["", "### Claim C1 at this scale", "", *c1_section(chosen, lengths, scale)]
         return out + c.runs_sections(recs)
 
