@@ -4,7 +4,7 @@ The recipe is docs/spec.md §7's, scaled down by each experiment's scale constan
 decay 0.01, warm-up 10 %, cosine to 10 % of the peak LR, grad clip 1.0; the corpus' byte-level
 BPE; validation and test perplexity over the first `eval_max_tokens` tokens of each split.
 
-Per-variant tuning (issue 17). A scale with an `lr_grid` runs in two stages, both returned by the
+Per-variant tuning. A scale with an `lr_grid` runs in two stages, both returned by the
 task's `runs(scale)`:
 - "tune": every variant at every LR of the grid, one seed (`TUNE_SEED`);
 - "seeds": for each variant whose tune runs all have a result in results/, the variant's other
@@ -73,19 +73,29 @@ def lm_run(
         )
 
     data = LMDataConfig(
-        corpus=s.corpus, vocab_size=s.vocab_size, seq_len=s.seq_len,
-        eval_lengths=tuple(eval_lengths or (s.seq_len,)), eval_max_tokens=s.eval_max_tokens,
+        corpus=s.corpus,
+        vocab_size=s.vocab_size,
+        seq_len=s.seq_len,
+        eval_lengths=tuple(eval_lengths or (s.seq_len,)),
+        eval_max_tokens=s.eval_max_tokens,
         valid_tokens=s.eval_max_tokens,  # validation on as many tokens as the test
-    )  # fmt: skip
+    )
     return RunConfig(
-        experiment=experiment, variant=variant, model=model, data=data,
-        optim=OptimConfig(lr=s.lr if lr is None else lr, weight_decay=0.01, min_lr_ratio=0.1,
-                          grad_clip=1.0),
-        train=TrainConfig(max_steps=s.max_steps, batch_size=s.batch_size // k,
-                          accumulate_grad_batches=k),
-        seed=seed, scale=scale, tags=tags if tags is not None else {"variant": variant},
+        experiment=experiment,
+        variant=variant,
+        model=model,
+        data=data,
+        optim=OptimConfig(
+            lr=s.lr if lr is None else lr, weight_decay=0.01, min_lr_ratio=0.1, grad_clip=1.0
+        ),
+        train=TrainConfig(
+            max_steps=s.max_steps, batch_size=s.batch_size // k, accumulate_grad_batches=k
+        ),
+        seed=seed,
+        scale=scale,
+        tags=tags if tags is not None else {"variant": variant},
         downstream=downstream,
-    )  # fmt: skip
+    )
 
 
 def cell_key(cfg: RunConfig) -> tuple:
@@ -209,12 +219,40 @@ def staged_runs(
     tune: list[RunConfig] = []
     seeds: list[RunConfig] = []
     for v in variants:  # every tune run first, then the seeds of the variants that are tuned
-        best, v_tune = tune_variant(v, lr_grid, make, results_dir=results_dir,
-                                    max_extend=max_extend)  # fmt: skip
+        best, v_tune = tune_variant(
+            v, lr_grid, make, results_dir=results_dir, max_extend=max_extend
+        )
         tune += v_tune
         if best is not None:
             seeds += [make(v, best, seed) for seed in seeds_of(v) if seed != TUNE_SEED]
     return tune + seeds
+
+
+def planned_runs(
+    scale: str,
+    s: Any,
+    variants: Sequence[str],
+    make_run: Callable[[str, str, int, float | None], RunConfig],
+    results_dir: Path | str | None = None,
+) -> list[RunConfig]:
+    """Every run of a language-model experiment at `scale` (spec `s`, an LMScale with `lr_grid`,
+    `lr_extend` and `seeds_of`), from the task's make_run(scale, variant, seed, lr). With an LR
+    grid: `staged_runs`. Without one: the runs at the scale's LR (lr None) seed by seed, the
+    first seed of every variant first, so that a grid cut short has whole seeds.
+    """
+
+    def make(variant: str, lr: float | None, seed: int) -> RunConfig:
+        return make_run(scale, variant, seed, lr)
+
+    if s.lr_grid:
+        return staged_runs(
+            variants, s.lr_grid, s.seeds_of, make, results_dir=results_dir, max_extend=s.lr_extend
+        )
+    seeds = {v: s.seeds_of(v) for v in variants}
+    rounds = max(len(v_seeds) for v_seeds in seeds.values())
+    return [
+        make(v, None, seeds[v][i]) for i in range(rounds) for v in variants if i < len(seeds[v])
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,8 +282,13 @@ class PairDecision:
 
     def best_lr(self, variant: str) -> float | None:
         """The variant's LR from its tune runs (`tune_variant`; None until decided)."""
-        best, _ = tune_variant(variant, self.lr_grid, self.make, results_dir=self.results_dir,
-                               max_extend=self.max_extend)  # fmt: skip
+        best, _ = tune_variant(
+            variant,
+            self.lr_grid,
+            self.make,
+            results_dir=self.results_dir,
+            max_extend=self.max_extend,
+        )
         return best
 
     def configs(self, n: int) -> list[RunConfig]:
@@ -291,5 +334,6 @@ class PairDecision:
 
         base, treated = self.values(n)
         iv = stats.paired_interval(base, treated, level, relative=True)
-        return stats.threshold_verdict(iv, self.threshold, rule=self.rule,
-                                       fmt=lambda x: f"{100 * x:.2f} %", units="seeds")  # fmt: skip
+        return stats.threshold_verdict(
+            iv, self.threshold, rule=self.rule, fmt=lambda x: f"{100 * x:.2f} %", units="seeds"
+        )

@@ -38,33 +38,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks._lm import TUNE_SEED, LMScale, choose_lr, lm_run, staged_runs
+from tasks._lm import TUNE_SEED, LMScale, choose_lr, lm_run, planned_runs
 from tasks._lm import cell_key as cell_key  # the sweep driver asks every task for it
 from wm_bench.config import DownstreamConfig, ModelConfig, RunConfig
+from wm_bench.eval.catalog import PAPER_TASKS
 
 EXPERIMENT = "arch"
-VARIANTS: tuple[str, ...] = (
-    "llama", "mamba2", "jamba", "cheems_mlp", "cheems_cdmoe", "doge", "transxssm", "otce",
-)  # fmt: skip
-LABELS = {
-    "llama": "Llama3-style (attention + MLP)",
-    "mamba2": "Mamba2",
-    "jamba": "Jamba-style (7 Mamba : 1 attention, MoE)",
-    "cheems_mlp": "Cheems (7 SSD+RoPE : 1 DMA, MLP)",
-    "cheems_cdmoe": "Cheems (7 SSD+RoPE : 1 DMA, CDMoE)",
-    "doge": "Doge (DMA + CDMoE)",
-    "transxssm": "TransXSSM (7 SSD : 1 attention, one RoPE; ours, beyond the paper)",
-    "otce": "OTCE (SSD/attention stages, cross-domain MoE; ours, beyond the paper)",
-}
+# The one table of the architectures: variant → (preset of wm_bench.presets, its keyword
+# arguments, label). Adding a row adds the architecture to every scale that runs all of them and
+# to the report.
+ARCH_TABLE: dict[str, tuple[str, dict[str, Any], str]] = {
+    "llama":        ("llama",     {},               "Llama3-style (attention + MLP)"),
+    "mamba2":       ("mamba2",    {},               "Mamba2"),
+    "jamba":        ("jamba",     {},               "Jamba-style (7 Mamba : 1 attention, MoE)"),
+    "cheems_mlp":   ("cheems",    {"ffn": "mlp"},   "Cheems (7 SSD+RoPE : 1 DMA, MLP)"),
+    "cheems_cdmoe": ("cheems",    {"ffn": "cdmoe"}, "Cheems (7 SSD+RoPE : 1 DMA, CDMoE)"),
+    "doge":         ("doge",      {"ffn": "cdmoe"}, "Doge (DMA + CDMoE)"),
+    "transxssm":    ("transxssm", {},
+                     "TransXSSM (7 SSD : 1 attention, one RoPE; ours, beyond the paper)"),
+    "otce":         ("otce",      {"ffn": "moe"},
+                     "OTCE (SSD/attention stages, cross-domain MoE; ours, beyond the paper)"),
+}  # fmt: skip
+VARIANTS: tuple[str, ...] = tuple(ARCH_TABLE)
+LABELS: dict[str, str] = {variant: row[2] for variant, row in ARCH_TABLE.items()}
 REFERENCE = "llama"
 METRIC = "valid/loss"  # what the sweep driver ranks a cell's runs by (one LR: only seeds)
 HIGHER_IS_BETTER = False
-_PRESET = {
-    "llama": ("llama", {}), "mamba2": ("mamba2", {}), "jamba": ("jamba", {}),
-    "cheems_mlp": ("cheems", {"ffn": "mlp"}), "cheems_cdmoe": ("cheems", {"ffn": "cdmoe"}),
-    "doge": ("doge", {"ffn": "cdmoe"}), "transxssm": ("transxssm", {}),
-    "otce": ("otce", {"ffn": "moe"}),
-}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -74,10 +73,7 @@ class ArchScale(LMScale):
     seeds: tuple[int, ...]
     corpus: str = "bundled"  # the default corpus (wm_bench.data.corpus.DEFAULT_CORPUS)
     eval_max_tokens: int = 65536
-    tasks: tuple[str, ...] = (
-        "mmlu", "triviaqa", "arc_easy", "arc_challenge", "piqa", "hellaswag", "openbookqa",
-        "winogrande",
-    )  # fmt: skip
+    tasks: tuple[str, ...] = PAPER_TASKS  # the paper's eight downstream tasks
     shots: tuple[int, ...] = (0, 5)
     limit: int | None = None
     max_length: int | None = None  # longest downstream prompt (None: seq_len)
@@ -118,9 +114,9 @@ def spec(scale: str) -> ArchScale:
 def _preset(s: ArchScale, variant: str) -> ModelConfig:
     from wm_bench.presets import Size, preset
 
-    if variant not in _PRESET:
+    if variant not in ARCH_TABLE:
         raise ValueError(f"arch: unknown variant {variant!r}; valid: {list(VARIANTS)}")
-    name, kw = _PRESET[variant]
+    name, kw, _ = ARCH_TABLE[variant]
     size = Size(d_model=s.d_model, n_layers=s.n_layers, n_heads=s.n_heads, vocab=s.vocab_size)
     return preset(name, size, vocab_size=s.vocab_size, **kw)
 
@@ -171,21 +167,23 @@ def make_run(scale: str, variant: str, seed: int, lr: float | None = None) -> Ru
         batch_size=max(1, s.batch_size // (s.accumulate_grad_batches or 1)),
     )
     return lm_run(
-        EXPERIMENT, variant, model_config(scale, variant), s, scale=scale, seed=seed,
-        tags={"variant": variant, "seq_len": s.seq_len}, downstream=down, lr=lr,
-    )  # fmt: skip
+        EXPERIMENT,
+        variant,
+        model_config(scale, variant),
+        s,
+        scale=scale,
+        seed=seed,
+        tags={"variant": variant, "seq_len": s.seq_len},
+        downstream=down,
+        lr=lr,
+    )
 
 
 def runs(scale: str, results_dir: str | Path | None = None) -> list[RunConfig]:
     """Every run at `scale`. With an LR grid: the tune stage, then the seeds stage of every
     variant whose tune runs are in `results_dir` (tasks/_lm.py). Without one: ordered by
     (seed, variant) so that a cut-short grid has whole seeds."""
-    s = spec(scale)
-    if s.lr_grid:
-        return staged_runs(s.variants, s.lr_grid, s.seeds_of,
-                           lambda v, lr, seed: make_run(scale, v, seed, lr),
-                           results_dir=results_dir, max_extend=s.lr_extend)  # fmt: skip
-    return [make_run(scale, v, seed) for seed in s.seeds for v in s.variants]
+    return planned_runs(scale, spec(scale), spec(scale).variants, make_run, results_dir)
 
 
 def ppl_metric(scale: str) -> str:

@@ -25,20 +25,70 @@ run times and the throughput measured on this machine — is in tasks/ffn/README
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks._lm import TUNE_SEED, LMScale, choose_lr, lm_run, staged_runs
+from tasks._lm import TUNE_SEED, LMScale, choose_lr, lm_run, planned_runs
 from tasks._lm import cell_key as cell_key  # the sweep driver asks every task for it
 from wm_bench.config import BlockConfig, ModelConfig, RunConfig
 
 EXPERIMENT = "ffn"
 METRIC = "valid/loss"
 HIGHER_IS_BETTER = False
-BASE_METHODS: tuple[str, ...] = ("mlp", "moe", "seimoe", "peer")
-LABELS = {"mlp": "MLP (dense)", "moe": "MoE (grouped, top-2 of 16)",
-          "seimoe": "SEIMoE (top-2 of 16)", "peer": "PEER"}  # fmt: skip
+REFERENCE = "mlp"  # the dense MLP every method's active parameters are matched to
+
+
+@dataclass(frozen=True)
+class FfnMethod:
+    """One FFN method: the layer registry's FFN, its config fields at a scale for a value of the
+    matching knob and an expert count N, the knob's search range (lo, hi · d) and the label
+    ("{n}" stands for N). per_n: one variant `<method>_<N>` per N in the scale's `experts`."""
+
+    registry: str
+    label: str
+    fields: Callable[[Any, int, int | None], dict[str, Any]]  # (scale, knob, N) → fields
+    knob_lo: int = 8
+    knob_hi_per_d: int = 64
+    per_n: bool = False
+
+
+def _k(n: int) -> int:
+    return max(1, int(n**0.5) // 4)
+
+
+def _peer(s: Any, knob: int, _n: int | None) -> dict[str, Any]:
+    n = s.peer_experts
+    return {"num_experts": n, "num_heads": 4, "top_k": _k(n), "d_key": 2 * knob}
+
+
+def _cdmoe(s: Any, knob: int, n: int | None) -> dict[str, Any]:
+    d_retrieval = min(256, s.d_model)
+    return {
+        "num_experts": n,
+        "num_heads": 4,
+        "top_k": _k(n),
+        "shared_d_ff": knob,
+        "d_retrieval": d_retrieval,
+    }
+
+
+def _sixteen_experts(s: Any, knob: int, n: int | None) -> dict[str, Any]:
+    return {"num_experts": 16, "top_k": 2, "d_ff": knob}
+
+
+# The one table of the methods: adding a method here adds it to every scale that runs all base
+# methods, and to the report.
+METHOD_TABLE: dict[str, FfnMethod] = {
+    "mlp": FfnMethod("mlp", "MLP (dense)", lambda s, knob, n: {"d_ff": knob}),
+    "moe": FfnMethod("moe", "MoE (grouped, top-2 of 16)", _sixteen_experts),
+    "seimoe": FfnMethod("seimoe", "SEIMoE (top-2 of 16)", _sixteen_experts),
+    "peer": FfnMethod("peer", "PEER", _peer, knob_lo=4, knob_hi_per_d=8),
+    "cdmoe": FfnMethod("cdmoe", "CDMoE (N = {n})", _cdmoe, per_n=True),
+}
+BASE_METHODS: tuple[str, ...] = tuple(k for k, m in METHOD_TABLE.items() if not m.per_n)
+LABELS: dict[str, str] = {k: METHOD_TABLE[k].label for k in BASE_METHODS}
 
 
 @dataclass(frozen=True)
@@ -83,46 +133,47 @@ def spec(scale: str) -> FfnScale:
 
 
 def variants(scale: str) -> list[str]:
-    """The scale's base methods (mlp, moe, seimoe, peer), then cdmoe_<N> for each N."""
+    """The scale's base methods (mlp, moe, seimoe, peer), then <method>_<N> for each per-N
+    method (cdmoe) and each N of the scale."""
     s = spec(scale)
-    return [*s.methods, *(f"cdmoe_{n}" for n in s.experts)]
+    per_n = [k for k, m in METHOD_TABLE.items() if m.per_n]
+    return [*s.methods, *(f"{k}_{n}" for k in per_n for n in s.experts)]
+
+
+def method_of(variant: str) -> tuple[FfnMethod, int | None]:
+    """A variant's method and its N (None for a base method); ValueError for an unknown one."""
+    key, _, n = variant.rpartition("_")
+    if key in METHOD_TABLE and METHOD_TABLE[key].per_n and n.isdigit():
+        return METHOD_TABLE[key], int(n)
+    if variant in METHOD_TABLE and not METHOD_TABLE[variant].per_n:
+        return METHOD_TABLE[variant], None
+    raise ValueError(f"ffn: unknown variant {variant!r}")
 
 
 def label(variant: str) -> str:
-    if variant.startswith("cdmoe_"):
-        return f"CDMoE (N = {variant.split('_')[1]})"
-    return LABELS[variant]
-
-
-def _k(n: int) -> int:
-    return max(1, int(n**0.5) // 4)
+    method, n = method_of(variant)
+    return method.label.format(n=n)
 
 
 def _ffn(s: FfnScale, variant: str, knob: int) -> Any:
     from wm_bench.presets import ffn_cfg
 
-    if variant == "mlp":
-        return ffn_cfg("mlp", d_ff=knob)
-    if variant == "moe":
-        return ffn_cfg("moe", num_experts=16, top_k=2, d_ff=knob)
-    if variant == "seimoe":
-        return ffn_cfg("seimoe", num_experts=16, top_k=2, d_ff=knob)
-    if variant == "peer":
-        n = s.peer_experts
-        return ffn_cfg("peer", num_experts=n, num_heads=4, top_k=_k(n), d_key=2 * knob)
-    if variant.startswith("cdmoe_"):
-        n = int(variant.split("_")[1])
-        return ffn_cfg("cdmoe", num_experts=n, num_heads=4, top_k=_k(n), shared_d_ff=knob,
-                       d_retrieval=min(256, s.d_model))  # fmt: skip
-    raise ValueError(f"ffn: unknown variant {variant!r}")
+    method, n = method_of(variant)
+    return ffn_cfg(method.registry, **method.fields(s, knob, n))
 
 
 def _model(s: FfnScale, variant: str, knob: int) -> ModelConfig:
     from wm_bench.presets import mixer_cfg
 
     block = BlockConfig(mixer=mixer_cfg("qcattn", n_heads=s.n_heads), ffn=_ffn(s, variant, knob))
-    return ModelConfig(vocab_size=s.vocab_size, d_model=s.d_model, n_layers=s.n_layers,
-                       pattern="A", blocks={"A": block}, tie_embeddings=False)  # fmt: skip
+    return ModelConfig(
+        vocab_size=s.vocab_size,
+        d_model=s.d_model,
+        n_layers=s.n_layers,
+        pattern="A",
+        blocks={"A": block},
+        tie_embeddings=False,
+    )
 
 
 def model_config(scale: str, variant: str) -> ModelConfig:
@@ -131,11 +182,12 @@ def model_config(scale: str, variant: str) -> ModelConfig:
     from wm_bench.presets import match_params
 
     s = spec(scale)
-    dense = _model(s, "mlp", 4 * s.d_model)
-    if variant == "mlp":
+    dense = _model(s, REFERENCE, 4 * s.d_model)
+    if variant == REFERENCE:
         return dense
     target = count_params(dense)["active"]
-    lo, hi = (8, 64 * s.d_model) if variant != "peer" else (4, 8 * s.d_model)
+    method, _ = method_of(variant)
+    lo, hi = method.knob_lo, method.knob_hi_per_d * s.d_model
     cfg, _ = match_params(lambda x: _model(s, variant, x), target, lo=lo, hi=hi, key="active")
     return cfg
 
@@ -143,28 +195,22 @@ def model_config(scale: str, variant: str) -> ModelConfig:
 def make_run(scale: str, variant: str, seed: int, lr: float | None = None) -> RunConfig:
     """One run: the variant's model on the scale's corpus, test perplexity at T; `lr` (default:
     the scale's) is a point of the LR grid."""
-    return lm_run(EXPERIMENT, variant, model_config(scale, variant), spec(scale), scale=scale,
-                  seed=seed, lr=lr)  # fmt: skip
+    return lm_run(
+        EXPERIMENT,
+        variant,
+        model_config(scale, variant),
+        spec(scale),
+        scale=scale,
+        seed=seed,
+        lr=lr,
+    )
 
 
 def runs(scale: str, results_dir: str | Path | None = None) -> list[RunConfig]:
     """Every run at `scale`. With an LR grid: the tune stage, then the seeds stage of every
     variant whose tune runs are in `results_dir` (tasks/_lm.py). Without one: seed 0 of every
     variant first, then the extra seeds."""
-    s = spec(scale)
-    vs = variants(scale)
-    if s.lr_grid:
-        return staged_runs(vs, s.lr_grid, s.seeds_of,
-                           lambda v, lr, seed: make_run(scale, v, seed, lr),
-                           results_dir=results_dir, max_extend=s.lr_extend)  # fmt: skip
-    max_seeds = max([len(s.seeds.get(v, (0,))) for v in vs])
-    out = []
-    for i in range(max_seeds):
-        for v in vs:
-            seeds = s.seeds.get(v, (0,))
-            if i < len(seeds):
-                out.append(make_run(scale, v, seeds[i]))
-    return out
+    return planned_runs(scale, spec(scale), variants(scale), make_run, results_dir)
 
 
 __all__ = ["EXPERIMENT", "LABELS", "SCALES", "choose_lr", "label", "make_run", "runs", "variants"]

@@ -19,53 +19,60 @@ Scales (edit the ScaleSpec constants below; `planned_tokens(scale)` recomputes t
 is plumbing only (L = 64, d = 32, 40 steps); cpu is two cells (L = 64 and 128, d = 64,
 kv = L/8, vocabulary 512) for the four mixers plus DMA under the other tie rule, 2 seeds, one LR,
 batch 32, ≤ 3000 steps with early stop, ≈ 35 min as `--workers 2 --threads 1` on 2 cores; small
-is the paper's grid on one H100 (≈ 20 min); paper is Zoology's Fig. 2 setting. Why each scale has its shape — the calibrations on this machine, what
-was tried and dropped — is in tasks/mqar/README.md.
+is the paper's grid on one H100 (≈ 20 min); paper is Zoology's Fig. 2 setting. Why each scale
+has its shape — the calibrations on this machine, what was tried and dropped — is in
+tasks/mqar/README.md.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from wm_bench.config import (
-    BlockConfig,
-    ModelConfig,
-    OptimConfig,
-    RunConfig,
-    TrainConfig,
-    config_hash,
+from tasks._recall import (
+    EARLY_STOP_ACCURACY,
+    METRIC,
+    Budget,
+    hash_but_lr_and_seed,
+    mixer_mlp_model,
+    recall_run,
 )
+from wm_bench.config import RunConfig
 
 EXPERIMENT = "mqar"
-METRIC = "valid/accuracy"
 HIGHER_IS_BETTER = True
-EARLY_STOP_ACCURACY = 0.99
-# The paper's four mixers, plus DMA under the other tie rule (docs/spec.md §2.4: C2 is run under
-# both rules at least once): "dma" ranks equal biases smaller-index first (at init it keeps the
-# FIRST w keys), "dma_li" larger-index first (at init a sliding window over the LAST w keys).
-PAPER_MIXERS: tuple[str, ...] = ("based", "qcattn", "ssd", "dma")
-MIXERS: tuple[str, ...] = (*PAPER_MIXERS, "dma_li")
-MIXER_LABELS: dict[str, str] = {
-    "based": "Based",
-    "qcattn": "QCAttn",
-    "ssd": "SSD",
-    "dma": "DMAttn",
-    "dma_li": "DMAttn (ties: larger index)",
+
+
+@dataclass(frozen=True)
+class MixerEntry:
+    """One column of the grid: a mixer from the layer registry with fixed fields, and its label.
+    DMA's window is not fixed: every cell sets it to the number of KV pairs."""
+
+    registry: str  # key of wm_bench.layers.mixers.MIXERS
+    kwargs: dict[str, Any]
+    label: str
+    paper: bool = True  # one of the paper's four columns (compared with its figure)
+
+
+# The one table of the grid's mixers: adding a mixer here adds its column everywhere. The
+# paper's four mixers, plus DMA under the other tie rule (docs/spec.md §2.4: C2 is run under both
+# rules at least once): "dma" ranks equal biases smaller-index first (at init it keeps the FIRST
+# w keys), "dma_li" larger-index first (at init a sliding window over the LAST w keys).
+MIXER_TABLE: dict[str, MixerEntry] = {
+    "based": MixerEntry("based", {}, "Based"),
+    "qcattn": MixerEntry("qcattn", {"n_heads": 1, "position": "rope"}, "QCAttn"),
+    "ssd": MixerEntry("ssd", {"n_heads": 1, "n_groups": 1, "d_state": 128}, "SSD"),
+    "dma": MixerEntry("dma", {"n_heads": 1}, "DMAttn"),
+    "dma_li": MixerEntry(
+        "dma", {"n_heads": 1, "tie_break": "larger_index"}, "DMAttn (ties: larger index)", False
+    ),
 }
-REGISTRY_NAME: dict[str, str] = {"dma_li": "dma"}  # suite mixer key → layer registry name
-# Fixed mixer settings (the DMA window is set per cell to the number of KV pairs).
-MIXER_KWARGS: dict[str, dict[str, Any]] = {
-    "based": {},
-    "qcattn": {"n_heads": 1, "position": "rope"},
-    "ssd": {"n_heads": 1, "n_groups": 1, "d_state": 128},
-    "dma": {"n_heads": 1},
-    "dma_li": {"n_heads": 1, "tie_break": "larger_index"},
-}
+PAPER_MIXERS: tuple[str, ...] = tuple(key for key, entry in MIXER_TABLE.items() if entry.paper)
+MIXERS: tuple[str, ...] = tuple(MIXER_TABLE)
+MIXER_LABELS: dict[str, str] = {key: entry.label for key, entry in MIXER_TABLE.items()}
 # Claim C2 (docs/spec.md §1): DMA at 100 % (we accept the early-stop level 0.99) and a gain
 # acc_dma / acc_x − 1 ≥ 1.5 over QCAttn and SSD.
 CLAIM_C2: dict[str, Any] = {
@@ -195,31 +202,25 @@ def mixer_config(mixer: str, num_kv_pairs: int) -> Any:
     Returns:
         A frozen config dataclass from `wm_bench.layers.mixers.MIXERS`.
     """
-    if mixer not in MIXER_KWARGS:
-        raise ValueError(f"mqar: unknown mixer {mixer!r}; valid: {list(MIXER_KWARGS)}")
+    if mixer not in MIXER_TABLE:
+        raise ValueError(f"mqar: unknown mixer {mixer!r}; valid: {list(MIXER_TABLE)}")
     from wm_bench.layers.mixers import MIXERS as REGISTRY
 
-    kwargs = dict(MIXER_KWARGS[mixer])
-    name = REGISTRY_NAME.get(mixer, mixer)
-    if name == "dma":
+    entry = MIXER_TABLE[mixer]
+    kwargs = dict(entry.kwargs)
+    if entry.registry == "dma":
         kwargs["window"] = num_kv_pairs
-    return REGISTRY[name][1](**kwargs)
+    return REGISTRY[entry.registry][1](**kwargs)
 
 
 def make_run(scale: str, seq_len: int, d_model: int, mixer: str, lr: float, seed: int) -> RunConfig:
     """One grid point as a RunConfig (tags: seq_len, d_model, mixer, lr, num_kv_pairs, cell)."""
     from wm_bench.data.mqar import MqarDataConfig
-    from wm_bench.layers.ffn import FFNS
 
     s = spec(scale)
-    kv, batch = s.num_kv_pairs(seq_len), s.batch(seq_len)
-    model = ModelConfig(
-        vocab_size=s.vocab_size,
-        d_model=d_model,
-        n_layers=2,
-        pattern="M",
-        blocks={"M": BlockConfig(mixer=mixer_config(mixer, kv), ffn=FFNS["mlp"][1]())},
-        tie_embeddings=True,
+    kv = s.num_kv_pairs(seq_len)
+    model = mixer_mlp_model(
+        {"M": mixer_config(mixer, kv)}, "M", vocab_size=s.vocab_size, d_model=d_model, n_layers=2
     )
     data = MqarDataConfig(
         seq_len=seq_len,
@@ -227,13 +228,6 @@ def make_run(scale: str, seq_len: int, d_model: int, mixer: str, lr: float, seed
         vocab_size=s.vocab_size,
         n_train=s.train_examples(seq_len),
         n_test=s.n_test,
-    )
-    train = TrainConfig(
-        max_steps=s.max_steps,
-        batch_size=batch,
-        eval_every=s.eval_every,
-        early_stop_metric=METRIC,
-        early_stop_value=EARLY_STOP_ACCURACY,
     )
     tags = {
         "seq_len": seq_len,
@@ -243,16 +237,9 @@ def make_run(scale: str, seq_len: int, d_model: int, mixer: str, lr: float, seed
         "num_kv_pairs": kv,
         "cell": f"L{seq_len}-d{d_model}-{mixer}",
     }
-    return RunConfig(
-        experiment=EXPERIMENT,
-        variant=mixer,
-        model=model,
-        data=data,
-        optim=OptimConfig(lr=lr, weight_decay=0.1, min_lr_ratio=0.0),
-        train=train,
-        seed=seed,
-        scale=scale,
-        tags=tags,
+    budget = Budget(s.max_steps, s.batch(seq_len), s.eval_every)
+    return recall_run(
+        EXPERIMENT, mixer, model, data, tags, lr=lr, seed=seed, scale=scale, budget=budget
     )
 
 
@@ -278,13 +265,14 @@ def runs(scale: str) -> list[RunConfig]:
 def cell_key(cfg: RunConfig) -> tuple:
     """The grid cell of a run: everything but lr and seed (readable fields + a hash of the rest)."""
     t = cfg.tags
-    rest = dataclasses.replace(
-        cfg,
-        seed=0,
-        optim=dataclasses.replace(cfg.optim, lr=1.0),
-        tags={k: v for k, v in t.items() if k != "lr"},
+    return (
+        cfg.scale,
+        t["mixer"],
+        t["seq_len"],
+        t["d_model"],
+        t["num_kv_pairs"],
+        hash_but_lr_and_seed(cfg),
     )
-    return (cfg.scale, t["mixer"], t["seq_len"], t["d_model"], t["num_kv_pairs"], config_hash(rest))
 
 
 def planned_tokens(scale: str) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""Why DMA fails MQAR here (issue 18, claim C2): a seeded ablation of the suspected factors.
+"""Why DMA fails MQAR here (claim C2): a seeded ablation of the factors suspected of it.
 
 What runs. Every variant is a 2-layer MQAR model (mixer + MLP blocks, tied embeddings) trained
 with the recipe of `tasks.mqar` (AdamW wd 0.1, warm-up 10 %, cosine to 0, early stop at
@@ -68,26 +68,19 @@ prices them with the per-step times measured on this machine):
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wm_bench.config import (
-    BlockConfig,
-    ModelConfig,
-    OptimConfig,
-    RunConfig,
-    TrainConfig,
-    config_hash,
-)
+from tasks import _recall as recall
+from wm_bench.config import RunConfig
 from wm_bench.results import load_result
 
 EXPERIMENT = "mqar_dma"
-METRIC = "valid/accuracy"
 HIGHER_IS_BETTER = True
-EARLY_STOP_ACCURACY = 0.99
+METRIC = recall.METRIC
+EARLY_STOP_ACCURACY = recall.EARLY_STOP_ACCURACY
 TUNE_SEED = 0
 
 
@@ -97,6 +90,9 @@ class Variant:
 
     window: for DMA, "kv" (w = number of KV pairs), "2kv", or None (no window: dense).
     factor: the question it answers (report grouping); ours: a fix of ours, not the paper's.
+    lane: which of the two cpu-scale lanes runs it (`--only lane=0` / `--only lane=1`, side by
+    side with one thread each: a model this small runs as fast on one thread as on two, so two
+    single-thread processes use both cores); the lanes are balanced to about equal cost.
     """
 
     label: str
@@ -105,11 +101,14 @@ class Variant:
     window: str | None = None
     factor: str = ""
     ours: bool = False
+    lane: int = 1
 
 
 _ATTN = (("n_heads", 1), ("position", "rope"))
+# The one table of the ablation's models: adding a variant here adds it to every scale that runs
+# all variants, to the report and to a lane.
 VARIANTS: dict[str, Variant] = {
-    "qcattn": Variant("QCAttn", "qcattn", (*_ATTN, ("qk_norm", False)), factor="qk-norm"),
+    "qcattn": Variant("QCAttn", "qcattn", (*_ATTN, ("qk_norm", False)), factor="qk-norm", lane=0),
     "qcattn_qknorm": Variant(
         "QCAttn + QK-norm", "qcattn", (*_ATTN, ("qk_norm", True)), factor="qk-norm"
     ),
@@ -123,7 +122,7 @@ VARIANTS: dict[str, Variant] = {
     "dma_kv": Variant("DMA w = kv", "dma", (*_ATTN, ("qk_norm", False)), "kv", factor="window"),
     "dma_2kv": Variant("DMA w = 2·kv", "dma", (*_ATTN, ("qk_norm", False)), "2kv", factor="window"),
     "dma_dense": Variant(
-        "DMA no window", "dma", (*_ATTN, ("qk_norm", False)), None, factor="window"
+        "DMA no window", "dma", (*_ATTN, ("qk_norm", False)), None, factor="window", lane=0
     ),
     "dma_dense_qknorm": Variant(
         "DMA no window, QK-norm", "dma", (*_ATTN, ("qk_norm", True)), None, factor="qk-norm"
@@ -134,12 +133,14 @@ VARIANTS: dict[str, Variant] = {
         (*_ATTN, ("qk_norm", False), ("a_init", 1.0), ("bias_form", "exp")),
         None,
         factor="paper figure",
+        lane=0,
     ),
     "ssd": Variant(
         "SSD (Cheems, no conv)",
         "ssd",
         (("n_heads", 1), ("n_groups", 1), ("d_state", 128)),
         factor="short conv",
+        lane=0,
     ),
     "mamba2": Variant(
         "Mamba-2 (short conv)",
@@ -165,14 +166,7 @@ VARIANTS: dict[str, Variant] = {
     ),
 }
 PAPER_FIG = "dma_paper_fig"  # the variant C2 is judged on
-# Two lanes of about equal cost at the cpu scale: `wm-bench reproduce mqar_dma --only lane=0`
-# and `--only lane=1` run side by side, one thread each (a model this small runs as fast on one
-# thread as on two, so two single-thread processes use both cores).
-LANES: dict[str, int] = {
-    "qcattn": 0, "ssd": 0, "dma_paper_fig": 0, "dma_dense": 0,
-    "qcattn_qknorm": 1, "dma_dense_qknorm": 1, "dma_kv": 1, "dma_kv_qknorm": 1, "dma_2kv": 1,
-    "mamba2": 1, "ours_dma_kv_a1": 1, "ours_dma_qknorm_temp": 1,
-}  # fmt: skip
+LANES: dict[str, int] = {key: v.lane for key, v in VARIANTS.items()}
 BASELINES = ("qcattn", "ssd")  # C2's baselines (the paper's QCAttn and SSD)
 # Claim C2 (docs/spec.md §1): DMA at 100 % (early-stop level 0.99), acc_DMA / acc_x − 1 ≥ 1.5.
 CLAIM_C2: dict[str, Any] = {"min_accuracy": EARLY_STOP_ACCURACY, "min_gain": 1.5}
@@ -311,30 +305,34 @@ def qk_temperature_init(seq_len: int, head_dim: int) -> float:
 def make_run(scale: str, variant: str, cell: Cell, lr: float, seed: int) -> RunConfig:
     """One run (tags: variant, cell, seq_len, d_model, num_kv_pairs, lr, lane)."""
     from wm_bench.data.mqar import MqarDataConfig
-    from wm_bench.layers.ffn import FFNS
 
-    model = ModelConfig(
-        vocab_size=cell.vocab_size, d_model=cell.d_model, n_layers=2, pattern="M",
-        blocks={"M": BlockConfig(mixer=mixer_config(variant, cell), ffn=FFNS["mlp"][1]())},
-        tie_embeddings=True,
-    )  # fmt: skip
+    model = recall.mixer_mlp_model(
+        {"M": mixer_config(variant, cell)},
+        "M",
+        vocab_size=cell.vocab_size,
+        d_model=cell.d_model,
+        n_layers=2,
+    )
     data = MqarDataConfig(
-        seq_len=cell.seq_len, num_kv_pairs=cell.num_kv_pairs, vocab_size=cell.vocab_size,
-        n_train=cell.max_steps * cell.batch_size, n_test=cell.n_test,
-    )  # fmt: skip
-    train = TrainConfig(
-        max_steps=cell.max_steps, batch_size=cell.batch_size, eval_every=cell.eval_every,
-        early_stop_metric=METRIC, early_stop_value=EARLY_STOP_ACCURACY,
-    )  # fmt: skip
+        seq_len=cell.seq_len,
+        num_kv_pairs=cell.num_kv_pairs,
+        vocab_size=cell.vocab_size,
+        n_train=cell.max_steps * cell.batch_size,
+        n_test=cell.n_test,
+    )
     tags = {
-        "variant": variant, "cell": cell.key, "seq_len": cell.seq_len, "d_model": cell.d_model,
-        "num_kv_pairs": cell.num_kv_pairs, "lr": lr, "lane": LANES[variant],
-    }  # fmt: skip
-    return RunConfig(
-        experiment=EXPERIMENT, variant=variant, model=model, data=data,
-        optim=OptimConfig(lr=lr, weight_decay=0.1, min_lr_ratio=0.0), train=train, seed=seed,
-        scale=scale, tags=tags,
-    )  # fmt: skip
+        "variant": variant,
+        "cell": cell.key,
+        "seq_len": cell.seq_len,
+        "d_model": cell.d_model,
+        "num_kv_pairs": cell.num_kv_pairs,
+        "lr": lr,
+        "lane": LANES[variant],
+    }
+    budget = recall.Budget(cell.max_steps, cell.batch_size, cell.eval_every)
+    return recall.recall_run(
+        EXPERIMENT, variant, model, data, tags, lr=lr, seed=seed, scale=scale, budget=budget
+    )
 
 
 def accuracy_of(rec: dict[str, Any] | None) -> float | None:
@@ -361,8 +359,10 @@ def best_lr(scale: str, variant: str, results_dir: Path | str | None = None) -> 
     """The variant's LR from its tune runs in the first cell; None until they all have results
     (or when every LR failed)."""
     s = spec(scale)
-    recs = [load_result(make_run(scale, variant, s.cells[0], lr, TUNE_SEED), results_dir)
-            for lr in s.lrs]  # fmt: skip
+    recs = [
+        load_result(make_run(scale, variant, s.cells[0], lr, TUNE_SEED), results_dir)
+        for lr in s.lrs
+    ]
     if any(r is None for r in recs):
         return None
     return choose([(lr, accuracy_of(r)) for lr, r in zip(s.lrs, recs)])[0]
@@ -418,13 +418,9 @@ def cell_key(cfg: RunConfig) -> tuple:
     """A sweep cell: everything but lr and seed; the tune stage is a cell of its own, so that the
     seeds added later form a new study instead of changing the tune study's grid."""
     t = cfg.tags
-    stage = "tune" if cfg.seed == TUNE_SEED and t.get("cell") == spec(cfg.scale).cells[0].key else (
-        "seeds")  # fmt: skip
-    rest = dataclasses.replace(
-        cfg, seed=0, optim=dataclasses.replace(cfg.optim, lr=1.0),
-        tags={k: v for k, v in t.items() if k != "lr"},
-    )  # fmt: skip
-    return (cfg.scale, cfg.variant, t.get("cell"), config_hash(rest), stage)
+    tune = cfg.seed == TUNE_SEED and t.get("cell") == spec(cfg.scale).cells[0].key
+    stage = "tune" if tune else "seeds"
+    return (cfg.scale, cfg.variant, t.get("cell"), recall.hash_but_lr_and_seed(cfg), stage)
 
 
 def estimate_minutes(scale: str, lane: int | None = None) -> float:

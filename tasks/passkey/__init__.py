@@ -1,4 +1,4 @@
-"""Passkey retrieval, a needle in a haystack (issue 18): key accuracy per (length, depth).
+"""Passkey retrieval, a needle in a haystack: key accuracy per (length, depth).
 
 What runs. Each model is trained on passkey examples (`wm_bench.data.passkey`) of lengths
 uniform in [train_min_len, seq_len] (right-padded into one batch) with the key at a uniformly
@@ -38,23 +38,57 @@ Scales (edit the PasskeyScale constants below; `estimate_minutes` prices them):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from wm_bench.config import BlockConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
+from tasks._recall import EARLY_STOP_ACCURACY as EARLY_STOP_ACCURACY  # the sweep driver and
+from tasks._recall import METRIC as METRIC  # the report read these from the task
+from tasks._recall import Budget, mixer_mlp_model, recall_run
+from wm_bench.config import ModelConfig, RunConfig
 from wm_bench.config import config_hash as _config_hash
 
 EXPERIMENT = "passkey"
-METRIC = "valid/accuracy"
 HIGHER_IS_BETTER = True
-EARLY_STOP_ACCURACY = 0.99
-MODELS: tuple[str, ...] = ("qcattn", "dma_dense", "dma_window", "ssd", "cheems")
-LABELS: dict[str, str] = {
-    "qcattn": "QCAttn",
-    "dma_dense": "DMA, no window",
-    "dma_window": "DMA, window",
-    "ssd": "SSD (Cheems)",
-    "cheems": "Cheems hybrid (SSD + DMA)",
+SCALE_WINDOW = "<scale window>"  # a mixer field set to this takes the scale's DMA window
+
+
+@dataclass(frozen=True)
+class PasskeyModel:
+    """One model: its label, its block pattern for a layer count, and per block letter a mixer
+    of the layer registry with fixed fields (every mixer gets the scale's n_heads; a field set
+    to SCALE_WINDOW the scale's window). Every block pairs its mixer with the default MLP."""
+
+    label: str
+    pattern: Callable[[int], str]
+    mixers: dict[str, tuple[str, dict[str, Any]]]
+
+
+def _every_layer(letter: str) -> Callable[[int], str]:
+    return lambda n_layers: letter  # one letter, tiled over the layers
+
+
+def _ssd_then_dma(n_layers: int) -> str:
+    return "S" * (n_layers - 1) + "D"
+
+
+# The one table of the models: adding a model here runs it at every scale and reports it.
+MODEL_TABLE: dict[str, PasskeyModel] = {
+    "qcattn": PasskeyModel(
+        "QCAttn", _every_layer("A"), {"A": ("qcattn", {"position": "rope", "qk_norm": False})}
+    ),
+    # the presets' DMA: QK-norm, exp bias, A₀ = 0, no window
+    "dma_dense": PasskeyModel("DMA, no window", _every_layer("D"), {"D": ("dma", {})}),
+    "dma_window": PasskeyModel(
+        "DMA, window", _every_layer("W"), {"W": ("dma", {"window": SCALE_WINDOW})}
+    ),
+    "ssd": PasskeyModel("SSD (Cheems)", _every_layer("S"), {"S": ("ssd", {})}),
+    "cheems": PasskeyModel(
+        "Cheems hybrid (SSD + DMA)", _ssd_then_dma, {"S": ("ssd", {}), "D": ("dma", {})}
+    ),
 }
+MODELS: tuple[str, ...] = tuple(MODEL_TABLE)
+LABELS: dict[str, str] = {key: m.label for key, m in MODEL_TABLE.items()}
 
 
 @dataclass(frozen=True)
@@ -128,30 +162,37 @@ def spec(scale: str) -> PasskeyScale:
 
 def model_config(scale: str, model: str) -> ModelConfig:
     """The model's ModelConfig at `scale` (registry configs built lazily)."""
-    from wm_bench.layers.ffn import FFNS
     from wm_bench.layers.mixers import MIXERS as REG
 
     s = spec(scale)
-    h = s.n_heads
-    attn = REG["qcattn"][1](n_heads=h, position="rope", qk_norm=False)
-    dma_dense = REG["dma"][1](n_heads=h)  # the presets' DMA: QK-norm, exp bias, A₀ = 0, no window
-    dma_window = REG["dma"][1](n_heads=h, window=s.window)
-    ssd = REG["ssd"][1](n_heads=h)
-    by_model = {
-        "qcattn": ("A", {"A": attn}),
-        "dma_dense": ("D", {"D": dma_dense}),
-        "dma_window": ("W", {"W": dma_window}),
-        "ssd": ("S", {"S": ssd}),
-        "cheems": ("S" * (s.n_layers - 1) + "D", {"S": ssd, "D": dma_dense}),
-    }
-    if model not in by_model:
+    if model not in MODEL_TABLE:
         raise ValueError(f"passkey: unknown model {model!r}; valid: {list(MODELS)}")
-    pattern, mixers = by_model[model]
-    mlp = FFNS["mlp"][1]()
-    return ModelConfig(
-        vocab_size=s.vocab_size, d_model=s.d_model, n_layers=s.n_layers, pattern=pattern,
-        blocks={k: BlockConfig(mixer=m, ffn=mlp) for k, m in mixers.items()}, tie_embeddings=True,
-    )  # fmt: skip
+    entry = MODEL_TABLE[model]
+
+    def mixer(registry: str, fields: dict[str, Any]) -> Any:
+        fixed = {k: s.window if v == SCALE_WINDOW else v for k, v in fields.items()}
+        return REG[registry][1](n_heads=s.n_heads, **fixed)
+
+    mixers = {k: mixer(*m) for k, m in entry.mixers.items()}
+    pattern = entry.pattern(s.n_layers)
+    return mixer_mlp_model(
+        mixers, pattern, vocab_size=s.vocab_size, d_model=s.d_model, n_layers=s.n_layers
+    )
+
+
+# The PasskeyDataConfig fields a scale sets under the same names (n_valid is its n_test).
+DATA_FIELDS = (
+    "vocab_size",
+    "seq_len",
+    "key_len",
+    "key_vocab",
+    "filler",
+    "n_train",
+    "test_lengths",
+    "test_depths",
+    "n_test",
+    "train_min_len",
+)
 
 
 def make_run(scale: str, model: str, seed: int) -> RunConfig:
@@ -159,20 +200,13 @@ def make_run(scale: str, model: str, seed: int) -> RunConfig:
     from wm_bench.data.passkey import PasskeyDataConfig
 
     s = spec(scale)
-    data = PasskeyDataConfig(
-        vocab_size=s.vocab_size, seq_len=s.seq_len, key_len=s.key_len, key_vocab=s.key_vocab,
-        filler=s.filler, n_train=s.n_train, n_valid=s.n_test, test_lengths=s.test_lengths,
-        test_depths=s.test_depths, n_test=s.n_test, train_min_len=s.train_min_len,
-    )  # fmt: skip
-    train = TrainConfig(
-        max_steps=s.max_steps, batch_size=s.batch_size, eval_every=s.eval_every,
-        early_stop_metric=METRIC, early_stop_value=EARLY_STOP_ACCURACY,
-    )  # fmt: skip
-    return RunConfig(
-        experiment=EXPERIMENT, variant=model, model=model_config(scale, model), data=data,
-        optim=OptimConfig(lr=s.lr, weight_decay=0.1, min_lr_ratio=0.0), train=train, seed=seed,
-        scale=scale, tags={"model": model, "seq_len": s.seq_len},
-    )  # fmt: skip
+    data = PasskeyDataConfig(n_valid=s.n_test, **{f: getattr(s, f) for f in DATA_FIELDS})
+    tags = {"model": model, "seq_len": s.seq_len}
+    budget = Budget(s.max_steps, s.batch_size, s.eval_every)
+    cfg = model_config(scale, model)
+    return recall_run(
+        EXPERIMENT, model, cfg, data, tags, lr=s.lr, seed=seed, scale=scale, budget=budget
+    )
 
 
 def runs(scale: str) -> list[RunConfig]:
@@ -191,6 +225,9 @@ def cell_key(cfg: RunConfig) -> tuple:
 def estimate_minutes(scale: str) -> float:
     """Wall minutes of the scale at SEC_PER_STEP (every run to max_steps); 0 without timings."""
     s = spec(scale)
-    per = [SEC_PER_STEP[(scale, m)] * s.max_steps + RUN_OVERHEAD_S
-           for m in s.models if (scale, m) in SEC_PER_STEP]  # fmt: skip
+    per = [
+        SEC_PER_STEP[(scale, m)] * s.max_steps + RUN_OVERHEAD_S
+        for m in s.models
+        if (scale, m) in SEC_PER_STEP
+    ]
     return sum(per) * len(s.seeds) / 60.0

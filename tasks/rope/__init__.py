@@ -25,28 +25,64 @@ the throughput measured on this machine — is in tasks/rope/README.md.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks._lm import TUNE_SEED, LMScale, choose_lr, lm_run, staged_runs
+from tasks._lm import TUNE_SEED, LMScale, choose_lr, lm_run, planned_runs
 from tasks._lm import cell_key as cell_key  # the sweep driver asks every task for it
 from wm_bench.config import BlockConfig, ModelConfig, RunConfig
 
 EXPERIMENT = "rope"
 METRIC_PREFIX = "test/ppl@"
-VARIANTS: tuple[str, ...] = ("attn", "ssd_rope", "ssd_norope", "hybrid_rope", "hybrid_norope")
-LABELS = {
-    "attn": "QCAttn only",
-    "ssd_rope": "SSD only, RoPE",
-    "ssd_norope": "SSD only, no RoPE",
-    "hybrid_rope": "Hybrid 7 SSD : 1 QCAttn, RoPE in SSD",
-    "hybrid_norope": "Hybrid 7 SSD : 1 QCAttn, no RoPE in SSD",
+
+
+@dataclass(frozen=True)
+class RopeVariant:
+    """One model: its label, its block pattern for a layer count (A: QCAttn with RoPE, S: the
+    Cheems SSD), the position encoding of its SSD blocks, and the variant whose total parameters
+    its MLP width is matched to (None: the MLP is 4·d)."""
+
+    label: str
+    pattern: Callable[[int], str]
+    ssd_position: str = "rope"
+    match_to: str | None = "hybrid_rope"
+
+
+def _hybrid(n_layers: int) -> str:
+    """Per 8 layers 7 SSD then 1 QCAttn; fewer than 8 layers: the attention block last."""
+    return "SSSSSSSA" if n_layers >= 8 else "S" * (n_layers - 1) + "A"
+
+
+# The one table of the models: adding a variant here runs it at every scale and reports it.
+VARIANT_TABLE: dict[str, RopeVariant] = {
+    "attn": RopeVariant("QCAttn only", lambda n_layers: "A"),
+    "ssd_rope": RopeVariant("SSD only, RoPE", lambda n_layers: "S"),
+    "ssd_norope": RopeVariant("SSD only, no RoPE", lambda n_layers: "S", "none"),
+    "hybrid_rope": RopeVariant("Hybrid 7 SSD : 1 QCAttn, RoPE in SSD", _hybrid, match_to=None),
+    "hybrid_norope": RopeVariant(
+        "Hybrid 7 SSD : 1 QCAttn, no RoPE in SSD", _hybrid, "none", match_to=None
+    ),
 }
+VARIANTS: tuple[str, ...] = tuple(VARIANT_TABLE)
+LABELS: dict[str, str] = {key: v.label for key, v in VARIANT_TABLE.items()}
 METRIC = "valid/loss"  # what the sweep driver ranks a cell's runs by (one LR: only seeds)
 HIGHER_IS_BETTER = False
 PAIRS = {"hybrid": ("hybrid_rope", "hybrid_norope"), "ssd": ("ssd_rope", "ssd_norope")}
 CLAIM_C1 = {"pair": "hybrid", "min_gain": 0.04}  # (ppl_norope − ppl_rope) / ppl_norope
+
+
+def c1_rule() -> str:
+    """How claim C1 is judged, in words (the report's verdict and `--until-decided` use it)."""
+    need = f"{100 * CLAIM_C1['min_gain']:g} %"
+    return (
+        "C1 holds when the whole 95 % t interval of the hybrid's per-seed perplexity "
+        "reduction from RoPE in SSD, (ppl without − ppl with) / ppl without at the training "
+        "length, paired by seed (both models of a seed see the same data stream, each at "
+        f"its own best LR), lies above {need}; refuted when it lies wholly below "
+        f"{need}; otherwise inconclusive."
+    )
 
 
 @dataclass(frozen=True)
@@ -92,37 +128,38 @@ def spec(scale: str) -> RopeScale:
 def _model(s: RopeScale, variant: str, d_ff: int | None = None) -> ModelConfig:
     from wm_bench.presets import ffn_cfg, mixer_cfg
 
+    if variant not in VARIANT_TABLE:
+        raise ValueError(f"rope: unknown variant {variant!r}; valid: {list(VARIANTS)}")
+    entry = VARIANT_TABLE[variant]
     d = s.d_model
     mlp = ffn_cfg("mlp", d_ff=d_ff if d_ff is not None else 4 * d)
-    ssd_pos = "none" if variant.endswith("norope") else "rope"
+    ssd = mixer_cfg("ssd", n_heads=s.n_heads, position=entry.ssd_position)
     blocks = {
         "A": BlockConfig(mixer=mixer_cfg("qcattn", n_heads=s.n_heads), ffn=mlp),
-        "S": BlockConfig(mixer=mixer_cfg("ssd", n_heads=s.n_heads, position=ssd_pos), ffn=mlp),
+        "S": BlockConfig(mixer=ssd, ffn=mlp),
     }
-    if variant == "attn":
-        pattern = "A"
-    elif variant.startswith("ssd"):
-        pattern = "S"
-    elif variant.startswith("hybrid"):
-        pattern = "SSSSSSSA" if s.n_layers >= 8 else "S" * (s.n_layers - 1) + "A"
-    else:
-        raise ValueError(f"rope: unknown variant {variant!r}; valid: {list(VARIANTS)}")
-    used = {k: v for k, v in blocks.items() if k in pattern}
+    pattern = entry.pattern(s.n_layers)
     return ModelConfig(
-        vocab_size=s.vocab_size, d_model=d, n_layers=s.n_layers, pattern=pattern, blocks=used,
+        vocab_size=s.vocab_size,
+        d_model=d,
+        n_layers=s.n_layers,
+        pattern=pattern,
+        blocks={k: v for k, v in blocks.items() if k in pattern},
         tie_embeddings=False,
-    )  # fmt: skip
+    )
 
 
 def model_config(scale: str, variant: str) -> ModelConfig:
-    """The variant's model at `scale`; attn / ssd matched to the hybrid's total parameters."""
+    """The variant's model at `scale`; its MLP width matched to the total parameters of the
+    variant its table entry names (attn and ssd: the hybrid's)."""
     s = spec(scale)
-    if variant.startswith("hybrid"):
+    reference = VARIANT_TABLE[variant].match_to if variant in VARIANT_TABLE else None
+    if reference is None:
         return _model(s, variant)
     from wm_bench.model import count_params
     from wm_bench.presets import match_params
 
-    target = count_params(_model(s, "hybrid_rope"))["total"]
+    target = count_params(_model(s, reference))["total"]
     cfg, _ = match_params(
         lambda f: _model(s, variant, d_ff=f), target, lo=s.d_model // 2, hi=16 * s.d_model
     )
@@ -134,39 +171,47 @@ def make_run(scale: str, variant: str, seed: int, lr: float | None = None) -> Ru
     (default: the scale's) is a point of the LR grid."""
     s = spec(scale)
     return lm_run(
-        EXPERIMENT, variant, model_config(scale, variant), s, scale=scale, seed=seed,
+        EXPERIMENT,
+        variant,
+        model_config(scale, variant),
+        s,
+        scale=scale,
+        seed=seed,
         eval_lengths=[m * s.seq_len for m in s.eval_multiples],
-        tags={"variant": variant, "seq_len": s.seq_len}, lr=lr,
-    )  # fmt: skip
+        tags={"variant": variant, "seq_len": s.seq_len},
+        lr=lr,
+    )
 
 
 def runs(scale: str, results_dir: str | Path | None = None) -> list[RunConfig]:
     """Every run at `scale`. With an LR grid: the tune stage, then the seeds stage of every
     variant whose tune runs are in `results_dir` (see tasks/_lm.py). Without one: ordered by
     (seed, variant) so that a cut-short grid has whole seeds."""
-    s = spec(scale)
-    if s.lr_grid:
-        return staged_runs(s.variants, s.lr_grid, s.seeds_of,
-                           lambda v, lr, seed: make_run(scale, v, seed, lr),
-                           results_dir=results_dir, max_extend=s.lr_extend)  # fmt: skip
-    return [make_run(scale, v, seed) for seed in s.seeds for v in s.variants]
+    return planned_runs(scale, spec(scale), spec(scale).variants, make_run, results_dir)
 
 
 def decision(scale: str, results_dir: str | Path | None = None) -> Any:
     """C1 as a paired comparison for `reproduce --until-decided`: the hybrid's test-perplexity
     gain at T from RoPE in SSD, each model at its own best LR, against CLAIM_C1's threshold."""
     from tasks._lm import PairDecision
-    from wm_bench.report.rope import c1_rule
 
     s = spec(scale)
     if not s.lr_grid:
         raise ValueError(f"rope @ {scale} has no LR grid; --until-decided needs a tuned scale")
     treated, baseline = PAIRS[CLAIM_C1["pair"]]
     return PairDecision(
-        EXPERIMENT, scale, treated, baseline, ppl_metric(s.seq_len), CLAIM_C1["min_gain"],
-        c1_rule(), s.lr_grid, lambda v, lr, seed: make_run(scale, v, seed, lr), results_dir,
+        EXPERIMENT,
+        scale,
+        treated,
+        baseline,
+        ppl_metric(s.seq_len),
+        CLAIM_C1["min_gain"],
+        c1_rule(),
+        s.lr_grid,
+        lambda v, lr, seed: make_run(scale, v, seed, lr),
+        results_dir,
         s.lr_extend,
-    )  # fmt: skip
+    )
 
 
 def eval_lengths(scale: str) -> list[int]:

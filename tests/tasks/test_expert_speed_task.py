@@ -30,14 +30,14 @@ def test_round_robin_points_get_new_hashes_and_old_ones_keep_theirs() -> None:
     assert task.point_hash(p, s) != task.point_hash(p)  # the protocol is part of the config
     old = replace(s, protocol="median", repeats=3)
     assert task.point_hash(p, old) == task.point_hash(p)
-    # The committed issue-11 results hash to the old protocol.
+    # The committed results timed by the median protocol keep their hash.
     root = Path(__file__).resolve().parents[2] / "results" / "expert_speed" / "cpu"
     assert (root / f"{p.method}__{task.point_hash(p)}.json").is_file()
     with pytest.raises(ValueError, match="protocol='best'"):
         replace(s, protocol="best")
 
 
-def test_cpu_scale_meets_issues_11_and_17() -> None:
+def test_cpu_scale_times_every_method_round_robin_up_to_16384_experts() -> None:
     s = task.SCALES["cpu"]
     assert s.protocol == "round_robin" and s.repeats >= 10 and s.warmup >= 1
     assert max(s.experts) == 16384 and s.device == "cpu"

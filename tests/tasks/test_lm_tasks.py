@@ -6,13 +6,13 @@ import math
 from pathlib import Path
 
 import pytest
+from task_results import write_fake_result
 
 import tasks.ffn as ffn
 import tasks.rope as rope
 from tasks._lm import cell_key, choose_lr, staged_runs
-from wm_bench.config import config_hash, replace, to_dict
+from wm_bench.config import config_hash, replace
 from wm_bench.model import count_params
-from wm_bench.results import make_result, write_result
 
 
 @pytest.mark.parametrize("scale", ["smoke", "cpu", "small"])
@@ -28,7 +28,7 @@ def test_rope_models_are_parameter_matched_and_differ_only_in_rope(scale: str) -
     assert hy.pattern.count("A") == 1
 
 
-def test_rope_cpu_scale_meets_issues_11_and_17() -> None:
+def test_rope_cpu_scale_tunes_each_variant_and_pairs_the_hybrid_over_six_seeds() -> None:
     s = rope.SCALES["cpu"]
     assert s.eval_multiples == (1, 2, 4)
     assert len(s.lr_grid) >= 3 and s.lr in s.lr_grid  # per-variant tuning around the old LR
@@ -89,13 +89,8 @@ def test_choose_lr_counts_failed_and_diverged_as_worst() -> None:
 
 def _fake_result(rdir: Path, cfg, status: str, valid: float | None) -> None:
     metrics = {"valid/ppl": valid} if valid is not None else {}
-    rec = make_result(
-        experiment=cfg.experiment, variant=cfg.variant, seed=cfg.seed, scale=cfg.scale,
-        config=to_dict(cfg), config_hash=config_hash(cfg), status=status, metrics=metrics,
-        higher_is_better=dict.fromkeys(metrics, False),
-        error=None if status == "ok" else "FloatingPointError: loss is nan",
-    )  # fmt: skip
-    write_result(rec, rdir)
+    error = None if status == "ok" else "FloatingPointError: loss is nan"
+    write_fake_result(rdir, cfg, metrics, higher_is_better=False, status=status, error=error)
 
 
 def test_staged_runs_add_seeds_at_each_variants_best_lr(tmp_path: Path) -> None:
@@ -107,7 +102,8 @@ def test_staged_runs_add_seeds_at_each_variants_best_lr(tmp_path: Path) -> None:
     grid, seeds = (1e-3, 3e-3, 1e-2), {"a": (0, 1, 2), "b": (0, 1)}
     first = staged_runs(["a", "b"], grid, seeds.__getitem__, make, results_dir=tmp_path)
     assert [(c.variant, c.optim.lr, c.seed) for c in first] == [
-        (v, lr, 0) for v in ("a", "b") for lr in grid]  # fmt: skip
+        (v, lr, 0) for v in ("a", "b") for lr in grid
+    ]
     for cfg, (status, valid) in zip(first[:3], [("ok", 50.0), ("ok", 45.0), ("diverged", None)]):
         _fake_result(tmp_path, cfg, status, valid)
     _fake_result(tmp_path, first[3], "ok", 40.0)  # b: one of three LRs done

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from task_results import write_fake_result
 
 import tasks.mqar_dma as task
 from wm_bench.config import RunConfig, config_hash, from_dict, to_dict
@@ -15,35 +16,56 @@ def fake_result(
     rdir: Path, cfg: RunConfig, acc: float | None, status: str = "ok", extra: dict | None = None
 ) -> None:
     """A result file with what the staged planner and the report read."""
-    from wm_bench.results import make_result, write_result
-
-    rec = make_result(
-        experiment=cfg.experiment, variant=cfg.variant, seed=cfg.seed, scale=cfg.scale,
-        config=to_dict(cfg), config_hash=config_hash(cfg), status=status,
-        metrics={} if acc is None else {"valid/accuracy": acc},
-        higher_is_better={} if acc is None else {"valid/accuracy": True},
-        error=None if status == "ok" else "boom", extra=extra,
-    )  # fmt: skip
-    write_result(rec, rdir)
+    metrics = {} if acc is None else {"valid/accuracy": acc}
+    error = None if status == "ok" else "boom"
+    write_fake_result(
+        rdir, cfg, metrics, higher_is_better=True, status=status, error=error, extra=extra
+    )
 
 
 DIAG = {
-    "init": {"n_examples": 4, "layers": [
-        {"layer": 0, "window": 8, "A": [0.0], "kept": {"prev_token_values": 0.5,
-         "query_value": 0.5, "diagonal": 0.12, "prev_token": 0.2},
-         "bias_spread": {"median": 0.0, "min": 0.0, "max": 0.0}}]},
-    "final": {"n_examples": 4, "layers": [
-        {"layer": 0, "window": 8, "A": [0.3], "kept": {"prev_token_values": 0.25,
-         "query_value": 0.75, "diagonal": 0.1, "prev_token": 0.2},
-         "bias_spread": {"median": 1e-3, "min": 0.0, "max": 2e-2}}]},
-}  # fmt: skip
+    "init": {
+        "n_examples": 4,
+        "layers": [
+            {
+                "layer": 0,
+                "window": 8,
+                "A": [0.0],
+                "kept": {
+                    "prev_token_values": 0.5,
+                    "query_value": 0.5,
+                    "diagonal": 0.12,
+                    "prev_token": 0.2,
+                },
+                "bias_spread": {"median": 0.0, "min": 0.0, "max": 0.0},
+            }
+        ],
+    },
+    "final": {
+        "n_examples": 4,
+        "layers": [
+            {
+                "layer": 0,
+                "window": 8,
+                "A": [0.3],
+                "kept": {
+                    "prev_token_values": 0.25,
+                    "query_value": 0.75,
+                    "diagonal": 0.1,
+                    "prev_token": 0.2,
+                },
+                "bias_spread": {"median": 1e-3, "min": 0.0, "max": 2e-2},
+            }
+        ],
+    },
+}
 
 
 def mixer(cfg: RunConfig):
     return cfg.model.blocks[cfg.model.pattern].mixer
 
 
-def test_scales_and_the_cpu_shape_meet_the_issue() -> None:
+def test_cpu_scale_tunes_every_variant_and_seeds_the_core_ones_in_two_cells() -> None:
     assert list(task.SCALES) == ["smoke", "cpu", "small", "paper"]
     cpu = task.SCALES["cpu"]
     assert len(cpu.lrs) >= 3 and len(cpu.seeds) >= 3 and len(cpu.cells) >= 2
@@ -63,7 +85,10 @@ def test_each_variant_is_its_factor() -> None:
     assert (m["dma_kv_qknorm"].window, m["dma_kv_qknorm"].qk_norm) == (8, True)
     assert (m["dma_kv"].window, m["dma_kv"].qk_norm) == (8, False)
     assert (m["dma_2kv"].window, m["dma_dense"].window, m["dma_dense_qknorm"].window) == (
-        16, None, None)  # fmt: skip
+        16,
+        None,
+        None,
+    )
     fig = m["dma_paper_fig"]
     assert (fig.window, fig.a_init, fig.bias_form, fig.qk_norm) == (None, 1.0, "exp", False)
     assert all(m[v].a_init == 0.0 for v in ("dma_kv", "dma_2kv", "dma_dense", "dma_kv_qknorm"))
@@ -116,7 +141,8 @@ def test_staged_plan_adds_seeds_at_each_variants_best_lr(tmp_path: Path) -> None
     q = [c for c in added if c.variant == "qcattn"]
     assert {c.optim.lr for c in q} == {s.lrs[1]}
     want = {(s.cells[0].key, x) for x in s.seeds} | {
-        (cell.key, x) for cell in s.cells[1:] for x in s.later_seeds}  # fmt: skip
+        (cell.key, x) for cell in s.cells[1:] for x in s.later_seeds
+    }
     assert {(c.tags["cell"], c.seed) for c in q} == want - {(s.cells[0].key, 0)}
     assert len(q) == len(want) - 1  # the tune run is not repeated
     # a non-core variant adds nothing: its tune runs are all it has

@@ -57,7 +57,7 @@ def test_each_run_follows_the_protocol(scale_runs) -> None:
         assert cfg.model.n_layers == 2 and cfg.model.tie_embeddings
         block = cfg.model.blocks[cfg.model.pattern]
         mixer = cfg.tags["mixer"]
-        assert block.mixer.name == task.REGISTRY_NAME.get(mixer, mixer)
+        assert block.mixer.name == task.MIXER_TABLE[mixer].registry
         assert block.ffn.name == "mlp"
         assert (cfg.optim.weight_decay, cfg.optim.min_lr_ratio) == (0.1, 0.0)
         assert cfg.train.early_stop_metric == task.METRIC == "valid/accuracy"
@@ -77,7 +77,7 @@ def test_cells_group_everything_but_lr_and_seed(scale_runs) -> None:
         assert len({(c.optim.lr, c.seed) for c in members}) == len(s.lrs) * len(s.seeds)
 
 
-def test_cpu_scale_meets_issue_11() -> None:
+def test_cpu_scale_runs_both_dma_tie_rules_over_two_seeds_on_a_small_vocabulary() -> None:
     s = task.SCALES["cpu"]
     assert len(s.seeds) >= 2 and set(s.mixers) == set(task.MIXERS)  # both DMA tie rules
     assert s.vocab_size < 1024
@@ -96,3 +96,14 @@ def test_paper_values_match_the_digitised_figure() -> None:
     assert len(grid) == 16
     assert grid[(2048, 256, 512)] == {"based": 0.18, "qcattn": 0.36, "ssd": 0.32, "dma": 1.0}
     assert "digitised" in task.load_paper()["source"]
+
+
+def test_a_mixer_joins_the_grid_through_one_table_row(monkeypatch) -> None:
+    assert tuple(task.MIXER_TABLE) == task.MIXERS
+    assert {k: e.label for k, e in task.MIXER_TABLE.items()} == task.MIXER_LABELS
+    assert task.TABLE.columns == task.MIXERS
+    row = task.MixerEntry("mamba2", {"head_dim": 16, "d_state": 16}, "Mamba-2", paper=False)
+    monkeypatch.setitem(task.MIXER_TABLE, "mamba2", row)
+    cfg = task.make_run("smoke", 64, 32, "mamba2", 3e-3, 0)
+    mixer = cfg.model.blocks[cfg.model.pattern].mixer
+    assert (mixer.name, mixer.head_dim, mixer.d_state) == ("mamba2", 16, 16)

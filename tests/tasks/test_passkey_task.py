@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from task_results import write_fake_result
 
 import tasks.passkey as task
 from wm_bench.config import RunConfig, config_hash, from_dict, to_dict
@@ -64,16 +65,11 @@ def test_runs_hash_uniquely_round_trip_and_group_by_model(scale: str) -> None:
 
 def fake(rdir: Path, model: str, grid: dict[tuple[int, float], float], status: str = "ok") -> None:
     from wm_bench.data.passkey import metric_name
-    from wm_bench.results import make_result, write_result
 
     cfg = task.make_run("cpu", model, 0)
     metrics = {metric_name(n, d): v for (n, d), v in grid.items()} if status == "ok" else {}
-    rec = make_result(
-        experiment="passkey", variant=model, seed=0, scale="cpu", config=to_dict(cfg),
-        config_hash=config_hash(cfg), status=status, metrics=metrics,
-        higher_is_better=dict.fromkeys(metrics, True), error=None if status == "ok" else "x",
-    )  # fmt: skip
-    write_result(rec, rdir)
+    error = None if status == "ok" else "x"
+    write_fake_result(rdir, cfg, metrics, higher_is_better=True, status=status, error=error)
 
 
 def test_report_has_a_heat_map_and_a_table_per_model(tmp_path: Path) -> None:
