@@ -50,8 +50,10 @@ def _run_cfg(name: str = "llama", *, tie: bool = False) -> RunConfig:
 
 
 def _model(cfg: RunConfig) -> torch.nn.Module:
+    """The model of `cfg`, seeded, with the impl a loaded model gets by default ("auto"), so
+    that its logits and a loaded copy's compare bitwise."""
     torch.manual_seed(0)
-    return build_model(cfg.model, impl="reference").eval()
+    return build_model(cfg.model, impl="auto").eval()
 
 
 def _logits(model: torch.nn.Module, tok: Tokenizer) -> torch.Tensor:
