@@ -87,15 +87,8 @@ def _pct(x: float) -> str:
 
 
 def c1_rule() -> str:
-    need = _task().CLAIM_C1["min_gain"]
-    need = f"{100 * need:g} %"
-    return (
-        f"C1 holds when the whole 95 % t interval of the hybrid's per-seed perplexity "
-        f"reduction from RoPE in SSD, (ppl without − ppl with) / ppl without at the training "
-        f"length, paired by seed (both models of a seed see the same data stream, each at "
-        f"its own best LR), lies above {need}; refuted when it lies wholly below "
-        f"{need}; otherwise inconclusive."
-    )
+    """How claim C1 is judged, in words: the task's own rule (tasks/rope), one text for both."""
+    return _task().c1_rule()
 
 
 def c1_verdict(records: list[dict[str, Any]], lengths: list[int]) -> stats.Verdict:
