@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 from pathlib import Path
@@ -73,40 +74,19 @@ def _write(
 def write_fixture(results: Path) -> None:
     """cpu: L ∈ {64, 256} × d ∈ {32, 64} × 4 mixers × 2 LRs × 2 seeds, one failed run; smoke: 2."""
     prov = _provenance("a" * 40, 2)
-    for seq_len in (64, 256):
-        for d in (32, 64):
-            for mixer, base in BASE_ACC.items():
-                for lr in (1e-3, 3e-3):
-                    for seed in (0, 1):
-                        failed = (seq_len, d, mixer, lr, seed) == (256, 64, "ssd", 3e-3, 1)
-                        acc = base + 0.1 * (d == 64) - 0.1 * (seq_len == 256)
-                        acc = min(1.0, acc + 0.05 * (lr == 3e-3) + 0.02 * seed)
-                        _write(
-                            results,
-                            scale="cpu",
-                            seq_len=seq_len,
-                            d=d,
-                            mixer=mixer,
-                            lr=lr,
-                            seed=seed,
-                            acc=None if failed else round(acc, 4),
-                            wall=None if failed else 1.5 * seq_len / 64 * d / 32,
-                            prov=prov,
-                        )
+    grid = itertools.product((64, 256), (32, 64), BASE_ACC.items(), (1e-3, 3e-3), (0, 1))
+    for seq_len, d, (mixer, base), lr, seed in grid:
+        acc = base + 0.1 * (d == 64) - 0.1 * (seq_len == 256)
+        acc = min(1.0, acc + 0.05 * (lr == 3e-3) + 0.02 * seed)
+        acc, wall = round(acc, 4), 1.5 * seq_len / 64 * d / 32
+        if (seq_len, d, mixer, lr, seed) == (256, 64, "ssd", 3e-3, 1):
+            acc, wall = None, None  # failed
+        cell = {"seq_len": seq_len, "d": d, "mixer": mixer, "lr": lr, "seed": seed}
+        _write(results, scale="cpu", **cell, acc=acc, wall=wall, prov=prov)
     smoke = _provenance("b" * 40, 1)
     for mixer, acc, wall in (("based", 0.125, 2.0), ("dma", None, None)):  # dma failed
-        _write(
-            results,
-            scale="smoke",
-            seq_len=64,
-            d=32,
-            mixer=mixer,
-            lr=3e-3,
-            seed=0,
-            acc=acc,
-            wall=wall,
-            prov=smoke,
-        )
+        cell = {"seq_len": 64, "d": 32, "mixer": mixer, "lr": 3e-3, "seed": 0}
+        _write(results, scale="smoke", **cell, acc=acc, wall=wall, prov=smoke)
 
 
 @pytest.fixture(scope="module")
