@@ -64,7 +64,7 @@ def _flex(inp: dict, variant: str, window: int | None, tie_break: str) -> Any:
             def mask_mod(b, h, qi, kj):
                 return kj <= qi
         else:
-            from wm_bench.kernels.attention.reference import window_last_row
+            from wm_bench.kernels.attention.last_row import window_last_row
 
             last = window_last_row(inp["key_bias"].detach().float(), window, tie_break=tie_break)
 
@@ -97,7 +97,8 @@ def _flash_dmattn(inp: dict, variant: str, window: int | None, tie_break: str) -
     bias = kb[:, :, None, :].expand(B, H, T, T)
     mask = None
     if window is not None:
-        from wm_bench.kernels.attention.reference import causal_mask, window_last_row
+        from wm_bench.kernels.attention.last_row import window_last_row
+        from wm_bench.kernels.attention.reference import causal_mask
 
         last = window_last_row(kb.detach().float(), window, tie_break=tie_break)
         rows = torch.arange(T, device=q.device)[:, None]

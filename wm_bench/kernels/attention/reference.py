@@ -14,10 +14,6 @@ from torch import Tensor
 from wm_bench.kernels._impl import compute_dtype
 from wm_bench.kernels.attention.last_row import TieBreak
 
-# Re-exported for importers of its old home (bench/attention.py, eval/mask_diagnostics.py) until
-# they import it from `last_row`; the reference itself never uses it.
-from wm_bench.kernels.attention.last_row import window_last_row as window_last_row
-
 
 def expand_kv(t: Tensor, n_heads: int) -> Tensor:
     """[B, S, Hkv, X] → [B, S, H, X]: query head h reads kv head h // (H // Hkv)."""
