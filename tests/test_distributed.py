@@ -320,11 +320,11 @@ def test_the_paper_scale_keeps_the_papers_global_batch_in_micro_batches_one_gpu_
 ):
     import importlib
 
-    task = importlib.import_module(f"tasks.{experiment}")
+    task = importlib.import_module(f"wm_bench_tasks.{experiment}")
     s = task.spec("paper")
     assert s.batch_size == 256 and s.batch_size // s.accumulate_grad_batches == micro
     assert s.batch_size % s.accumulate_grad_batches == 0
-    from tasks._lm import lm_run
+    from wm_bench_tasks._lm import lm_run
 
     cfg = lm_run(experiment, "x", preset("llama", "tiny"), s, scale="paper", seed=0)
     assert cfg.train.batch_size * (cfg.train.accumulate_grad_batches or 1) == 256  # per step

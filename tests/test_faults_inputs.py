@@ -26,7 +26,7 @@ import torch
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # `tasks` is imported from the repository root
+if str(REPO) not in sys.path:  # this checkout's wm_bench and tasks/, also as a script
     sys.path.insert(0, str(REPO))
 
 from wm_bench.cli import main  # noqa: E402

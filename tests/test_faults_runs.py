@@ -207,7 +207,7 @@ def test_sigterm_to_the_cli_exits_143_with_one_line_and_the_rerun_resumes(
 def test_sigterm_stops_reproduce_with_143_after_saving_and_records_nothing(
     cli_dirs, make_run, tmp_path, monkeypatch, capsys
 ):
-    import tasks.mqar as task
+    import wm_bench_tasks.mqar as task
     from wm_bench.cli import main
 
     grid = [dataclasses.replace(make_run(lr=lr), experiment="mqar") for lr in (1e-3, 3e-3)]
@@ -254,7 +254,7 @@ def test_the_train_command_exits_non_zero_on_divergence(cli_dirs, make_run, tmp_
 def test_reproduce_records_a_diverged_run_goes_on_and_exits_non_zero(
     cli_dirs, make_run, tmp_path, monkeypatch
 ):
-    import tasks.mqar as task
+    import wm_bench_tasks.mqar as task
     from wm_bench.cli import main
 
     grid = [

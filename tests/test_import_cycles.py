@@ -11,25 +11,12 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("wm_bench", "tasks")
+from source_modules import ROOT, module_files
 
 # Cycles that are known and still to be broken, each as the sorted modules of one strongly
 # connected component. Empty when the tree has none; an entry that is no longer a cycle fails
 # `test_known_cycles_are_still_cycles`, so the list only shrinks.
 KNOWN_CYCLES: set[tuple[str, ...]] = set()
-
-
-def module_files() -> dict[str, Path]:
-    """{dotted module name: file} for every .py file under the packages."""
-    out = {}
-    for top in PACKAGES:
-        for path in sorted((ROOT / top).rglob("*.py")):
-            parts = list(path.relative_to(ROOT).with_suffix("").parts)
-            if parts[-1] == "__init__":
-                parts.pop()
-            out[".".join(parts)] = path
-    return out
 
 
 def imported_modules(module: str, path: Path, known: dict[str, Path]) -> dict[str, int]:

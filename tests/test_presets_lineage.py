@@ -10,9 +10,9 @@ import json
 
 import pytest
 
-from tasks.arch import with_knob
 from wm_bench.model import count_params
 from wm_bench.presets import PRESET_FFNS, PRESETS, SIZES, match_params, otce_pattern, preset
+from wm_bench_tasks.arch import with_knob
 
 LINEAGE = ("transxssm", "otce")
 VARIANTS = [(name, ffn) for name in LINEAGE for ffn in PRESET_FFNS[name]]

@@ -104,12 +104,12 @@ def test_bad_plans_name_the_bad_value():
 
 
 def test_pair_decision_reads_seeds_at_each_variants_best_lr(tmp_path):
-    """tasks._lm.PairDecision on hand-written results: best LR per variant from the tune seed,
+    """tasks/_lm.py PairDecision on hand-written results: best LR per variant from the tune seed,
     then the seeds both variants have, paired."""
-    from tasks._lm import PairDecision
-    from tasks.rope import make_run
     from wm_bench.config import config_hash, to_dict
     from wm_bench.results import make_result, write_result
+    from wm_bench_tasks._lm import PairDecision
+    from wm_bench_tasks.rope import make_run
 
     def write(variant: str, lr: float, seed: int, ppl: float) -> None:
         cfg = make_run("smoke", variant, seed, lr)

@@ -38,10 +38,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks._lm import TUNE_SEED, LMScale, choose_lr, lm_run, planned_runs
-from tasks._lm import cell_key as cell_key  # the sweep driver asks every task for it
 from wm_bench.config import DownstreamConfig, ModelConfig, RunConfig
 from wm_bench.eval.catalog import PAPER_TASKS
+
+from .._lm import TUNE_SEED, LMScale, choose_lr, lm_run, planned_runs
+from .._lm import cell_key as cell_key  # the sweep driver asks every task for it
 
 EXPERIMENT = "arch"
 # The one table of the architectures: variant → (preset of wm_bench.presets, its keyword

@@ -45,7 +45,7 @@ tasks/expert_speed/README.md.
 
 from __future__ import annotations
 
-from tasks.expert_speed.grid import (
+from .grid import (
     CDMOE_D_RETRIEVAL,
     CLAIM_C3,
     CLAIM_MIN_EXPERTS,
@@ -75,7 +75,7 @@ from tasks.expert_speed.grid import (
     retrieval_bytes,
     spec,
 )
-from tasks.expert_speed.timing import measure, measure_group, reproduce
+from .timing import measure, measure_group, reproduce
 
 __all__ = [
     "CDMOE_D_RETRIEVAL",

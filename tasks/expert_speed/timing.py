@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tasks.expert_speed.grid import (
+from .grid import (
     EXPERIMENT,
     SpeedPoint,
     SpeedScale,

@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks._lm import TUNE_SEED, LMScale, choose_lr, lm_run, planned_runs
-from tasks._lm import cell_key as cell_key  # the sweep driver asks every task for it
 from wm_bench.config import BlockConfig, ModelConfig, RunConfig
+
+from .._lm import TUNE_SEED, LMScale, choose_lr, lm_run, planned_runs
+from .._lm import cell_key as cell_key  # the sweep driver asks every task for it
 
 EXPERIMENT = "ffn"
 METRIC = "valid/loss"

@@ -32,7 +32,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from tasks._recall import (
+from wm_bench.config import RunConfig
+
+from .._recall import (
     EARLY_STOP_ACCURACY,
     METRIC,
     Budget,
@@ -40,7 +42,6 @@ from tasks._recall import (
     mixer_mlp_model,
     recall_run,
 )
-from wm_bench.config import RunConfig
 
 EXPERIMENT = "mqar"
 HIGHER_IS_BETTER = True

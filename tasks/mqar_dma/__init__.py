@@ -73,9 +73,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks import _recall as recall
 from wm_bench.config import RunConfig
 from wm_bench.results import load_result
+
+from .. import _recall as recall
 
 EXPERIMENT = "mqar_dma"
 HIGHER_IS_BETTER = True
@@ -349,7 +350,7 @@ def choose(points: list[tuple[float, float | None]]) -> tuple[float | None, dict
     Returns:
         (best LR or None when every LR failed, {lr: accuracy (−inf for a failed run)}).
     """
-    from tasks._lm import choose_lr
+    from .._lm import choose_lr
 
     best, scores = choose_lr((lr, TUNE_SEED, None if a is None else -a) for lr, a in points)
     return best, {lr: -s for lr, s in scores.items()}

@@ -42,11 +42,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tasks._recall import EARLY_STOP_ACCURACY as EARLY_STOP_ACCURACY  # the sweep driver and
-from tasks._recall import METRIC as METRIC  # the report read these from the task
-from tasks._recall import Budget, mixer_mlp_model, recall_run
 from wm_bench.config import ModelConfig, RunConfig
 from wm_bench.config import config_hash as _config_hash
+
+from .._recall import EARLY_STOP_ACCURACY as EARLY_STOP_ACCURACY  # the sweep driver and
+from .._recall import METRIC as METRIC  # the report read these from the task
+from .._recall import Budget, mixer_mlp_model, recall_run
 
 EXPERIMENT = "passkey"
 HIGHER_IS_BETTER = True

@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks._lm import TUNE_SEED, LMScale, choose_lr, lm_run, planned_runs
-from tasks._lm import cell_key as cell_key  # the sweep driver asks every task for it
 from wm_bench.config import BlockConfig, ModelConfig, RunConfig
+
+from .._lm import TUNE_SEED, LMScale, choose_lr, lm_run, planned_runs
+from .._lm import cell_key as cell_key  # the sweep driver asks every task for it
 
 EXPERIMENT = "rope"
 METRIC_PREFIX = "test/ppl@"
@@ -193,7 +194,7 @@ def runs(scale: str, results_dir: str | Path | None = None) -> list[RunConfig]:
 def decision(scale: str, results_dir: str | Path | None = None) -> Any:
     """C1 as a paired comparison for `reproduce --until-decided`: the hybrid's test-perplexity
     gain at T from RoPE in SSD, each model at its own best LR, against CLAIM_C1's threshold."""
-    from tasks._lm import PairDecision
+    from .._lm import PairDecision
 
     s = spec(scale)
     if not s.lr_grid:

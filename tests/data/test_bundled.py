@@ -219,9 +219,9 @@ def test_the_shipped_content_is_rebuilt_exactly_from_its_source() -> None:
 
 
 def test_smoke_and_cpu_scales_use_the_default_corpus() -> None:
-    import tasks.arch as arch
-    import tasks.ffn as ffn
-    import tasks.rope as rope
+    import wm_bench_tasks.arch as arch
+    import wm_bench_tasks.ffn as ffn
+    import wm_bench_tasks.rope as rope
 
     for task in (rope, ffn, arch):
         for scale in ("smoke", "cpu"):

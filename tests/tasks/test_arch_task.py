@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import tasks.arch as arch
+import wm_bench_tasks.arch as arch
 from wm_bench.config import DownstreamConfig, config_hash, replace
 from wm_bench.model import count_params
 

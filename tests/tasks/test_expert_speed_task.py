@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import tasks.expert_speed as task
+import wm_bench_tasks.expert_speed as task
 
 
 def test_k_matches_the_papers_k_column() -> None:

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from task_results import write_fake_result
 
-import tasks.ffn as ffn
-import tasks.rope as rope
-from tasks._lm import cell_key, choose_lr, staged_runs
+import wm_bench_tasks.ffn as ffn
+import wm_bench_tasks.rope as rope
 from wm_bench.config import config_hash, replace
 from wm_bench.model import count_params
+from wm_bench_tasks._lm import cell_key, choose_lr, staged_runs
 
 
 @pytest.mark.parametrize("scale", ["smoke", "cpu", "small"])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from task_results import write_fake_result
 
-from tasks._lm import TUNE_SEED, staged_runs, tune_variant
-from tasks.rope import make_run
+from wm_bench_tasks._lm import TUNE_SEED, staged_runs, tune_variant
+from wm_bench_tasks.rope import make_run
 
 
 def _make(v: str, lr: float, seed: int):

@@ -1,4 +1,4 @@
-"""tasks.mqar_dma: variants differ by one factor, staged LR choice, cells, sizes, hashes, report."""
+"""tasks/mqar_dma: variants differ by one factor, staged LR choice, cells, sizes, hashes, report."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from task_results import write_fake_result
 
-import tasks.mqar_dma as task
+import wm_bench_tasks.mqar_dma as task
 from wm_bench.config import RunConfig, config_hash, from_dict, to_dict
 from wm_bench.sweep import group_cells
 

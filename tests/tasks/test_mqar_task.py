@@ -1,10 +1,10 @@
-"""tasks.mqar: grid sizes per scale, unique hashes, round trips, cells, paper values, errors."""
+"""tasks/mqar: grid sizes per scale, unique hashes, round trips, cells, paper values, errors."""
 
 from __future__ import annotations
 
 import pytest
 
-import tasks.mqar as task
+import wm_bench_tasks.mqar as task
 from wm_bench.config import RunConfig, config_hash, from_dict, to_dict
 from wm_bench.sweep import group_cells
 

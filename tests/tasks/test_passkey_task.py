@@ -1,4 +1,4 @@
-"""tasks.passkey: models, scales and budget, hashes, cells; the report and its heat maps."""
+"""tasks/passkey: models, scales and budget, hashes, cells; the report and its heat maps."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from task_results import write_fake_result
 
-import tasks.passkey as task
+import wm_bench_tasks.passkey as task
 from wm_bench.config import RunConfig, config_hash, from_dict, to_dict
 from wm_bench.sweep import group_cells
 

@@ -30,7 +30,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from wm_bench.train import run
 
     scale = resolve_scale(args.scale)
-    task = importlib.import_module(f"tasks.{args.experiment}")
+    task = importlib.import_module(f"wm_bench_tasks.{args.experiment}")
     if hasattr(task, "reproduce"):  # a task that measures rather than trains runs its own grid
         return _reproduce_own(task, scale, args)
     if args.dry_run:
@@ -168,7 +168,7 @@ def _until_decided(task: Any, scale: str, args: argparse.Namespace, run_all: Any
 
 
 def _task_module(experiment: str) -> Any:
-    return importlib.import_module(f"tasks.{experiment}")
+    return importlib.import_module(f"wm_bench_tasks.{experiment}")
 
 
 def _plan(task: Any, scale: str, args: argparse.Namespace) -> list[Any]:

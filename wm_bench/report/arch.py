@@ -21,7 +21,7 @@ CHEEMS = ("cheems_mlp", "cheems_cdmoe")
 
 
 def _task() -> Any:
-    import tasks.arch as task
+    import wm_bench_tasks.arch as task
 
     return task
 

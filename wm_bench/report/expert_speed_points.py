@@ -37,8 +37,8 @@ class Point:
 
 
 def task_module() -> Any:
-    """tasks.expert_speed: its methods, labels, paper points and claim thresholds."""
-    import tasks.expert_speed as task
+    """wm_bench_tasks.expert_speed: its methods, labels, paper points and claim thresholds."""
+    import wm_bench_tasks.expert_speed as task
 
     return task
 

@@ -18,7 +18,7 @@ EXPERIMENT = "ffn"
 
 
 def _task() -> Any:
-    import tasks.ffn as task
+    import wm_bench_tasks.ffn as task
 
     return task
 

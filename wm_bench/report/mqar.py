@@ -343,7 +343,7 @@ def failures_section(runs: list[Run], layout: Any) -> list[str]:
 
 
 def render(records: list[dict[str, Any]], figures: dict[str, str] | None = None) -> str:
-    """The whole Markdown report from result records (pure: no file access beyond tasks.mqar).
+    """The whole Markdown report from result records (pure: reads only wm_bench_tasks.mqar).
 
     Args:
         records: result records of experiment "mqar" (any scales).

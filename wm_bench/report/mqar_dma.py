@@ -36,7 +36,7 @@ DIAG_EDGES = (
 
 
 def _task() -> Any:
-    import tasks.mqar_dma as task  # variants, cells, C2 thresholds (no torch at import)
+    import wm_bench_tasks.mqar_dma as task  # variants, cells, C2 thresholds (no torch at import)
 
     return task
 

@@ -39,8 +39,8 @@ class Cell:
 
 
 def task_module() -> Any:
-    """tasks.mqar: the grid's layout, the paper's values and the claim's thresholds."""
-    import tasks.mqar as task  # layout, paper values, claim thresholds (no torch at import)
+    """wm_bench_tasks.mqar: the grid's layout, the paper's values and the claim's thresholds."""
+    import wm_bench_tasks.mqar as task  # no torch at import
 
     return task
 

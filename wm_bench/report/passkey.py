@@ -15,7 +15,7 @@ EXPERIMENT = "passkey"
 
 
 def _task() -> Any:
-    import tasks.passkey as task  # model order and labels (no torch at import)
+    import wm_bench_tasks.passkey as task  # model order and labels (no torch at import)
 
     return task
 

@@ -17,7 +17,7 @@ EXPERIMENT = "rope"
 
 
 def _task() -> Any:
-    import tasks.rope as task
+    import wm_bench_tasks.rope as task
 
     return task
 

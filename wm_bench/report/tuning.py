@@ -11,9 +11,9 @@ from wm_bench.report.common import current_records, fmt_lr, fmt_num, md_table, r
 
 
 def lr_choice(records: Sequence[dict[str, Any]]) -> dict[str, tuple[float | None, dict]]:
-    """Per variant: (the LR its tables use, {lr: score}) by `tasks._lm.choose_lr` (lowest
+    """Per variant: (the LR its tables use, {lr: score}) by `wm_bench_tasks._lm.choose_lr` (lowest
     validation perplexity at the seeds every LR has; failed or diverged runs count as worst)."""
-    from tasks._lm import choose_lr, record_value
+    from wm_bench_tasks._lm import choose_lr, record_value
 
     points: dict[str, list[tuple[float | None, int, float | None]]] = {}
     for r in records:

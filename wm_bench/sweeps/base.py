@@ -60,7 +60,7 @@ def _task_base(base: dict, where: str) -> tuple[RunConfig, str]:
     if scale not in SCALES:
         raise ValueError(f"{where} base.scale: {scale!r}; valid: {list(SCALES)}")
     try:
-        task = importlib.import_module(f"tasks.{task_name}")
+        task = importlib.import_module(f"wm_bench_tasks.{task_name}")
     except ModuleNotFoundError:
         raise ValueError(f"{where} base.task: no task {task_name!r}") from None
     if not hasattr(task, "runs"):
