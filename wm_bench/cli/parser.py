@@ -6,7 +6,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from wm_bench.cli.types import Parser, int_at_least, positive_float
+from wm_bench.cli.types import (
+    Parser,
+    add_choice,
+    add_count,
+    add_switch,
+    int_at_least,
+    positive_float,
+)
 from wm_bench.config import ACCELERATORS, LOGGERS, PRECISIONS, STRATEGIES
 
 # tasks/<name>/ modules: runs(scale) (training experiments) or reproduce(scale, ...) (measuring)
@@ -27,25 +34,18 @@ def add_common(p: argparse.ArgumentParser) -> None:
         "--results-dir", default=None, help="where result JSON goes (default: ./results)"
     )
     p.add_argument("--out-dir", default="outputs", help="logs, checkpoints, Optuna journals")
-    p.add_argument(
+    add_choice(
+        p,
         "--impl",
-        default=None,
-        choices=["auto", "reference", "triton"],
-        help="kernel implementation (auto: triton on CUDA, reference on CPU; default: the run "
+        ["auto", "reference", "triton"],
+        "kernel implementation (auto: triton on CUDA, reference on CPU; default: the run "
         "config's, which is auto)",
     )
-    p.add_argument(
-        "--threads",
-        type=int_at_least(1),
-        default=None,
-        metavar="N",
-        help="torch CPU threads, ≥ 1 (default: the run config's, else torch's)",
-    )
-    p.add_argument(
+    add_count(p, "--threads", "torch CPU threads, ≥ 1 (default: the run config's, else torch's)")
+    add_switch(
+        p,
         "--compile",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="torch.compile the model for training steps (CPU: +11–33%% tokens/s after a 30–110 s "
+        "torch.compile the model for training steps (CPU: +11–33%% tokens/s after a 30–110 s "
         "compile; pays off for runs of several minutes); default: the run config's, else off",
     )
     p.add_argument("--force", action="store_true", help="rerun configs that already have a result")
@@ -62,69 +62,54 @@ def add_common(p: argparse.ArgumentParser) -> None:
         help="downstream task files (JSON lines) for runs with downstream tasks (default: "
         "$WM_BENCH_EVAL_DATA, else the sets shipped with the package, recorded as package:eval)",
     )
-    p.add_argument(
+    add_switch(
+        p,
         "--save-model",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="save each trained model to <out-dir>/models/<experiment>/<scale>/<run id>/ "
+        "save each trained model to <out-dir>/models/<experiment>/<scale>/<run id>/ "
         "(loadable by `wm-bench eval` and lm-eval's wm_bench model); default: the run config's, "
         "else off",
     )
-    p.add_argument(
+    add_choice(
+        p,
         "--accelerator",
-        default=None,
-        choices=list(ACCELERATORS),
-        help="where to train (auto: CUDA when present, else CPU; default: the run config's)",
+        ACCELERATORS,
+        "where to train (auto: CUDA when present, else CPU; default: the run config's)",
     )
-    p.add_argument(
+    add_count(
+        p,
         "--devices",
-        type=int_at_least(1),
-        default=None,
-        metavar="N",
-        help="devices (one process each) per node (default: the run config's, 1); --batch-size "
+        "devices (one process each) per node (default: the run config's, 1); --batch-size "
         "stays the global batch, split over devices × nodes (docs/scale_out.md)",
     )
-    p.add_argument(
-        "--strategy",
-        default=None,
-        choices=list(STRATEGIES),
-        help="auto (Lightning's: DDP on several devices), ddp or fsdp",
+    add_choice(
+        p, "--strategy", STRATEGIES, "auto (Lightning's: DDP on several devices), ddp or fsdp"
     )
-    p.add_argument(
-        "--num-nodes",
-        type=int_at_least(1),
-        default=None,
-        metavar="N",
-        help="machines (torchrun or SLURM starts the processes; 1)",
-    )
-    p.add_argument(
+    add_count(p, "--num-nodes", "machines (torchrun or SLURM starts the processes; 1)")
+    add_choice(
+        p,
         "--precision",
-        default=None,
-        choices=list(PRECISIONS),
-        help="numeric precision (auto: bf16-mixed on CUDA, 32-true on CPU); part of the config "
+        PRECISIONS,
+        "numeric precision (auto: bf16-mixed on CUDA, 32-true on CPU); part of the config "
         "hash, so another precision is another run",
     )
-    p.add_argument(
+    add_count(
+        p,
         "--accumulate-grad-batches",
-        type=int_at_least(1),
-        default=None,
-        metavar="K",
-        help="sum the gradients of K batches per optimiser step (effective batch K × batch size; "
+        "sum the gradients of K batches per optimiser step (effective batch K × batch size; "
         "part of the config hash when K > 1; default: the run config's, 1)",
+        metavar="K",
     )
-    p.add_argument(
+    add_choice(
+        p,
         "--logger",
-        default=None,
-        choices=list(LOGGERS),
-        help="training log under <out-dir>/logs/: csv (default) or tensorboard (needs "
+        LOGGERS,
+        "training log under <out-dir>/logs/: csv (default) or tensorboard (needs "
         "`pip install 'wm_bench[tensorboard]'`)",
     )
-    p.add_argument(
+    add_count(
+        p,
         "--checkpoint-every",
-        type=int_at_least(1),
-        default=None,
-        metavar="N",
-        help="save a checkpoint every N optimiser steps, independent of validation (default: the "
+        "save a checkpoint every N optimiser steps, independent of validation (default: the "
         "run config's, else a twentieth of the run); a kill loses at most N steps",
     )
 
@@ -215,11 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--lr", type=positive_float, default=None, help="peak learning rate (1e-3)")
     p.add_argument("--seed", type=int_at_least(0), default=None, help="run seed, ≥ 0 (0)")
-    p.add_argument(
+    add_switch(
+        p,
         "--checkpoint",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="save <out-dir>/checkpoints/.../last.ckpt and resume from it when rerun (default: "
+        "save <out-dir>/checkpoints/.../last.ckpt and resume from it when rerun (default: "
         "the run config's, else off; --checkpoint-every turns it on)",
     )
     p.add_argument(
@@ -279,11 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=2,
         help="seeds added between two looks of --until-decided (default 2)",
     )
-    p.add_argument(
+    add_switch(
+        p,
         "--checkpoint",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="checkpoint every run so a killed reproduce resumes mid-run (default: on; "
+        "checkpoint every run so a killed reproduce resumes mid-run (default: on; "
         "--no-checkpoint turns it off)",
     )
     add_common(p)

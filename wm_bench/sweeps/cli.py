@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from wm_bench.cli.types import int_at_least
+from wm_bench.cli.types import add_count, int_at_least
 
 STORAGE_HELP = (
     "Optuna storage shared by every worker: sqlite:///PATH (this machine; default for sweeps: "
@@ -46,13 +46,7 @@ def add_parser(sub: Any, add_common: Callable[[argparse.ArgumentParser], None]) 
     )
     p.add_argument("sweep", help="a sweep name in sweeps/ (e.g. smoke) or a YAML path")
     add_storage_args(p, "sqlite:///<out-dir>/optuna/sweeps.db")
-    p.add_argument(
-        "--trials",
-        type=int_at_least(1),
-        default=None,
-        metavar="N",
-        help="trial budget, overriding the file's (grid: its first N points)",
-    )
+    add_count(p, "--trials", "trial budget, overriding the file's (grid: its first N points)")
     p.add_argument(
         "--set",
         action="append",
