@@ -41,6 +41,7 @@ from typing import Any
 from wm_bench.config import DownstreamConfig, ModelConfig, RunConfig
 from wm_bench.eval.catalog import PAPER_TASKS
 
+from .. import pick
 from .._lm import TUNE_SEED, LMScale, choose_lr, lm_run, planned_runs
 from .._lm import cell_key as cell_key  # the sweep driver asks every task for it
 
@@ -107,17 +108,13 @@ SCALES: dict[str, ArchScale] = {
 
 def spec(scale: str) -> ArchScale:
     """The ArchScale of `scale`; ValueError naming the valid scales."""
-    if scale not in SCALES:
-        raise ValueError(f"arch: unknown scale {scale!r}; valid: {list(SCALES)}")
-    return SCALES[scale]
+    return pick(SCALES, scale, "arch: unknown scale")
 
 
 def _preset(s: ArchScale, variant: str) -> ModelConfig:
     from wm_bench.presets import Size, preset
 
-    if variant not in ARCH_TABLE:
-        raise ValueError(f"arch: unknown variant {variant!r}; valid: {list(VARIANTS)}")
-    name, kw, _ = ARCH_TABLE[variant]
+    name, kw, _ = pick(ARCH_TABLE, variant, "arch: unknown variant")
     size = Size(d_model=s.d_model, n_layers=s.n_layers, n_heads=s.n_heads, vocab=s.vocab_size)
     return preset(name, size, vocab_size=s.vocab_size, **kw)
 

@@ -10,6 +10,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from .. import pick
+
 EXPERIMENT = "expert_speed"
 METRIC = "fwd_bwd_ms"
 HIGHER_IS_BETTER = False
@@ -112,9 +114,7 @@ class SpeedPoint:
 
 def spec(scale: str) -> SpeedScale:
     """The SpeedScale of `scale`; ValueError naming the valid scales."""
-    if scale not in SCALES:
-        raise ValueError(f"expert_speed: unknown scale {scale!r}; valid: {list(SCALES)}")
-    return SCALES[scale]
+    return pick(SCALES, scale, "expert_speed: unknown scale")
 
 
 def k_for(num_experts: int, ratio: float) -> int:
@@ -137,9 +137,7 @@ def ffn_config(p: SpeedPoint) -> Any:
     """The FFN config of a point (layer registry imported lazily)."""
     from wm_bench.layers.ffn import FFNS
 
-    if p.method not in METHOD_TABLE:
-        raise ValueError(f"expert_speed: unknown method {p.method!r}; valid: {list(METHODS)}")
-    fields = METHOD_TABLE[p.method].fields
+    fields = pick(METHOD_TABLE, p.method, "expert_speed: unknown method").fields
     return FFNS[p.method][1](num_experts=p.num_experts, top_k=p.top_k, **fields)
 
 

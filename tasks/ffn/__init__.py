@@ -32,6 +32,7 @@ from typing import Any
 
 from wm_bench.config import BlockConfig, ModelConfig, RunConfig
 
+from .. import pick
 from .._lm import TUNE_SEED, LMScale, choose_lr, lm_run, planned_runs
 from .._lm import cell_key as cell_key  # the sweep driver asks every task for it
 
@@ -128,9 +129,7 @@ SCALES: dict[str, FfnScale] = {
 
 def spec(scale: str) -> FfnScale:
     """The FfnScale of `scale`; ValueError naming the valid scales."""
-    if scale not in SCALES:
-        raise ValueError(f"ffn: unknown scale {scale!r}; valid: {list(SCALES)}")
-    return SCALES[scale]
+    return pick(SCALES, scale, "ffn: unknown scale")
 
 
 def variants(scale: str) -> list[str]:

@@ -34,6 +34,7 @@ from typing import Any
 
 from wm_bench.config import RunConfig
 
+from .. import pick
 from .._recall import (
     EARLY_STOP_ACCURACY,
     METRIC,
@@ -184,9 +185,7 @@ TABLE = TableLayout()
 
 def spec(scale: str) -> ScaleSpec:
     """The ScaleSpec of `scale`; ValueError naming the valid scales."""
-    if scale not in SCALES:
-        raise ValueError(f"mqar: unknown scale {scale!r}; valid: {list(SCALES)}")
-    return SCALES[scale]
+    return pick(SCALES, scale, "mqar: unknown scale")
 
 
 def lr_grid(scale: str) -> list[float]:

@@ -77,6 +77,7 @@ from wm_bench.config import RunConfig
 from wm_bench.results import load_result
 
 from .. import _recall as recall
+from .. import pick
 
 EXPERIMENT = "mqar_dma"
 HIGHER_IS_BETTER = True
@@ -277,18 +278,14 @@ RUN_OVERHEAD_S = 4.0  # per run: model build, data generation, Lightning set-up,
 
 def spec(scale: str) -> Scale:
     """The Scale of `scale`; ValueError naming the valid scales."""
-    if scale not in SCALES:
-        raise ValueError(f"mqar_dma: unknown scale {scale!r}; valid: {list(SCALES)}")
-    return SCALES[scale]
+    return pick(SCALES, scale, "mqar_dma: unknown scale")
 
 
 def mixer_config(variant: str, cell: Cell) -> Any:
     """The variant's mixer config in `cell` (from the layer registry, imported lazily)."""
-    if variant not in VARIANTS:
-        raise ValueError(f"mqar_dma: unknown variant {variant!r}; valid: {list(VARIANTS)}")
+    v = pick(VARIANTS, variant, "mqar_dma: unknown variant")
     from wm_bench.layers.mixers import MIXERS as REGISTRY
 
-    v = VARIANTS[variant]
     kwargs = dict(v.fields)
     if v.mixer == "dma":
         kwargs["window"] = cell.window(v.window)

@@ -45,6 +45,7 @@ from typing import Any
 from wm_bench.config import ModelConfig, RunConfig
 from wm_bench.config import config_hash as _config_hash
 
+from .. import pick
 from .._recall import EARLY_STOP_ACCURACY as EARLY_STOP_ACCURACY  # the sweep driver and
 from .._recall import METRIC as METRIC  # the report read these from the task
 from .._recall import Budget, mixer_mlp_model, recall_run
@@ -156,9 +157,7 @@ RUN_OVERHEAD_S = 5.0  # per run: data generation, set-up, the test grid
 
 def spec(scale: str) -> PasskeyScale:
     """The PasskeyScale of `scale`; ValueError naming the valid scales."""
-    if scale not in SCALES:
-        raise ValueError(f"passkey: unknown scale {scale!r}; valid: {list(SCALES)}")
-    return SCALES[scale]
+    return pick(SCALES, scale, "passkey: unknown scale")
 
 
 def model_config(scale: str, model: str) -> ModelConfig:
@@ -166,9 +165,7 @@ def model_config(scale: str, model: str) -> ModelConfig:
     from wm_bench.layers.mixers import MIXERS as REG
 
     s = spec(scale)
-    if model not in MODEL_TABLE:
-        raise ValueError(f"passkey: unknown model {model!r}; valid: {list(MODELS)}")
-    entry = MODEL_TABLE[model]
+    entry = pick(MODEL_TABLE, model, "passkey: unknown model")
 
     def mixer(registry: str, fields: dict[str, Any]) -> Any:
         fixed = {k: s.window if v == SCALE_WINDOW else v for k, v in fields.items()}
