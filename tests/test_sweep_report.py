@@ -102,6 +102,7 @@ def test_sweep_report_tables_plots_rebuild_identically_and_join_the_pdf(tmp_path
     assert written[0] == tmp_path / "rep/sweeps/demo.md"
     assert "Trial 1: `valid/accuracy` = 0.75" in md  # the best configuration
     assert "| `model.blocks.M.mixer.window` | 8 |" in md
+    assert "one seed): this ranks configurations for a follow-up, it is not a verdict" in md
     assert "| 1 | complete | 8 | 0.003 | **0.75** | ok | 40 | 2.5 | dma__0000000000000001 |" in md
     assert "pruned at step 20" in md and "RuntimeError: boom" in md
     assert "its worker stopped beating" in md

@@ -252,6 +252,7 @@ def _section(
         out += c.md_table(
             ["parameter", "value"], [(f"`{k}`", _fmt(v)) for k, v in best["params"].items()], "lr"
         )
+        out += ["", _seed_caveat(doc)]
     out += ["", "### Trials", "", *_trials_table(doc, records)]
     imp = importances(replay(doc))
     out += ["", "### Parameter importances", ""]
@@ -284,6 +285,21 @@ def _section(
             "study (an earlier version of the file) and are left out.",
         ]
     return out
+
+
+def _seed_caveat(doc: dict[str, Any]) -> str:
+    """What the best trial is worth: a ranking to follow up, not a verdict, unless seeds vary."""
+    if any(d["path"] == "seed" for d in doc["space"]):
+        return (
+            "The seed is a searched parameter here, so trials of one configuration differ by "
+            "their seed; compare configurations by their seeds together, not by one trial."
+        )
+    return (
+        "Each trial is one training run (one seed): this ranks configurations for a follow-up, "
+        "it is not a verdict. Seed-to-seed spread can exceed the gaps between trials; a claim "
+        "needs several seeds per configuration and an interval (`wm-bench reproduce`, the "
+        "experiment reports)."
+    )
 
 
 def _in_study(rec: dict[str, Any], doc: dict[str, Any]) -> bool:
