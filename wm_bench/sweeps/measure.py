@@ -1,6 +1,6 @@
 """Measure `--workers`: the smoke sweep's wall time with 2 workers against 1 (target ≤ 0.65×).
 
-    python -m wm_bench.sweeps.measure [--out outputs/sweeps/workers-smoke.json]
+    python -m wm_bench.sweeps.measure [--out results/bench/sweep_workers_smoke_cpu.json]
 
 Runs `wm-bench sweep smoke` from scratch (fresh results, outputs and SQLite storage in a
 temporary folder, no report) once with --workers 1 and once with --workers 2, alternating
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("--out", default="outputs/sweeps/workers-smoke.json", help="the JSON written")
+    ap.add_argument("--out", default="results/bench/sweep_workers_smoke_cpu.json", help="the JSON written")
     ap.add_argument("--sweep", default="smoke", help="the sweep timed (default: smoke)")
     ap.add_argument("--workers", type=int, default=2, help="workers compared with one (2)")
     ap.add_argument("--repeats", type=int, default=1, help="times each is run, alternating (1)")
