@@ -4,13 +4,14 @@ and the expert-row mixing PEER and CDMoE share."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from wm_bench.kernels.cdmoe import IMPLS, expert_mix, product_key_topk
-from wm_bench.layers.base import INIT_STD, Layer
-from wm_bench.layers.ffn.mlp import linear
+from wm_bench.layers.base import INIT_STD, Layer, check_name
+from wm_bench.layers.ffn.mlp import check_positive_int, check_top_k, linear
 
 
 def check_square(layer: str, num_experts: object) -> int:
@@ -35,6 +36,17 @@ def check_even(cls: str, field: str, value: object) -> None:
     """Raise ValueError unless `value` is a positive even int (two query halves)."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 2 or value % 2:
         raise ValueError(f"{cls}.{field}={value!r} must be a positive even int (two halves)")
+
+
+def check_product_keys(cfg: Any, name: str, key_field: str) -> None:
+    """The checks every product-key config shares (PKM, PEER, CDMoE): its registry name, N a
+    perfect square, num_heads ≥ 1, 1 ≤ top_k ≤ N, and an even query width `cfg.<key_field>`."""
+    cls = type(cfg).__name__
+    check_name(cfg, name)
+    check_square(name, cfg.num_experts)
+    check_positive_int(cls, "num_heads", cfg.num_heads)
+    check_top_k(cls, cfg.top_k, cfg.num_experts)
+    check_even(cls, key_field, getattr(cfg, key_field))
 
 
 class ProductKeyRetrieval(nn.Module):

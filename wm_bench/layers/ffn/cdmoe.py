@@ -10,19 +10,16 @@ import torch
 from torch import Tensor, nn
 
 from wm_bench.kernels.cdmoe import product_key_topk
-from wm_bench.layers.base import check_name
 from wm_bench.layers.ffn._product_keys import (
     ProductKeyRetrieval,
     RetrievalLayer,
-    check_even,
-    check_square,
+    check_product_keys,
     embedding_tables,
 )
 from wm_bench.layers.ffn.mlp import (
     GatedMLP,
     check_choice,
     check_positive_int,
-    check_top_k,
     linear,
     zero_aux,
 )
@@ -48,11 +45,7 @@ class CDMoEConfig:
     router: Literal["per_head", "doge"] = "per_head"
 
     def __post_init__(self) -> None:
-        check_name(self, "cdmoe")
-        check_square("cdmoe", self.num_experts)
-        check_top_k("CDMoEConfig", self.top_k, self.num_experts)
-        check_positive_int("CDMoEConfig", "num_heads", self.num_heads)
-        check_even("CDMoEConfig", "d_retrieval", self.d_retrieval)
+        check_product_keys(self, "cdmoe", "d_retrieval")
         check_positive_int("CDMoEConfig", "shared_d_ff", self.shared_d_ff, allow_none=True)
         check_choice("CDMoEConfig", "router", self.router, ("per_head", "doge"))
 

@@ -7,19 +7,15 @@ from typing import Literal
 
 from torch import Tensor
 
-from wm_bench.layers.base import check_name
 from wm_bench.layers.ffn._product_keys import (
     RetrievalLayer,
-    check_even,
-    check_square,
+    check_product_keys,
     embedding_tables,
 )
 from wm_bench.layers.ffn.mlp import (
     ACTIVATION_FNS,
     Activation,
     check_choice,
-    check_positive_int,
-    check_top_k,
     zero_aux,
 )
 
@@ -40,11 +36,7 @@ class PEERConfig:
     activation: Activation = "gelu"
 
     def __post_init__(self) -> None:
-        check_name(self, "peer")
-        check_square("peer", self.num_experts)
-        check_positive_int("PEERConfig", "num_heads", self.num_heads)
-        check_top_k("PEERConfig", self.top_k, self.num_experts)
-        check_even("PEERConfig", "d_key", self.d_key)
+        check_product_keys(self, "peer", "d_key")
         check_choice("PEERConfig", "activation", self.activation, tuple(ACTIVATION_FNS))
 
 

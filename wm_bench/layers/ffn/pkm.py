@@ -8,15 +8,13 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor
 
-from wm_bench.layers.base import check_name
 from wm_bench.layers.ffn._product_keys import (
     RetrievalLayer,
-    check_even,
-    check_square,
+    check_product_keys,
     embedding_tables,
     scores_to_weights,
 )
-from wm_bench.layers.ffn.mlp import check_positive_int, check_top_k, zero_aux
+from wm_bench.layers.ffn.mlp import zero_aux
 
 
 @dataclass(frozen=True)
@@ -34,11 +32,7 @@ class PKMConfig:
     d_key: int = 128
 
     def __post_init__(self) -> None:
-        check_name(self, "pkm")
-        check_square("pkm", self.num_experts)
-        check_positive_int("PKMConfig", "num_heads", self.num_heads)
-        check_top_k("PKMConfig", self.top_k, self.num_experts)
-        check_even("PKMConfig", "d_key", self.d_key)
+        check_product_keys(self, "pkm", "d_key")
 
 
 class PKM(RetrievalLayer):
