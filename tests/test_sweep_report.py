@@ -104,7 +104,8 @@ def test_sweep_report_tables_plots_rebuild_identically_and_join_the_pdf(tmp_path
     assert "| `model.blocks.M.mixer.window` | 8 |" in md
     assert "one seed): this ranks configurations for a follow-up, it is not a verdict" in md
     assert "| 1 | complete | 8 | 0.003 | **0.75** | ok | 40 | 2.5 | dma__0000000000000001 |" in md
-    assert "pruned at step 20" in md and "RuntimeError: boom" in md
+    assert "pruned at step 20 with valid/accuracy 0.1 (" in md and "RuntimeError: boom" in md
+    assert "| 4 | pruned | 16 | 0.01 | (0.1 at 20) | pruned | 20 |" in md  # where it stood
     assert "its worker stopped beating" in md
     assert "### Parameter importances" in md and "| `optim.lr` |" in md
     assert "- trials: 4 complete, 1 pruned, 2 fail" in md and "commits: abcdef123456" in md

@@ -315,6 +315,9 @@ def _trials_table(doc: dict[str, Any], records: Sequence[dict[str, Any]]) -> lis
         rec = by_run.get(t["user_attrs"].get("run_id")) or {}
         timing = rec.get("timing") or {}
         value = _fmt(t["value"]) if t["state"] == "COMPLETE" else "—"
+        at = _last_report(t) if t["state"] == "PRUNED" else None
+        if at is not None:  # where it stood when pruned: not a final value, so in parentheses
+            value = f"({_fmt(at[1])} at {at[0]})"
         if best is not None and t["number"] == best["number"]:
             value = f"**{value}**"
         how = t["user_attrs"].get("status") or (
@@ -330,7 +333,7 @@ def _trials_table(doc: dict[str, Any], records: Sequence[dict[str, Any]]) -> lis
                 value,
                 how,
                 _fmt(timing.get("steps") or t["user_attrs"].get("pruned_at_step")),
-                _fmt(timing.get("wall_s")),
+                _fmt(timing.get("wall_s") or t["user_attrs"].get("wall_s")),
                 t["user_attrs"].get("run_id", "—"),
             )
         )
@@ -347,6 +350,15 @@ def _trials_table(doc: dict[str, Any], records: Sequence[dict[str, Any]]) -> lis
     return c.md_table(heads, rows, "rl" + "r" * len(paths) + "rlrrl")
 
 
+def _last_report(trial: dict[str, Any]) -> tuple[int, float] | None:
+    """(step, value) of the trial's last intermediate report, or None when it made none."""
+    steps = {int(k): v for k, v in (trial.get("intermediate") or {}).items() if v is not None}
+    if not steps:
+        return None
+    last = max(steps)
+    return last, steps[last]
+
+
 def _failures(doc: dict[str, Any]) -> list[str]:
     bad = [t for t in doc["trials"] if t["state"] in ("FAIL", "PRUNED")]
     rows = []
@@ -354,6 +366,12 @@ def _failures(doc: dict[str, Any]) -> list[str]:
         a = t["user_attrs"]
         if t["state"] == "PRUNED":
             what = f"pruned at step {a.get('pruned_at_step', '?')}"
+            at = _last_report(t)
+            if at is not None:
+                what += (
+                    f" with {doc['objective']['metric']} {_fmt(at[1])} "
+                    f"({doc['pruner']['name']} pruner)"
+                )
         elif "status" not in a:
             what = "its worker stopped beating (killed or interrupted); the point was redone"
         else:

@@ -76,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("--out", default="results/bench/sweep_workers_smoke_cpu.json", help="the JSON written")
+    ap.add_argument(
+        "--out", default="results/bench/sweep_workers_smoke_cpu.json", help="the JSON written"
+    )
     ap.add_argument("--sweep", default="smoke", help="the sweep timed (default: smoke)")
     ap.add_argument("--workers", type=int, default=2, help="workers compared with one (2)")
     ap.add_argument("--repeats", type=int, default=1, help="times each is run, alternating (1)")
