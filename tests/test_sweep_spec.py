@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from wm_bench.cli import main
-from wm_bench.sweeps.spec import assign, available, load_sweep
+from wm_bench.sweeps.spec import assign, available, load_sweep, pruning_caveats
 
 GOOD = """\
 description: test sweep
@@ -146,3 +146,15 @@ def test_dry_run_lists_points_and_writes_nothing(cli_dirs, tmp_path: Path, capsy
     out = capsys.readouterr().out
     assert "4 points, 0 done, 4 pending" in out and "window=8 lr=0.003" in out
     assert not (tmp_path / "r").exists() and not (tmp_path / "o").exists()
+
+
+def test_a_grid_whose_pruner_start_up_shares_one_value_is_flagged(tmp_path: Path) -> None:
+    """The median pruner judges later trials by the first n_startup_trials: in YAML order those
+    share window = 4 here, so windows 8 and 16 would be judged against 4 alone."""
+    text = GOOD.replace("[4, 8]", "[4, 8, 16]") + "pruner: {name: median, n_startup_trials: 2}\n"
+    caveats = pruning_caveats(load_sweep(_write(tmp_path, text)))
+    assert len(caveats) == 1 and "model.blocks.M.mixer.window = 4" in caveats[0]
+    swapped = text.replace("n_startup_trials: 2", "n_startup_trials: 3")  # reaches window 8
+    assert pruning_caveats(load_sweep(_write(tmp_path, swapped))) == []
+    unpruned = text.replace("pruner: {name: median, n_startup_trials: 2}", "pruner: none")
+    assert pruning_caveats(load_sweep(_write(tmp_path, unpruned))) == []

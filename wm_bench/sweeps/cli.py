@@ -151,6 +151,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def _dry_run(spec: Any, storage: str, args: argparse.Namespace) -> int:
     from wm_bench.sweeps import driver
     from wm_bench.sweeps.plans import FinitePlan, done_in
+    from wm_bench.sweeps.spec import pruning_caveats
     from wm_bench.sweeps.storage import parse_storage
 
     p = driver.plan(spec, results_dir=args.results_dir, force=args.force)
@@ -165,6 +166,8 @@ def _dry_run(spec: Any, storage: str, args: argparse.Namespace) -> int:
     print(f"  storage: {parse_storage(storage).shown()}, study {p.study_name}")
     for prm in spec.params:
         print(f"  space {prm.path}: {prm.describe()}")
+    for caveat in pruning_caveats(spec):
+        print(f"  note: {caveat}")
     if isinstance(p, FinitePlan):
         done, pending = done_in(args.results_dir), 0
         for pt in p.points:

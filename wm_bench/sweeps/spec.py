@@ -112,6 +112,32 @@ class SweepSpec:
         return " ".join(f"{k.rsplit('.', 1)[-1]}={_short(v)}" for k, v in params.items())
 
 
+def pruning_caveats(spec: SweepSpec) -> list[str]:
+    """Warnings about a grid the median pruner would judge unfairly (empty when it would not).
+
+    The median pruner stops a trial whose value at a step trails the median of the trials that
+    reported that step before it, once `n_startup_trials` (optuna's default 5) have finished. A
+    grid runs in YAML order, so when its first n_startup_trials points share one value of a
+    parameter the grid varies, every other value of that parameter is judged against that one
+    alone, which is the comparison the sweep exists to make.
+    """
+    if spec.sampler != "grid" or spec.pruner != "median":
+        return []
+    k = int(spec.pruner_options.get("n_startup_trials", 5))
+    first = spec.grid()[:k]
+    out = []
+    for prm in spec.params:
+        seen = {repr(pt[prm.path]) for pt in first}
+        if len(set(map(repr, prm.values))) > 1 and len(seen) == 1:
+            out.append(
+                f"the median pruner's {k} start-up trial(s) all have {prm.path} = "
+                f"{_short(first[0][prm.path])}, so its other values are judged against that "
+                "one alone; put a parameter with fewer values first in `space`, raise "
+                "n_startup_trials, or use `pruner: none`"
+            )
+    return out
+
+
 def _short(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
