@@ -27,6 +27,7 @@ def test_smoke_sweep_with_two_workers_runs_each_point_once_then_reruns_nothing(
     study = json.loads((tmp_path / "res/sweeps/smoke/smoke/study.json").read_text())
     trials = study["trials"]
     assert [t["state"] for t in trials] == ["COMPLETE"] * 6
+    assert study["provenance"]["git_commit"] and study["provenance"]["versions"]["optuna"]
     assert sorted(t["user_attrs"]["run_id"] for t in trials) == sorted(r["run_id"] for r in recs)
     assert "[worker 1] done:" in capfd.readouterr().out  # the second worker ran and ended
     report = (tmp_path / "rep/sweeps/smoke.md").read_text()

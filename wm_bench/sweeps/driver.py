@@ -175,14 +175,15 @@ def export_study(
     storage: str | None,
     out_dir: str | Path = "outputs",
 ) -> Path:
-    """Write results/sweeps/<name>/<scale>/study.json: the sweep's definition and its trials
-    (paths relative to the repository, the storage by kind only)."""
+    """Write results/sweeps/<name>/<scale>/study.json: the sweep's definition, its trials and the
+    exporting checkout's provenance (paths relative to the repository, the storage by kind only)."""
     from optuna.distributions import distribution_to_json
 
     from wm_bench.results import (
         default_results_dir,
         migrate_record,
         portable_path,
+        provenance,
         repo_root,
         write_json_atomic,
     )
@@ -214,6 +215,8 @@ def export_study(
             for p in spec.params
         ],
         "trials": [_trial_json(t) for t in sorted(trials, key=lambda t: t.number)],
+        # who exported the study (a CPU job); each trial's run JSON carries its own provenance
+        "provenance": provenance({"type": "cpu"}),
     }
     doc = migrate_record(doc, repo_root())[0]
     rdir = Path(results_dir) if results_dir is not None else default_results_dir()
