@@ -106,7 +106,7 @@ def test_bad_plans_name_the_bad_value():
 def test_pair_decision_reads_seeds_at_each_variants_best_lr(tmp_path):
     """tasks/_lm.py PairDecision on hand-written results: best LR per variant from the tune seed,
     then the seeds both variants have, paired."""
-    from wm_bench.config import config_hash, to_dict
+    from wm_bench.config import run_identity
     from wm_bench.results import make_result, write_result
     from wm_bench_tasks._lm import PairDecision
     from wm_bench_tasks.rope import make_run
@@ -114,12 +114,7 @@ def test_pair_decision_reads_seeds_at_each_variants_best_lr(tmp_path):
     def write(variant: str, lr: float, seed: int, ppl: float) -> None:
         cfg = make_run("smoke", variant, seed, lr)
         rec = make_result(
-            experiment=cfg.experiment,
-            variant=cfg.variant,
-            seed=seed,
-            scale=cfg.scale,
-            config=to_dict(cfg),
-            config_hash=config_hash(cfg),
+            **run_identity(cfg),
             status="ok",
             metrics={"valid/ppl": ppl, "test/ppl@64": ppl},
             higher_is_better={"valid/ppl": False, "test/ppl@64": False},

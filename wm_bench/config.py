@@ -321,6 +321,19 @@ def config_hash(cfg: Any) -> str:
     return hashlib.sha256(canonical_json(_hash_view(cfg)).encode()).hexdigest()[:16]
 
 
+def run_identity(cfg: Any, h: str | None = None) -> dict[str, Any]:
+    """The fields that name a run in its result record (`results.make_result`): experiment,
+    variant, seed, scale, the whole config and its hash (`h` when the caller has it already)."""
+    return {
+        "experiment": cfg.experiment,
+        "variant": cfg.variant,
+        "seed": cfg.seed,
+        "scale": cfg.scale,
+        "config": to_dict(cfg),
+        "config_hash": h if h is not None else config_hash(cfg),
+    }
+
+
 def from_dict(cls: type, data: Any, *, path: str = "") -> Any:
     """Strictly build dataclass `cls` from a dict: unknown keys raise with their dotted path."""
     where = path or cls.__name__

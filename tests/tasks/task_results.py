@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from wm_bench.config import RunConfig, config_hash, to_dict
+from wm_bench.config import RunConfig, run_identity
 from wm_bench.results import make_result, write_result
 
 
@@ -22,12 +22,7 @@ def write_fake_result(
     """Write the result of `cfg` into `rdir` with `metrics` (each better when higher or lower,
     as `higher_is_better` says) and `status` (with `error` when it is not "ok")."""
     rec = make_result(
-        experiment=cfg.experiment,
-        variant=cfg.variant,
-        seed=cfg.seed,
-        scale=cfg.scale,
-        config=to_dict(cfg),
-        config_hash=config_hash(cfg),
+        **run_identity(cfg),
         status=status,
         metrics=metrics,
         higher_is_better=dict.fromkeys(metrics, higher_is_better),

@@ -26,7 +26,7 @@ import lightning as L
 import torch
 
 from wm_bench import results
-from wm_bench.config import RunConfig, config_hash, to_dict
+from wm_bench.config import RunConfig, config_hash, run_identity
 from wm_bench.data import build_datamodule
 from wm_bench.train import distributed, signals
 from wm_bench.train.checkpoints import (
@@ -109,16 +109,7 @@ def run(
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     started = results.now_iso()
-    common = dict(
-        experiment=cfg.experiment,
-        variant=cfg.variant,
-        seed=cfg.seed,
-        scale=cfg.scale,
-        config=to_dict(cfg),
-        config_hash=h,
-        device=device_info(accelerator, cfg),
-        started_at=started,
-    )
+    common = dict(**run_identity(cfg, h), device=device_info(accelerator, cfg), started_at=started)
     state = _RunState()
     try:
         with _quiet_lightning():
