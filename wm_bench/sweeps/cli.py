@@ -97,6 +97,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from wm_bench.cli.train import _runtime
     from wm_bench.sweeps import driver
     from wm_bench.sweeps import storage as st
+    from wm_bench.sweeps.spec import pruning_caveats
     from wm_bench.sweeps.workers import start_workers
 
     spec = load(args)  # every error of the file, before anything runs or starts
@@ -112,6 +113,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         from wm_bench.preflight import check_writable
 
         check_writable(Path(args.out_dir), "output folder (--out-dir)")
+        if not getattr(args, "sweep_worker_index", 0):  # once, not once per local worker
+            for caveat in pruning_caveats(spec):
+                print(f"note: {caveat}")
         workers = start_workers(cmd_sweep, args)
         recs = driver.run_sweep(
             spec,

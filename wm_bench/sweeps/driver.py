@@ -19,7 +19,7 @@ from wm_bench.config import RunConfig, canonical_json, config_hash
 from wm_bench.sweeps.engine import Worker
 from wm_bench.sweeps.plans import FinitePlan, Point, SampledPlan, done_in
 from wm_bench.sweeps.space import make_pruner, make_sampler
-from wm_bench.sweeps.spec import SweepSpec, pruning_caveats
+from wm_bench.sweeps.spec import SweepSpec
 
 STUDY_FILE = "study.json"
 
@@ -143,8 +143,6 @@ def run_sweep(
             f"sweep {spec.name}: {spec.description or spec.base_text}; storage "
             f"{url.shown()}, study {the_plan.study_name}"
         )
-        for caveat in pruning_caveats(spec):
-            log(f"note: {caveat}")
         return worker.work([the_plan])
     finally:
         backend.close()
