@@ -92,20 +92,20 @@ class MqarBenchConfig:
     the first `warmup_chunks` chunks of each variant are untimed.
     """
 
-    vocab_size: int = 8192
-    d_model: int = 64
-    n_layers: int = 2
-    seq_len: int = 64
-    num_kv_pairs: int = 8
-    batch_size: int = 32
-    steps: int = 750
-    epochs: int = 2
-    lr: float = ZOOLOGY_LR
-    weight_decay: float = 0.1
-    n_test: int = 1000
-    chunk: int = 25
-    warmup_chunks: int = 1
-    seed: int = 0
+    vocab_size: int = 8192  # tokens; keys and values are drawn from disjoint halves
+    d_model: int = 64  # model width of both implementations
+    n_layers: int = 2  # blocks (mixer + MLP each)
+    seq_len: int = 64  # tokens per row
+    num_kv_pairs: int = 8  # key-value pairs stated at the start of each row
+    batch_size: int = 32  # rows per optimiser step
+    steps: int = 750  # optimiser steps, all timed except the warm-up chunks
+    epochs: int = 2  # passes over the training rows (Zoology's CosineAnnealingLR unit)
+    lr: float = ZOOLOGY_LR  # peak learning rate, the same for both sides
+    weight_decay: float = 0.1  # AdamW decoupled decay
+    n_test: int = 1000  # held-out rows for the untimed accuracy check
+    chunk: int = 25  # steps per timed chunk
+    warmup_chunks: int = 1  # leading chunks per variant left out of the timing
+    seed: int = 0  # seeds data and initialisation
 
     def __post_init__(self) -> None:
         for name in (

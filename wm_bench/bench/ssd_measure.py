@@ -24,29 +24,21 @@ GRADS = ("dx", "ddt", "dA", "dB", "dC")
 class Settings:
     """How to measure.
 
-    Fields:
-        chunk: our (and mamba_ssm's) chunk size Q; fla always uses 64.
-        dtype: "bfloat16" on the GPU, "float32" under the interpreter.
-        device: "cuda[:i]", or "cpu" under TRITON_INTERPRET=1.
-        warmup_ms, rep_ms: do_bench warm-up and timed budget per measurement (CUDA).
-        repeats: wall-clock calls per timing on the CPU interpreter.
-        graph: also time a CUDA-graph replay of the forward.
-        check_max_tokens: cases with B·T above this inherit the check verdict of the same layout's
-            last checked case (the fp64 reference at 32K tokens × 8 is slow and large).
-        budget_s: soft wall-clock cap; cases and implementations past it are recorded as skipped.
-        seed: input seed.
+    Cases with B·T above `check_max_tokens` inherit the check verdict of the same layout's last
+    checked case (the fp64 reference at 32K tokens × 8 is slow and large). Cases and
+    implementations past `budget_s` are recorded as skipped.
     """
 
-    chunk: int
-    dtype: str
-    device: str
-    warmup_ms: float = 25.0
-    rep_ms: float = 100.0
-    repeats: int = 2
-    graph: bool = True
-    check_max_tokens: int = 65536
-    budget_s: float = 100.0
-    seed: int = 0
+    chunk: int  # our (and mamba_ssm's) chunk size Q; fla always uses 64
+    dtype: str  # "bfloat16" on the GPU, "float32" under the interpreter
+    device: str  # "cuda[:i]", or "cpu" under TRITON_INTERPRET=1
+    warmup_ms: float = 25.0  # do_bench warm-up per measurement (CUDA)
+    rep_ms: float = 100.0  # do_bench timed budget per measurement (CUDA)
+    repeats: int = 2  # wall-clock calls per timing on the CPU interpreter
+    graph: bool = True  # also time a CUDA-graph replay of the forward
+    check_max_tokens: int = 65536  # largest B·T checked against the reference
+    budget_s: float = 100.0  # soft wall-clock cap for the whole measurement
+    seed: int = 0  # input seed
 
     @property
     def cuda(self) -> bool:

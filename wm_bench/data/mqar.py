@@ -8,7 +8,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from wm_bench.data.resumable import DisjointSeeds, TensorSplitsData
+from wm_bench.data.resumable import DisjointSeeds, SeededSplitsData
 
 IGNORE_INDEX = -100
 _CHUNK_ELEMENTS = 1 << 22  # rows × pool entries held at once while sampling (≈ 32 MB of int64)
@@ -167,15 +167,15 @@ class MqarDataConfig(DisjointSeeds):
     """
 
     name: Literal["mqar"] = "mqar"
-    seq_len: int = 64
-    num_kv_pairs: int = 4
-    vocab_size: int = 8192
-    n_train: int = 100_000
-    n_test: int = 3_000
-    power_a: float = 0.01
-    random_filler: bool = False
-    train_seed_offset: int = 0
-    test_seed_offset: int = 1_000_000
+    seq_len: int = 64  # tokens per row (L)
+    num_kv_pairs: int = 4  # key-value pairs per row (kv); each key is queried once
+    vocab_size: int = 8192  # V: keys from 1 … V/2−1, values from V/2 … V−1
+    n_train: int = 100_000  # training rows, generated once per seed
+    n_test: int = 3_000  # test rows, also the validation set
+    power_a: float = 0.01  # query gaps drawn with p(g) ∝ (g+1)^(a−1)
+    random_filler: bool = False  # filler is uniform tokens instead of 0
+    train_seed_offset: int = 0  # train set of run seed s uses seed offset + s
+    test_seed_offset: int = 1_000_000  # likewise for the test set; must exceed the train offset
 
     def __post_init__(self) -> None:
         check_mqar_args(self.seq_len, self.num_kv_pairs, self.vocab_size)
@@ -191,7 +191,7 @@ class MqarDataConfig(DisjointSeeds):
             )
 
 
-class MqarDataModule(TensorSplitsData):
+class MqarDataModule(SeededSplitsData):
     """Batches of (input_ids [B, L], labels [B, L]) int64, labels aligned with the logits.
 
     Training batches come shuffled, epoch after epoch, as a pure function of (seed, step)
@@ -201,20 +201,17 @@ class MqarDataModule(TensorSplitsData):
     """
 
     eval_split = "test"
+    eval_rows = "n_test"
+    cfg: MqarDataConfig
 
-    def __init__(self, cfg: MqarDataConfig, *, batch_size: int, seed: int) -> None:
-        super().__init__(cfg, batch_size=batch_size, seed=seed)
-        self.train_seed, self.test_seed = cfg.split_seeds(seed)
-
-    def make_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def generate(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.cfg
-        n, s = (c.n_train, self.train_seed) if split == "train" else (c.n_test, self.test_seed)
         return generate(
             n,
             c.seq_len,
             c.num_kv_pairs,
             c.vocab_size,
-            seed=s,
+            seed=seed,
             power_a=c.power_a,
             random_filler=c.random_filler,
         )

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from wm_bench.data.resumable import DisjointSeeds, TensorSplitsData
+from wm_bench.data.resumable import DisjointSeeds, SeededSplitsData
 
 IGNORE_INDEX = -100
 # Token ids: three markers, then the key tokens ("digits"), then the filler tokens.
@@ -70,20 +70,20 @@ class PasskeyDataConfig(DisjointSeeds):
     """
 
     name: Literal["passkey"] = "passkey"
-    vocab_size: int = 256
-    seq_len: int = 256
-    key_len: int = 5
-    key_vocab: int = 10
-    filler: Literal["repeat", "random"] = "repeat"
-    filler_period: int = 24
-    n_train: int = 20_000
-    n_valid: int = 256
-    train_min_len: int | None = None
-    test_lengths: tuple[int, ...] = ()
-    test_depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
-    n_test: int = 64
-    train_seed_offset: int = 0
-    test_seed_offset: int = 1_000_000
+    vocab_size: int = 256  # special tokens, then key_vocab key ids, then filler ids
+    seq_len: int = 256  # training and validation length (and padding target)
+    key_len: int = 5  # K, key tokens to retrieve
+    key_vocab: int = 10  # distinct key tokens
+    filler: Literal["repeat", "random"] = "repeat"  # tiled sentence or uniform tokens
+    filler_period: int = 24  # tokens in the repeated filler sentence
+    n_train: int = 20_000  # training examples
+    n_valid: int = 256  # validation examples
+    train_min_len: int | None = None  # None: every training example has length seq_len
+    test_lengths: tuple[int, ...] = ()  # () means (seq_len,)
+    test_depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # δ of each test cell
+    n_test: int = 64  # examples per (length, depth) cell
+    train_seed_offset: int = 0  # training set of run seed s uses offset + s
+    test_seed_offset: int = 1_000_000  # validation and test sets likewise
 
     def __post_init__(self) -> None:
         for f in ("key_len", "filler_period", "n_train", "n_valid", "n_test"):
@@ -314,7 +314,7 @@ def exact_match(
     return torch.cat(out) if out else torch.zeros(0)
 
 
-class PasskeyDataModule(TensorSplitsData):
+class PasskeyDataModule(SeededSplitsData):
     """Batches of (input_ids [B, n], labels [B, n]) int64 at n = seq_len, labels on the answer.
 
     Training batches come shuffled, epoch after epoch, as a pure function of (seed, step)
@@ -325,14 +325,10 @@ class PasskeyDataModule(TensorSplitsData):
     the whole grid on every rank (the same model: the same numbers).
     """
 
-    def __init__(self, cfg: PasskeyDataConfig, *, batch_size: int, seed: int) -> None:
-        super().__init__(cfg, batch_size=batch_size, seed=seed)
-        self.train_seed, self.test_seed = cfg.split_seeds(seed)
+    cfg: PasskeyDataConfig
 
-    def make_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        c = self.cfg
-        n, s = (c.n_train, self.train_seed) if split == "train" else (c.n_valid, self.test_seed)
-        return generate_mixed(c, n, seed=s)
+    def generate(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return generate_mixed(self.cfg, n, seed=seed)
 
     def eval_metrics(self, model: torch.nn.Module, *, device: Any = None) -> dict[str, float]:
         """Key accuracy per (length, depth) of the test grid (`evaluate_grid`)."""

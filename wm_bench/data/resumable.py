@@ -260,3 +260,24 @@ class TensorSplitsData(ResumableTrainData, L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self.val_dataloader()
+
+
+class SeededSplitsData(TensorSplitsData):
+    """TensorSplitsData over a `DisjointSeeds` config: the train split is `cfg.n_train` rows made
+    from the run's train seed, the evaluation split the `eval_rows` field's count made from its
+    test seed. A subclass says how rows are made (`generate`)."""
+
+    eval_rows = "n_valid"  # the config field that counts the evaluation rows
+
+    def __init__(self, cfg: Any, *, batch_size: int, seed: int) -> None:
+        super().__init__(cfg, batch_size=batch_size, seed=seed)
+        self.train_seed, self.test_seed = cfg.split_seeds(seed)
+
+    def generate(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """n rows (inputs, labels) as a pure function of `seed`."""
+        raise NotImplementedError
+
+    def make_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if split == "train":
+            return self.generate(self.cfg.n_train, self.train_seed)
+        return self.generate(getattr(self.cfg, self.eval_rows), self.test_seed)

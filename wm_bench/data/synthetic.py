@@ -19,11 +19,11 @@ class SyntheticDataConfig:
     """
 
     name: Literal["synthetic"] = "synthetic"
-    vocab_size: int = 256
-    seq_len: int = 64
-    n_train: int = 512
-    n_valid: int = 64
-    branching: int = 4
+    vocab_size: int = 256  # token ids 0 … vocab_size − 1
+    seq_len: int = 64  # tokens per row
+    n_train: int = 512  # training rows
+    n_valid: int = 64  # validation rows, drawn from the same chain
+    branching: int = 4  # likely successors per token
 
     def __post_init__(self) -> None:
         if self.vocab_size < 2:

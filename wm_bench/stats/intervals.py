@@ -20,26 +20,19 @@ BOOTSTRAP_METHODS: tuple[str, ...] = ("percentile", "bca")
 class Interval:
     """A two-sided confidence interval for one quantity.
 
-    Attributes:
-        estimate: the point estimate.
-        low, high: the interval (±inf when it cannot be computed, e.g. one seed).
-        level: its confidence level.
-        n: the units it rests on (seeds, repeats, examples).
-        method: how it was computed ("paired t", "Welch t", "bootstrap BCa", "Wilson", …).
-        se: the estimate's standard error, when the method has one (t methods).
-        df: degrees of freedom (t methods).
-        sd: per-unit standard deviation (what power planning scales by √n), when known.
+    low and high are ±inf when the interval cannot be computed (e.g. one seed); se, df and sd are
+    None where the method has none.
     """
 
-    estimate: float
-    low: float
-    high: float
-    level: float
-    n: int
-    method: str
-    se: float | None = None
-    df: float | None = None
-    sd: float | None = None
+    estimate: float  # the point estimate
+    low: float  # lower bound
+    high: float  # upper bound
+    level: float  # confidence level, e.g. 0.95
+    n: int  # the units it rests on (seeds, repeats, examples)
+    method: str  # "paired t", "Welch t", "bootstrap BCa", "Wilson", …
+    se: float | None = None  # the estimate's standard error (t methods)
+    df: float | None = None  # degrees of freedom (t methods)
+    sd: float | None = None  # per-unit standard deviation (what power planning scales by √n)
 
     @property
     def bounded(self) -> bool:

@@ -7,6 +7,7 @@ from torch import Tensor
 from wm_bench.kernels._impl import Impl, check_impl, check_triton_device, has_triton
 from wm_bench.kernels.attention import last_row, reference, torch_fast
 from wm_bench.kernels.attention.last_row import TieBreak
+from wm_bench.kernels.attention.options import AttentionOptions
 
 AVAILABLE: tuple[str, ...] = ("reference", "torch_fast") + (("triton",) if has_triton() else ())
 TIE_BREAKS: tuple[str, ...] = ("smaller_index", "larger_index")
@@ -24,18 +25,9 @@ def _check_window(op: str, window: object) -> None:
         raise ValueError(f"{op}: window={window!r}, expected an int >= 1 or None")
 
 
-def _check_inputs(
-    op: str,
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    causal: bool,
-    key_bias: Tensor | None,
-    window: int | None,
-    scale: float | None,
-    tie_break: str,
-) -> None:
+def _check_inputs(op: str, q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions) -> None:
     """Validate shapes, dtypes and switches of `attention`."""
+    causal, key_bias, window, scale, tie_break = opts
     for name, t in (("q", q), ("k", k), ("v", v), ("key_bias", key_bias)):
         if t is not None and not t.is_floating_point():
             raise ValueError(f"{op}: {name} must be a floating-point tensor, got dtype={t.dtype}")
@@ -120,15 +112,17 @@ def attention(
         o: [B, T, H, V], q's dtype.
     """
     check_impl(impl, AVAILABLE, "attention")
-    _check_inputs("attention", q, k, v, causal, key_bias, window, scale, tie_break)
+    opts = AttentionOptions(causal, key_bias, window, scale, tie_break)
+    _check_inputs("attention", q, k, v, opts)
+    if impl == "reference":
+        return reference.attention(q, k, v, **opts._asdict())
+    opts = opts._replace(scale=q.shape[-1] ** -0.5 if scale is None else float(scale))
     if impl == "triton":
         check_triton_device(q, "attention")
-        from wm_bench.kernels.attention.triton import attention_triton as run
-    else:
-        run = torch_fast.attention if impl == "torch_fast" else reference.attention
-    return run(
-        q, k, v, causal=causal, key_bias=key_bias, window=window, scale=scale, tie_break=tie_break
-    )
+        from wm_bench.kernels.attention.triton import attention_triton
+
+        return attention_triton(q, k, v, opts)
+    return torch_fast.attention(q, k, v, opts)
 
 
 def window_last_row(

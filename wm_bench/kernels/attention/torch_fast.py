@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from wm_bench.kernels._impl import compute_dtype
-from wm_bench.kernels.attention.last_row import TieBreak, window_last_row
+from wm_bench.kernels.attention.last_row import window_last_row
+from wm_bench.kernels.attention.options import AttentionOptions
 from wm_bench.kernels.attention.reference import causal_mask, expand_kv
 
 
@@ -90,23 +91,14 @@ def biased_sdpa(
     return o[..., :V].transpose(1, 2).to(q.dtype)
 
 
-def attention(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    *,
-    causal: bool = True,
-    key_bias: Tensor | None = None,
-    window: int | None = None,
-    scale: float | None = None,
-    tie_break: TieBreak = "smaller_index",
-) -> Tensor:
+def attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions) -> Tensor:
     """Attention through SDPA: plain; with the bias in a key channel; windowed by last rows.
 
-    Args/Returns: as `wm_bench.kernels.attention.attention` (inputs already validated).
+    Args/Returns: as `wm_bench.kernels.attention.attention` (inputs validated, scale resolved).
     """
+    causal, key_bias, window, scale, tie_break = opts
+    assert scale is not None, "api.attention resolves the scale"
     T, S = q.shape[1], k.shape[1]
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
     if key_bias is None and window is None:
         return sdpa_attention(q, k, v, causal=causal, scale=scale)
     if window is None:

@@ -10,13 +10,12 @@ delta, ranks, `last`, chains; the windowed backward also holds fp32 dK/dV per qu
 
 from __future__ import annotations
 
-import math
-
 import torch
 import triton
 from torch import Tensor
 
 from wm_bench.kernels._triton import pow2_block, rows_contiguous
+from wm_bench.kernels.attention.options import AttentionOptions
 from wm_bench.kernels.attention.triton_kernels import (
     LOG2E,
     _attn_bwd_dkv,
@@ -168,18 +167,10 @@ def _backward_slots(ctx, q, k, v, bias, last, lse, delta, do, chain, seg):
     return dq, dk.to(k.dtype), dv.to(v.dtype), db, None, None, None, None
 
 
-def attention_triton(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    *,
-    causal: bool,
-    key_bias: Tensor | None,
-    window: int | None,
-    scale: float | None,
-    tie_break: str,
-) -> Tensor:
-    """Autograd-aware Triton attention with the reference's contract (inputs checked by api)."""
+def attention_triton(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions) -> Tensor:
+    """Autograd-aware Triton attention with the reference's contract (inputs checked and scale
+    resolved by api)."""
+    causal, key_bias, window, scale, tie_break = opts
     if q.shape[-1] > MAX_HEAD_DIM or v.shape[-1] > MAX_HEAD_DIM:
         raise ValueError(
             f"attention(impl='triton'): head widths K={q.shape[-1]}, V={v.shape[-1]}; "
@@ -190,5 +181,4 @@ def attention_triton(
             f"attention(impl='triton'): dtype {q.dtype} not supported; valid: "
             f"{[str(d) for d in TRITON_DTYPES]}"
         )
-    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
     return _AttentionFn.apply(q, k, v, key_bias, causal, window, scale, tie_break)

@@ -28,14 +28,14 @@ class BasedConfig:
     """
 
     name: Literal["based"] = "based"
-    conv_kernel: int = 3
-    feature_dim: int = 16
-    n_heads: int = 1
-    window: int = 64
-    window_heads: int = 1
-    position: Literal["none", "rope"] = "none"
-    rope_base: float = 10000.0
-    eps: float = 1e-12
+    conv_kernel: int = 3  # width of the gated short conv
+    feature_dim: int = 16  # F, q/k width of the linear attention
+    n_heads: int = 1  # linear-attention heads
+    window: int = 64  # keys each query sees in the softmax branch
+    window_heads: int = 1  # softmax-branch heads
+    position: Literal["none", "rope"] = "none"  # softmax branch only
+    rope_base: float = 10000.0  # used when position is "rope"
+    eps: float = 1e-12  # added to the linear-attention normaliser
 
     def __post_init__(self) -> None:
         check_name(self, "based")

@@ -28,15 +28,15 @@ class Mamba2Config:
     """
 
     name: Literal["mamba2"] = "mamba2"
-    expand: int = 2
-    head_dim: int = 64
-    d_state: int = 128
-    n_groups: int = 1
-    d_conv: int = 4
-    chunk_size: int = 64
-    dt_min: float = 1e-3
+    expand: int = 2  # d_inner = expand · d_model
+    head_dim: int = 64  # P, channels per SSM head
+    d_state: int = 128  # N, state size per head
+    n_groups: int = 1  # G, heads sharing one B and C
+    d_conv: int = 4  # causal depthwise conv width over x, B, C
+    chunk_size: int = 64  # SSD chunk length (a kernel setting; the output does not depend on it)
+    dt_min: float = 1e-3  # Δ bias initialised so Δ is log-uniform in [dt_min, dt_max]
     dt_max: float = 0.1
-    norm_before_gate: bool = False
+    norm_before_gate: bool = False  # True: RMSNorm(y) · SiLU(z) instead
 
     def __post_init__(self) -> None:
         check_name(self, "mamba2")

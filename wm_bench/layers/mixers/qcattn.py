@@ -21,15 +21,15 @@ def _bad(cls: str, field: str, value: object, valid: str) -> ValueError:
 
 @dataclass(frozen=True)
 class QCAttnConfig:
-    """Causal multi-head attention; head_dim None → d_model / n_heads; n_kv_heads None → n_heads."""
+    """Causal multi-head attention with optional grouped-query heads and QK-norm."""
 
     name: Literal["qcattn"] = "qcattn"
-    n_heads: int = 4
-    n_kv_heads: int | None = None
-    head_dim: int | None = None
-    position: Literal["rope", "none"] = "rope"
-    rope_base: float = 10000.0
-    qk_norm: bool = False
+    n_heads: int = 4  # query heads
+    n_kv_heads: int | None = None  # key/value heads (GQA); None → n_heads
+    head_dim: int | None = None  # None → d_model / n_heads
+    position: Literal["rope", "none"] = "rope"  # applied to q and k
+    rope_base: float = 10000.0  # RoPE frequency base θ
+    qk_norm: bool = False  # RMSNorm q and k per head before the scores
 
     def __post_init__(self) -> None:
         check_attention_fields(self, "qcattn")
