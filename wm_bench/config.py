@@ -265,17 +265,15 @@ class DownstreamConfig:
 class RunConfig:
     """Everything that defines one run; its hash identifies the run's result."""
 
-    experiment: str
-    variant: str
-    model: ModelConfig
-    data: Any = registry_field("data")
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    seed: int = 0
-    scale: str = "smoke"
-    tags: dict[str, Any] = field(
-        default_factory=dict
-    )  # free-form labels for reports (e.g. grid cell)
+    experiment: str  # the task that planned it (tasks/<experiment>), or a free name
+    variant: str  # which arm of the experiment
+    model: ModelConfig  # the architecture
+    data: Any = registry_field("data")  # a config registered in wm_bench.data.DATASETS
+    optim: OptimConfig = field(default_factory=OptimConfig)  # AdamW and the LR schedule
+    train: TrainConfig = field(default_factory=TrainConfig)  # steps, batch, precision, devices
+    seed: int = 0  # seeds initialisation and data order
+    scale: str = "smoke"  # one of SCALES; names the results folder
+    tags: dict[str, Any] = field(default_factory=dict)  # free-form labels for reports
     # Left out of the hash while None, so adding it kept every earlier run's identity.
     downstream: DownstreamConfig | None = hash_if_set_field()
 

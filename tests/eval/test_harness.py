@@ -17,6 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from wm_bench.config import DownstreamConfig
 from wm_bench.data.tokenizer import EOS, Tokenizer, train_bpe
 from wm_bench.eval import downstream
 from wm_bench.eval.checkpoint import load_pretrained, save_pretrained
@@ -204,7 +205,8 @@ def test_a_local_task_runs_end_to_end_and_its_accuracy_is_our_argmax(llama, tok,
     model = llama
     lm = WmBenchLM(model=model, tokenizer=tok, batch_size=4, max_length=256, device="cpu")
     keys = ["arc_easy", "winogrande", "triviaqa", "hellaswag"]
-    rec = downstream.evaluate(lm, keys, shots=(0, 1), limit=4, eval_data=eval_dir, progress=False)
+    d = DownstreamConfig(tasks=tuple(keys), shots=(0, 1), limit=4, eval_data=str(eval_dir))
+    rec = downstream.evaluate(lm, d, progress=False)
     assert set(rec["not_run"]) == {"hellaswag"}
     assert rec["not_run"]["hellaswag"].startswith("not run: no data")
     assert rec["n_samples"] == {"arc_easy": 4, "winogrande": 4, "triviaqa": 3}
@@ -262,7 +264,8 @@ def test_every_shipped_task_file_loads_through_its_yaml(llama, tok, tmp_path, mo
     monkeypatch.setenv("WM_BENCH_CACHE", str(tmp_path / "cache"))  # an empty cache
     monkeypatch.delenv(downstream.ENV_VAR, raising=False)
     lm = WmBenchLM(model=llama, tokenizer=tok, batch_size=8, max_length=128, device="cpu")
-    rec = downstream.evaluate(lm, list(downstream.TASKS), shots=(0,), limit=2, progress=False)
+    d = DownstreamConfig(tasks=tuple(downstream.TASKS), shots=(0,), limit=2)
+    rec = downstream.evaluate(lm, d, progress=False)
     assert set(rec["not_run"]) == {"mmlu", "hellaswag"}  # the two sets without an offline file
     assert set(rec["n_samples"]) == set(downstream.TASKS) - {"mmlu", "hellaswag"}
     assert rec["eval_data"] == "package:eval"

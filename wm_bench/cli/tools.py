@@ -39,6 +39,7 @@ def _check_device_flag(device: str | None) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from wm_bench.config import DownstreamConfig
     from wm_bench.eval.downstream import TASKS, evaluate
     from wm_bench.eval.harness import WmBenchLM
     from wm_bench.results import write_json_atomic
@@ -55,22 +56,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if Path(args.output).is_dir():
             raise ValueError(f"--output {args.output!r} is a directory; give a file name (.json)")
         check_writable(Path(args.output).parent, "--output folder")
-    lm = WmBenchLM(
-        pretrained=args.model_dir,
+    d = DownstreamConfig(
+        tasks=tuple(keys),
+        shots=tuple(args.shots),
+        limit=args.limit,
+        source=args.source,
         batch_size=args.batch_size,
         max_length=args.max_length,
+        eval_data=args.eval_data,
+    )
+    lm = WmBenchLM(
+        pretrained=args.model_dir,
+        batch_size=d.batch_size,
+        max_length=d.max_length,
         device=args.device,
     )
-    rec = evaluate(
-        lm,
-        keys,
-        shots=args.shots,
-        limit=args.limit,
-        eval_data=args.eval_data,
-        source=args.source,
-        seed=args.seed,
-        progress=not args.quiet,
-    )
+    rec = evaluate(lm, d, seed=args.seed, progress=not args.quiet)
     from wm_bench.results import portable_path
 
     rec["model_dir"] = portable_path(args.model_dir)  # relative to the repository when inside it

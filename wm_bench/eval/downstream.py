@@ -35,9 +35,12 @@ import tempfile
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wm_bench.eval.catalog import PAPER_TASKS, SOURCES, TASKS, check_tasks
+
+if TYPE_CHECKING:
+    from wm_bench.config import DownstreamConfig
 
 ENV_VAR = "WM_BENCH_EVAL_DATA"
 
@@ -235,26 +238,14 @@ def headline(task_results: dict[str, Any], metric: str) -> tuple[float, float | 
     raise KeyError(f"metric {metric!r} not in lm-eval results {sorted(task_results)}")
 
 
-def evaluate(
-    lm: Any,
-    keys: Any,
-    *,
-    shots: Any = (0,),
-    limit: int | None = None,
-    eval_data: str | Path | None = None,
-    source: str = "local",
-    seed: int = 1234,
-    progress: bool = True,
-) -> dict[str, Any]:
+def evaluate(lm: Any, d: DownstreamConfig, *, seed: int = 1234, progress: bool = True) -> dict:
     """Run downstream tasks on an lm-eval model; a JSON-able record of what ran and what did not.
 
     Args:
-        lm: an lm-eval LM (e.g. `WmBenchLM`).
-        keys: task keys (see TASKS).
-        shots: few-shot counts, each run separately (e.g. (0, 5)).
-        limit: at most this many examples per task (the first ones; None: all).
-        eval_data: local data directory (see `resolve_eval_source` for the default).
-        source: "local" or "hub".
+        lm: an lm-eval LM (e.g. `WmBenchLM`, built with d.batch_size and d.max_length).
+        d: what to run: d.tasks (keys of TASKS), d.shots (each run separately, e.g. (0, 5)),
+            d.limit (at most this many examples per task, the first ones; None: all), d.source
+            ("local" or "hub"), d.eval_data (local data directory; see `resolve_eval_source`).
         seed: seeds lm-eval's few-shot sampling and its RNGs.
         progress: False silences lm-eval's progress bars and its informational log lines.
     Returns:
@@ -269,8 +260,9 @@ def evaluate(
     import lm_eval
     from lm_eval.tasks import TaskManager
 
-    data, label = resolve_eval_source(eval_data) if source == "local" else (None, None)
-    run, not_run = plan(keys, data, source, label)
+    limit, source = d.limit, d.source
+    data, label = resolve_eval_source(d.eval_data) if source == "local" else (None, None)
+    run, not_run = plan(d.tasks, data, source, label)
     rec: dict[str, Any] = {
         "metrics": {},
         "stderr": {},
@@ -278,7 +270,7 @@ def evaluate(
         "versions": {},
         "n_samples": {},
         "per_example": {},
-        "shots": [int(s) for s in shots],
+        "shots": [int(s) for s in d.shots],
         "limit": limit,
         "source": source,
         "eval_data": label,

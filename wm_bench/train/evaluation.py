@@ -88,16 +88,7 @@ def downstream_metrics(
         device=str(module.device),
     )
     t0 = time.perf_counter()
-    rec = evaluate(
-        lm,
-        d.tasks,
-        shots=d.shots,
-        limit=d.limit,
-        eval_data=d.eval_data,
-        source=d.source,
-        seed=cfg.seed,
-        progress=progress,
-    )
+    rec = evaluate(lm, d, seed=cfg.seed, progress=progress)
     rec["wall_s"] = round(time.perf_counter() - t0, 3)
     module.model.train()
     return {f"downstream/{k}": v for k, v in rec.pop("metrics").items()}, rec
