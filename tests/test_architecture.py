@@ -15,6 +15,7 @@ from source_modules import FOLDERS, ROOT, module_files
 # (module prefix, room, rank); the longest matching prefix wins.
 ROOMS: list[tuple[str, str, int]] = [
     ("wm_bench.config_fields", "config fields", 0),
+    ("wm_bench.metric_names", "metric names", 0),  # what writers and readers of results share
     ("wm_bench.kernels", "kernels", 0),
     ("wm_bench.gpu.registry", "kernels", 0),  # the compile-spec types every specs.py names
     ("wm_bench.testing", "layers", 1),

@@ -40,6 +40,7 @@ from typing import Any
 
 from wm_bench.config import DownstreamConfig, ModelConfig, RunConfig
 from wm_bench.eval.catalog import PAPER_TASKS
+from wm_bench.metric_names import ppl_at
 
 from .. import pick
 from .._lm import TUNE_SEED, LMScale, choose_lr, lm_run, planned_runs
@@ -185,7 +186,7 @@ def runs(scale: str, results_dir: str | Path | None = None) -> list[RunConfig]:
 
 
 def ppl_metric(scale: str) -> str:
-    return f"test/ppl@{spec(scale).seq_len}"
+    return ppl_at(spec(scale).seq_len)
 
 
 def describe(scale: str) -> list[dict[str, Any]]:

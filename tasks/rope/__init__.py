@@ -31,12 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from wm_bench.config import BlockConfig, ModelConfig, RunConfig
+from wm_bench.metric_names import ppl_at
 
 from .._lm import TUNE_SEED, LMScale, choose_lr, lm_run, planned_runs
 from .._lm import cell_key as cell_key  # the sweep driver asks every task for it
 
 EXPERIMENT = "rope"
-METRIC_PREFIX = "test/ppl@"
 
 
 @dataclass(frozen=True)
@@ -222,7 +222,7 @@ def eval_lengths(scale: str) -> list[int]:
 
 
 def ppl_metric(length: int) -> str:
-    return f"{METRIC_PREFIX}{length}"
+    return ppl_at(length)
 
 
 __all__ = ["EXPERIMENT", "LABELS", "PAIRS", "SCALES", "VARIANTS", "choose_lr", "make_run", "runs"]

@@ -21,10 +21,9 @@ from wm_bench.data.passkey import (
     generate,
     generate_mixed,
     key_offset,
-    metric_name,
-    parse_metric,
 )
 from wm_bench.layers.mixers.qcattn import QCAttnConfig
+from wm_bench.metric_names import passkey_cell, passkey_cell_of
 
 K, V, N = 4, 64, 40
 CFG = PasskeyDataConfig(vocab_size=V, seq_len=N, key_len=K, key_vocab=10, filler_period=7)
@@ -134,9 +133,9 @@ def test_registered_round_trips_and_seeds_are_disjoint() -> None:
     assert CFG.split_seeds(3) == (3, 1_000_003)
     with pytest.raises(ValueError, match="seed=1000000"):
         CFG.split_seeds(1_000_000)
-    assert metric_name(256, 0.25) == "test/accuracy@256:0.25"
-    assert parse_metric("test/accuracy@256:0.25") == (256, 0.25)
-    assert parse_metric("valid/accuracy") is None
+    assert passkey_cell(256, 0.25) == "test/accuracy@256:0.25"
+    assert passkey_cell_of("test/accuracy@256:0.25") == (256, 0.25)
+    assert passkey_cell_of("valid/accuracy") is None
     assert CFG.cells()[:2] == [(N, 0.0), (N, 0.25)]
 
 
@@ -195,9 +194,9 @@ class Oracle(torch.nn.Module):
 def test_grid_scores_whole_keys_per_cell() -> None:
     cfg = dataclasses.replace(CFG, test_lengths=(20, N), test_depths=(0.0, 1.0), n_test=6)
     got = evaluate_grid(Oracle(), cfg, seed=0, batch_size=4)
-    assert got == {metric_name(n, d): 1.0 for n in (20, N) for d in (0.0, 1.0)}
+    assert got == {passkey_cell(n, d): 1.0 for n in (20, N) for d in (0.0, 1.0)}
     bad = evaluate_grid(Oracle(wrong_at_start=True), cfg, seed=0)
-    assert bad[metric_name(20, 0.0)] == 0.0 and bad[metric_name(20, 1.0)] == 1.0
+    assert bad[passkey_cell(20, 0.0)] == 0.0 and bad[passkey_cell(20, 1.0)] == 1.0
     x, y, _ = generate(CFG, 3, N, seed=0)
     assert exact_match(Oracle(), x, y).tolist() == [1.0, 1.0, 1.0]
 
@@ -219,6 +218,6 @@ def test_a_run_records_the_grid_metrics(tmp_path) -> None:
     )
     rec = run(cfg, results_dir=tmp_path / "r", out_dir=tmp_path / "o", quiet=True)
     assert rec["status"] == "ok", rec.get("error")
-    grid = {k for k in rec["metrics"] if parse_metric(k)}
-    assert grid == {metric_name(n, d) for n in (20, N) for d in (0.0, 1.0)}
+    grid = {k for k in rec["metrics"] if passkey_cell_of(k)}
+    assert grid == {passkey_cell(n, d) for n in (20, N) for d in (0.0, 1.0)}
     assert all(rec["higher_is_better"][k] for k in grid)

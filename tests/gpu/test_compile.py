@@ -28,6 +28,35 @@ def _dot_kernel(A, B, C, BLOCK: tl.constexpr):
 
 
 _DOT_SIG = {"A": "*bf16", "B": "*bf16", "C": "*fp32"}
+
+
+@triton.jit
+def _masked_row(base, offs, n):
+    return tl.load(base + offs, mask=offs < n, other=0.0)
+
+
+@triton.jit
+def _scale_inline(X, Y, n, BLOCK: tl.constexpr):
+    """Test-only: y = 2x, the masked load written out."""
+    offs = tl.arange(0, BLOCK)
+    x = tl.load(X + offs, mask=offs < n, other=0.0)
+    tl.store(Y + offs, 2.0 * x, mask=offs < n)
+
+
+@triton.jit
+def _scale_helper(X, Y, n, BLOCK: tl.constexpr):
+    """Test-only: the same kernel with the load in a @triton.jit helper."""
+    offs = tl.arange(0, BLOCK)
+    x = _masked_row(X, offs, n)
+    tl.store(Y + offs, 2.0 * x, mask=offs < n)
+
+
+@triton.jit
+def _scale_other(X, Y, n, BLOCK: tl.constexpr):
+    """Test-only: a different kernel (y = 3x)."""
+    offs = tl.arange(0, BLOCK)
+    x = tl.load(X + offs, mask=offs < n, other=0.0)
+    tl.store(Y + offs, 3.0 * x, mask=offs < n)
 KERNEL_SPECS = [  # read by `--modules <this module>` below: a specs module with a bad shape
     KernelSpec(name="dot8", fn=_dot_kernel, signature=_DOT_SIG, cases=({"BLOCK": 8},))
 ]
@@ -117,6 +146,28 @@ def test_ptxas_report_parsing_and_the_failure_rules():
     assert gc.scan_ptx(ptx) == {"wgmma": 1, "tma": 1, "mma": 0, "ld_bytes_max": 8}
     ptx += "@%p1 cp.async.cg.shared.global [ %r30 + 0 ], [ %rd34 + 0 ], 0x10, %r31;\n"
     assert gc.scan_ptx(ptx)["ld_bytes_max"] == 16
+
+
+def test_ptx_fingerprint_ignores_locations_and_debug_info_but_not_code():
+    ptx = ".version 8.4\n.file 1 \"a.py\"\n.loc 1 10 5\nadd.f32 %f1, %f2, %f3; // x\n"
+    moved = ".version 8.4\n.file 1 \"b.py\"\n.loc 1 99 2\nadd.f32 %f1, %f2, %f3;\n"
+    debug = moved + "\t.section\t.debug_abbrev\n{\n.b8 17\n}\n"
+    assert gc.ptx_fingerprint(ptx) == gc.ptx_fingerprint(moved) == gc.ptx_fingerprint(debug)
+    assert gc.ptx_fingerprint(ptx) != gc.ptx_fingerprint(ptx.replace("add.f32", "sub.f32"))
+
+
+def test_a_jit_helper_compiles_to_the_fingerprint_of_its_inlined_form():
+    """What makes the fingerprint a refactoring check: pulling code into a @triton.jit helper
+    leaves the sm_90a PTX as it was, and a real change of the kernel does not."""
+    sig = {"X": "*fp32", "Y": "*fp32", "n": "i32"}
+    specs = [
+        KernelSpec(name=f.__name__, fn=f, signature=sig, cases=({"BLOCK": 128},))
+        for f in (_scale_inline, _scale_helper, _scale_other)
+    ]
+    rows, _ = gc.run(specs, jobs=1, cache_dir=None, progress=False)
+    assert [r["status"] for r in rows] == ["ok"] * 3, [r.get("error") for r in rows]
+    inline, helper, other = (r["ptx_sha256"] for r in rows)
+    assert inline == helper != other
 
 
 def test_registry_takes_dicts_triton_configs_and_autotuned_functions():

@@ -64,10 +64,10 @@ def test_runs_hash_uniquely_round_trip_and_group_by_model(scale: str) -> None:
 
 
 def fake(rdir: Path, model: str, grid: dict[tuple[int, float], float], status: str = "ok") -> None:
-    from wm_bench.data.passkey import metric_name
+    from wm_bench.metric_names import passkey_cell
 
     cfg = task.make_run("cpu", model, 0)
-    metrics = {metric_name(n, d): v for (n, d), v in grid.items()} if status == "ok" else {}
+    metrics = {passkey_cell(n, d): v for (n, d), v in grid.items()} if status == "ok" else {}
     error = None if status == "ok" else "x"
     write_fake_result(rdir, cfg, metrics, higher_is_better=True, status=status, error=error)
 

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from wm_bench.data.resumable import DisjointSeeds, SeededSplitsData
+from wm_bench.metric_names import passkey_cell
 
 IGNORE_INDEX = -100
 # Token ids: three markers, then the key tokens ("digits"), then the filler tokens.
@@ -17,28 +18,11 @@ KEY_OPEN, KEY_CLOSE, QUERY = 1, 2, 3  # "the pass key is", "remember it", "what 
 FIRST_KEY_TOKEN = 4
 FILLERS = ("repeat", "random")
 SENTENCE_SEED = 1234  # the fixed filler "sentence" (the same text for every run and split)
-METRIC_PREFIX = "test/accuracy@"
 
 
 def min_length(key_len: int) -> int:
     """The shortest input length with room for the key block and the query: 2·key_len + 2."""
     return 2 * key_len + 2
-
-
-def metric_name(length: int, depth: float) -> str:
-    """The result metric of one (length, depth) cell, e.g. "test/accuracy@256:0.5"."""
-    return f"{METRIC_PREFIX}{length}:{depth:g}"
-
-
-def parse_metric(name: str) -> tuple[int, float] | None:
-    """(length, depth) of a `metric_name`, None for any other metric."""
-    if not name.startswith(METRIC_PREFIX):
-        return None
-    try:
-        length, depth = name[len(METRIC_PREFIX) :].split(":")
-        return int(length), float(depth)
-    except ValueError:
-        return None
 
 
 def _bad(field: str, value: object, valid: str) -> ValueError:
@@ -265,7 +249,7 @@ def evaluate_grid(
         seed: the run seed (the cells use the test seed of it).
         batch_size: rows per forward.
     Returns:
-        {metric_name(length, depth): fraction of the n_test keys retrieved whole}.
+        {passkey_cell(length, depth): fraction of the n_test keys retrieved whole}.
     """
     _, test_seed = cfg.split_seeds(seed)
     was_training = model.training
@@ -276,7 +260,7 @@ def evaluate_grid(
             x, y, _ = generate(
                 cfg, cfg.n_test, length, seed=cell_seed(test_seed, length, depth), depth=depth
             )
-            out[metric_name(length, depth)] = float(
+            out[passkey_cell(length, depth)] = float(
                 exact_match(model, x, y, batch_size=batch_size).mean()
             )
     finally:

@@ -33,6 +33,8 @@ _INSTR_RE = {
     "tma": re.compile(r"\bcp\.async\.bulk\.tensor"),
     "mma": re.compile(r"\bmma\.sync"),
 }
+_ENTRY_RE = re.compile(r"\.entry\s+([A-Za-z_$][\w$]*)\s*\(")
+_DEBUG_LABEL_RE = re.compile(r"^\$L__tmp\d+:$")
 _LD_RE = re.compile(r"\bld\.global(?:\.[a-z0-9_:]+)*?(?:\.v(\d))?\.[bfsu](8|16|32|64)\b")
 _CP_ASYNC_RE = re.compile(
     r"\bcp\.async\.c[ag]\.shared\.global(?:\.[a-z0-9_:]+)*\s+\[[^\]]*\],\s*\[[^\]]*\],"
@@ -69,15 +71,19 @@ def parse_ptxas(log: str) -> dict[str, int]:
 
 
 def ptx_fingerprint(ptx: str) -> str:
-    """SHA-256 of the PTX's code: source locations (.loc, .file), comments and the debug
-    sections left out. Two kernels with the same fingerprint get the same machine code, so a
-    refactor of Triton source (a helper pulled out, a name changed) that keeps every fingerprint
-    provably keeps the compiled kernels as they were."""
+    """SHA-256 of the PTX's code, with what does not reach the machine code left out: source
+    locations (.loc, .file), the debug sections and their scope labels ($L__tmpN), comments, and
+    the kernel's own name. Two kernels with the same fingerprint assemble to the same code, so a
+    refactor of Triton source (a helper pulled out, a kernel renamed) that keeps every
+    fingerprint provably keeps the compiled kernels as they were."""
     code = ptx.split("\t.section\t.debug", 1)[0]
+    m = _ENTRY_RE.search(code)
+    if m:
+        code = code.replace(m.group(1), "KERNEL")  # also in its parameters' names
     keep = []
     for line in code.splitlines():
         s = line.split("//", 1)[0].rstrip()
-        if s and not s.lstrip().startswith((".loc", ".file")):
+        if s and not s.lstrip().startswith((".loc", ".file")) and not _DEBUG_LABEL_RE.match(s):
             keep.append(s)
     return hashlib.sha256("\n".join(keep).encode()).hexdigest()
 

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from wm_bench import stats
+from wm_bench.metric_names import PPL_PREFIX
 from wm_bench.report import common as c
 from wm_bench.report import tuning as tune
 from wm_bench.report import verdicts as vd
@@ -396,7 +397,7 @@ def headline(by_v: dict[str, list[dict[str, Any]]]) -> str | None:
 
 def _scale_state(records: list[dict[str, Any]]) -> tuple[list, list, dict, list, str | None]:
     recs, old, choice, chosen = tune.scale_runs(records)
-    keys = sorted({k for r in _ok(chosen) for k in r["metrics"] if k.startswith("test/ppl@")})
+    keys = sorted({k for r in _ok(chosen) for k in r["metrics"] if k.startswith(PPL_PREFIX)})
     return recs, old, choice, chosen, (keys[0] if keys else None)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from wm_bench import stats
+from wm_bench.metric_names import PPL_PREFIX
 from wm_bench.report import common as c
 from wm_bench.report import tuning as tune
 from wm_bench.report import verdicts as vd
@@ -37,7 +38,7 @@ def _ordered(variants: Any) -> list[str]:
 
 def _ppl_key(records: list[dict[str, Any]]) -> str | None:
     keys = sorted(
-        {k for r in records for k in (r.get("metrics") or {}) if k.startswith("test/ppl@")}
+        {k for r in records for k in (r.get("metrics") or {}) if k.startswith(PPL_PREFIX)}
     )
     return keys[0] if keys else None
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from wm_bench.metric_names import passkey_cell_of
 from wm_bench.report import common as c
 
 EXPERIMENT = "passkey"
@@ -20,18 +21,6 @@ def _task() -> Any:
     return task
 
 
-def _parse_metric(name: str) -> tuple[int, float] | None:
-    """(length, depth) of "test/accuracy@<length>:<depth>" (the data module's metric names)."""
-    prefix = "test/accuracy@"
-    if not name.startswith(prefix):
-        return None
-    try:
-        length, depth = name[len(prefix) :].split(":")
-        return int(length), float(depth)
-    except ValueError:
-        return None
-
-
 def grids(records: Sequence[dict[str, Any]]) -> dict[str, tuple[pd.Series, int]]:
     """Per model: (mean key accuracy over its ok runs, indexed by (length, depth); the number of
     its ok runs)."""
@@ -40,7 +29,7 @@ def grids(records: Sequence[dict[str, Any]]) -> dict[str, tuple[pd.Series, int]]
         for rec in records
         if c.is_ok(rec)
         for k, v in (rec.get("metrics") or {}).items()
-        if (cell := _parse_metric(k)) is not None and c.finite(v)
+        if (cell := passkey_cell_of(k)) is not None and c.finite(v)
     ]
     acc = pd.DataFrame(rows, columns=["model", "length", "depth", "accuracy"])
     means = acc.groupby(["model", "length", "depth"])["accuracy"].mean()

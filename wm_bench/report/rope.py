@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from wm_bench import stats
+from wm_bench.metric_names import PPL_PREFIX, ppl_at, ppl_length
 from wm_bench.report import common as c
 from wm_bench.report import tuning as tune
 from wm_bench.report import verdicts as vd
@@ -24,25 +25,20 @@ def _task() -> Any:
 
 def lengths_of(records: list[dict[str, Any]]) -> list[int]:
     """Evaluation lengths present in the records' metrics, ascending."""
-    task = _task()
-    out = set()
-    for r in records:
-        for k in r.get("metrics") or {}:
-            if k.startswith(task.METRIC_PREFIX):
-                out.add(int(k[len(task.METRIC_PREFIX) :]))
-    return sorted(out)
+    return sorted(
+        {n for r in records for k in r.get("metrics") or {} if (n := ppl_length(k)) is not None}
+    )
 
 
 def ppl_cells(records: list[dict[str, Any]]) -> dict[tuple[str, int], dict[int, float]]:
     """(variant, length) → {seed: test perplexity} of the ok runs given (one LR per variant)."""
-    task = _task()
     cells: dict[tuple[str, int], dict[int, float]] = defaultdict(dict)
     for r in records:
         if not c.is_ok(r):
             continue
         for k, v in (r.get("metrics") or {}).items():
-            if k.startswith(task.METRIC_PREFIX) and c.finite(v):
-                cells[(r["variant"], int(k[len(task.METRIC_PREFIX) :]))][int(r["seed"])] = float(v)
+            if (n := ppl_length(k)) is not None and c.finite(v):
+                cells[(r["variant"], n)][int(r["seed"])] = float(v)
     return dict(cells)
 
 
@@ -63,8 +59,8 @@ def table(
     """Per variant (task order): parameters, LR, test perplexity at each length (mean ± std over
     its ok runs' seeds) and the mean training tokens/s."""
     task = _task()
-    ppl = [f"{task.METRIC_PREFIX}{L}" for L in lengths]
-    runs = c.ok_frame(records, lambda k: k.startswith(task.METRIC_PREFIX), ("tokens_per_s",))
+    ppl = [ppl_at(L) for L in lengths]
+    runs = c.ok_frame(records, lambda k: k.startswith(PPL_PREFIX), ("tokens_per_s",))
     summary = c.mean_std_by(runs, "variant", [*ppl, "timing/tokens_per_s"])
     params = {r["variant"]: r.get("params") or {} for r in records}  # the last run of each
     order = [v for v in task.VARIANTS if v in summary.index or v in params]

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from wm_bench.config import RunConfig
+from wm_bench.metric_names import loss_at, ppl_at
 from wm_bench.train.module import LMModule
 
 HIGHER_IS_BETTER = {
@@ -48,8 +49,8 @@ def length_perplexities(cfg: RunConfig, dm: Any, module: LMModule) -> dict[str, 
     )
     out = {}
     for length, r in res.items():
-        out[f"test/ppl@{length}"] = r["ppl"]
-        out[f"test/loss@{length}"] = r["nll"]
+        out[ppl_at(length)] = r["ppl"]
+        out[loss_at(length)] = r["nll"]
     return out
 
 
