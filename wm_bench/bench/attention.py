@@ -135,8 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--interpret", action="store_true", help="CPU interpreter, tiny fp32 shape")
-    p.add_argument("--out", default=None, help="JSON path (default <results>/bench/...)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    bc.add_output_options(p, "<results>/bench/attention-<device>.json")
     return p
 
 

@@ -334,6 +334,15 @@ def print_goals(goals: Mapping[str, Mapping[str, Any]]) -> None:
         print(f"goal {name}: {met} ({vals})")
 
 
+def add_output_options(p: Any, default_out: str, progress: str = "progress lines") -> None:
+    """The two options every benchmark has: --out (where the result JSON goes; `default_out`
+    describes the default) and --quiet (no `progress`)."""
+    p.add_argument(
+        "--out", default=None, metavar="JSON", help=f"result JSON (default {default_out})"
+    )
+    p.add_argument("--quiet", action="store_true", help=f"no {progress}")
+
+
 def print_and_exit(
     result: Mapping[str, Any], out: Path, print_result: Callable[[Any], None]
 ) -> int:

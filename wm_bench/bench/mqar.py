@@ -30,7 +30,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from wm_bench.bench.common import load_average, print_and_exit, torch_threads
+from wm_bench.bench.common import (
+    add_output_options,
+    load_average,
+    print_and_exit,
+    torch_threads,
+)
 from wm_bench.bench.mqar_config import (
     ANCHORS,
     DESIGN_POINTS,
@@ -220,8 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     config_option(p, "n_test", f"MQAR test examples both are scored on (default {d.n_test})")
     config_option(p, "seed", f"data and weight seed (default {d.seed})")
-    p.add_argument("--out", default=None, help="result JSON (default results/bench/mqar_cpu.json)")
-    p.add_argument("--quiet", action="store_true", help="no per-chunk progress lines")
+    add_output_options(p, "results/bench/mqar_cpu.json", "per-chunk progress lines")
     return p
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from wm_bench.bench import roofline as rl
 from wm_bench.bench.common import (
+    add_output_options,
     columns,
     interpreter_mode,
     print_and_exit,
@@ -155,12 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--interpret", action="store_true", help="CPU interpreter, tiny fp32 case")
     p.add_argument("--static", action="store_true", help="static roofline table only")
-    p.add_argument(
-        "--out",
-        default=None,
-        help="JSON path (default <results>/bench/ssd-<device>.json; static mode: only if given)",
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_output_options(p, "<results>/bench/ssd-<device>.json; static mode: only if given")
     return p
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from wm_bench.bench.common import (
+    add_output_options,
     columns,
     interleaved_times,
     load_average,
@@ -326,13 +327,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.add_argument("--no-hf", action="store_true", help="skip the transformers Llama yardstick")
     p.add_argument("--compile", action="store_true", help="torch.compile every model first")
-    p.add_argument(
-        "--out",
-        default=None,
-        help="result JSON (default results/bench/train-<device>.json at size cpu, "
-        "train-<device>-<size>.json otherwise)",
+    add_output_options(
+        p,
+        "results/bench/train-<device>.json at size cpu, train-<device>-<size>.json otherwise",
+        "per-round progress lines",
     )
-    p.add_argument("--quiet", action="store_true", help="no per-round progress lines")
     return p
 
 
