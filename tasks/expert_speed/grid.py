@@ -104,12 +104,11 @@ class SpeedPoint:
 
     @property
     def tags(self) -> dict[str, Any]:
-        return {
-            "method": self.method,
-            "num_experts": self.num_experts,
-            "top_k": self.top_k,
-            "ratio": self.ratio,
-        }
+        """The fields reports label the point by (the whole point is in its result's config)."""
+        return {f: getattr(self, f) for f in TAG_FIELDS}
+
+
+TAG_FIELDS = ("method", "num_experts", "top_k", "ratio")
 
 
 def spec(scale: str) -> SpeedScale:

@@ -57,6 +57,8 @@ def _scale_other(X, Y, n, BLOCK: tl.constexpr):
     offs = tl.arange(0, BLOCK)
     x = tl.load(X + offs, mask=offs < n, other=0.0)
     tl.store(Y + offs, 3.0 * x, mask=offs < n)
+
+
 KERNEL_SPECS = [  # read by `--modules <this module>` below: a specs module with a bad shape
     KernelSpec(name="dot8", fn=_dot_kernel, signature=_DOT_SIG, cases=({"BLOCK": 8},))
 ]
@@ -149,8 +151,8 @@ def test_ptxas_report_parsing_and_the_failure_rules():
 
 
 def test_ptx_fingerprint_ignores_locations_and_debug_info_but_not_code():
-    ptx = ".version 8.4\n.file 1 \"a.py\"\n.loc 1 10 5\nadd.f32 %f1, %f2, %f3; // x\n"
-    moved = ".version 8.4\n.file 1 \"b.py\"\n.loc 1 99 2\nadd.f32 %f1, %f2, %f3;\n"
+    ptx = '.version 8.4\n.file 1 "a.py"\n.loc 1 10 5\nadd.f32 %f1, %f2, %f3; // x\n'
+    moved = '.version 8.4\n.file 1 "b.py"\n.loc 1 99 2\nadd.f32 %f1, %f2, %f3;\n'
     debug = moved + "\t.section\t.debug_abbrev\n{\n.b8 17\n}\n"
     assert gc.ptx_fingerprint(ptx) == gc.ptx_fingerprint(moved) == gc.ptx_fingerprint(debug)
     assert gc.ptx_fingerprint(ptx) != gc.ptx_fingerprint(ptx.replace("add.f32", "sub.f32"))

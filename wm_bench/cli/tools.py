@@ -12,6 +12,9 @@ from pathlib import Path
 
 from wm_bench.cli.parser import EXPERIMENTS
 
+# The `wm-bench eval` options named after DownstreamConfig fields (--batch-size → batch_size).
+EVAL_FLAGS = ("limit", "source", "batch_size", "max_length", "eval_data")
+
 
 def _task_keys(text: str) -> list[str]:
     from wm_bench.eval.downstream import PAPER_TASKS, TASKS, check_tasks
@@ -57,13 +60,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise ValueError(f"--output {args.output!r} is a directory; give a file name (.json)")
         check_writable(Path(args.output).parent, "--output folder")
     d = DownstreamConfig(
-        tasks=tuple(keys),
-        shots=tuple(args.shots),
-        limit=args.limit,
-        source=args.source,
-        batch_size=args.batch_size,
-        max_length=args.max_length,
-        eval_data=args.eval_data,
+        tasks=tuple(keys), shots=tuple(args.shots), **{f: getattr(args, f) for f in EVAL_FLAGS}
     )
     lm = WmBenchLM(
         pretrained=args.model_dir,
