@@ -50,15 +50,12 @@ def _write(
         "num_kv_pairs": kv,
         "cell": f"L{seq_len}-d{d}-{mixer}",
     }
-    config = {"experiment": "mqar", "variant": mixer, "seed": seed, "scale": scale, "tags": tags}
+    ident = {"experiment": "mqar", "variant": mixer, "seed": seed, "scale": scale}
     h = hashlib.sha256(repr((scale, seq_len, d, mixer, lr, seed)).encode()).hexdigest()[:16]
     ok = acc is not None
     rec = make_result(
-        experiment="mqar",
-        variant=mixer,
-        seed=seed,
-        scale=scale,
-        config=config,
+        **ident,
+        config={**ident, "tags": tags},
         config_hash=h,
         status="ok" if ok else "failed",
         metrics={"valid/accuracy": acc, "valid/loss": 1.0} if ok else None,
