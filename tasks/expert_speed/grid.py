@@ -88,6 +88,10 @@ SCALES: dict[str, SpeedScale] = {
 }
 
 
+# The SpeedPoint fields a result's tags carry (what reports label a timed point by).
+TAG_FIELDS = ("method", "num_experts", "top_k", "ratio")
+
+
 @dataclass(frozen=True)
 class SpeedPoint:
     """One timed layer: method, N, k (and the ratio it came from), input and device."""
@@ -106,9 +110,6 @@ class SpeedPoint:
     def tags(self) -> dict[str, Any]:
         """The fields reports label the point by (the whole point is in its result's config)."""
         return {f: getattr(self, f) for f in TAG_FIELDS}
-
-
-TAG_FIELDS = ("method", "num_experts", "top_k", "ratio")
 
 
 def spec(scale: str) -> SpeedScale:
